@@ -1,0 +1,41 @@
+# The verbs a user types. Each target sets up what it needs: the virtual environment (torch
+# first, pinned to the CPU build) and the CIFAR-10 data.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+DATA    ?= data
+SHARED  ?= ../shared
+ARGS    ?=
+
+.PHONY: install data test test-slow train bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch alone and first: the pinned CPU build, before anything that depends on it.
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,launchers]'
+	touch $@
+
+data: install
+	$(BIN)/python scripts/get_data.py --root $(DATA) --shared $(SHARED) cifar10
+
+test: install data
+	BNEXP_DATA=$(abspath $(DATA)) WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: install data
+	BNEXP_DATA=$(abspath $(DATA)) WANDB_MODE=offline $(BIN)/python -m pytest -m slow -q
+
+train: install data
+	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/bnexp-train $(ARGS)
+
+bench: install data
+	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/bench.py $(ARGS)
+
+lint: install
+	$(BIN)/ruff check bnexp scripts tests
+
+clean:
+	rm -rf results/runs outputs multirun .pytest_cache

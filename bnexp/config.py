@@ -1,0 +1,296 @@
+"""Typed config schemas (registered in Hydra's ConfigStore) and the value checks types cannot make.
+
+Hydra composes `configs/config.yaml` on top of `Config` below, so an unknown key or a value of
+the wrong type fails at composition, naming the key. `validate` then checks the values that are
+well-typed but impossible (a negative learning rate, groups that do not divide a layer's
+channels), before anything is written or trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from hydra.core.config_store import ConfigStore
+
+
+class Dataset(Enum):
+    cifar10 = "cifar10"
+    cifar100 = "cifar100"
+
+
+class Arch(Enum):
+    cnn = "cnn"  # plain conv stack in 3 stages (the claims' main workhorse)
+    vgg = "vgg"  # VGG-11/13/16/19 layout, CIFAR-sized classifier
+    resnet = "resnet"  # CIFAR ResNet (6n+2 layers, He et al. 2016, option-A shortcuts)
+    mlp = "mlp"  # fully connected net on flattened images (Ioffe & Szegedy's MNIST setting)
+
+
+class Norm(Enum):
+    none = "none"
+    batch = "batch"
+    group = "group"
+    layer = "layer"  # GroupNorm with G=1
+    instance = "instance"  # GroupNorm with G=C
+    ghost_batch = "ghost_batch"  # BN statistics over virtual sub-batches ("images per GPU")
+    frozen_batch = "frozen_batch"  # running statistics in training too, calibrated before step 0
+
+
+class Activation(Enum):
+    relu = "relu"
+    sigmoid = "sigmoid"
+    tanh = "tanh"
+
+
+class InitScheme(Enum):
+    default = "default"  # PyTorch's own (kaiming_uniform with a=sqrt(5))
+    kaiming_normal = "kaiming_normal"
+    kaiming_uniform = "kaiming_uniform"
+    xavier_normal = "xavier_normal"
+    xavier_uniform = "xavier_uniform"
+    orthogonal = "orthogonal"
+    normal = "normal"  # N(0, std^2)
+
+
+class FanMode(Enum):
+    fan_in = "fan_in"
+    fan_out = "fan_out"
+
+
+class Optimizer(Enum):
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class Schedule(Enum):
+    constant = "constant"
+    step = "step"
+    cosine = "cosine"
+    warmup_linear = "warmup_linear"  # linear warm-up, then linear decay to zero
+    onecycle = "onecycle"
+
+
+@dataclass
+class DatasetConfig:
+    name: Dataset = Dataset.cifar10
+    root: str = "${oc.env:BNEXP_DATA,data}"  # folder holding cifar-10-batches-py / cifar-100-python
+    subset: int = 0  # training images, class-balanced; 0 = all that are not held out
+    val_size: int = 0  # images held out of the training files as a validation split
+    test_size: int = 0  # test images evaluated, class-balanced; 0 = all 10,000 (fast smoke runs)
+    split_seed: int = 0  # picks the subset and the validation split; fixed across training seeds
+    augment: bool = True  # random crop (pad 4) and horizontal flip, on the device
+    coarse_labels: bool = False  # CIFAR-100 only: the 20 superclasses instead of 100 classes
+    train_size: int = 50000  # images in the official training files (a fact of the data set)
+
+
+@dataclass
+class ModelConfig:
+    arch: Arch = Arch.cnn
+    depth: int = 9  # cnn: conv layers; vgg: 11/13/16/19; resnet: 6n+2; mlp: hidden layers
+    width: int = 32  # channels of the first stage (cnn, vgg, resnet) or hidden units (mlp)
+    norm: Norm = Norm.none
+    groups: int = 8  # GroupNorm groups (norm=group)
+    virtual_batch: int = 16  # images per BN statistic (norm=ghost_batch)
+    calibration_batches: int = 20  # batches that set frozen BN's statistics (norm=frozen_batch)
+    momentum: float = 0.1  # BN running-statistics momentum, PyTorch convention (Keras 0.9)
+    eps: float = 1e-5
+    activation: Activation = Activation.relu
+    dropout: float = 0.0  # p after each activation: Conv -> Norm -> Act -> Dropout
+
+
+@dataclass
+class InitConfig:
+    scheme: InitScheme = InitScheme.kaiming_normal
+    mode: FanMode = FanMode.fan_in  # kaiming only
+    std: float = 0.01  # scheme=normal only
+    scale: float = 1.0  # multiplies every conv/linear weight after the scheme (init-scale sweeps)
+    zero_init_residual: bool = False  # resnet: last gamma of each block starts at 0
+
+
+@dataclass
+class OptimConfig:
+    name: Optimizer = Optimizer.sgd
+    lr: float = 0.05  # per step; see lr_reference_batch
+    lr_reference_batch: int = 0  # >0: lr is per this many images, scaled linearly with batch size
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    weight_decay: float = 5e-4
+    wd_exempt_norm_bias: bool = True  # no weight decay on norm gammas/betas and biases
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw
+    eps: float = 1e-8  # adam, adamw
+
+
+@dataclass
+class ScheduleConfig:
+    name: Schedule = Schedule.cosine
+    warmup: float = 0.0  # fraction of all steps spent warming up linearly from 0 (any schedule)
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions
+    gamma: float = 0.1  # step: factor at each milestone
+    final_lr_frac: float = 0.0  # cosine: final lr as a fraction of the peak
+    pct_start: float = 0.25  # onecycle: fraction of steps rising to the peak
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int = 0  # >0: stop after this many steps (the schedule spans them)
+    batch_size: int = 128
+    log_every: int = 20  # steps between train metrics and gradient/weight norms
+    eval_every: int = 1  # epochs between test evaluations (and always at the end)
+    eval_batch_size: int = 200  # images; larger batches run slower on a CPU (cache)
+    eval_batch_stats: bool = False  # also evaluate with batch statistics (train-size batches)
+    diverge_loss: float = 1e3  # train loss above this (or non-finite) ends the run as `diverged`
+    progress: bool = True  # progress bar when stderr is a terminal
+    channels_last: bool = True  # NHWC memory layout: 15-30% faster convs on a CPU, faster on GPUs
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = False
+    project: str = "bnexp"
+    mode: str = "${oc.env:WANDB_MODE,offline}"  # offline | online | disabled
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    name: str = "run"  # a label for wandb and the summary
+
+
+def register() -> None:
+    """Make `Config` the schema that configs/config.yaml extends (its defaults name it)."""
+    ConfigStore.instance().store(name="bnexp_schema", node=Config)
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; `key` is its dotted path."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(key, message)
+
+
+def layer_widths(m: ModelConfig) -> list[int]:
+    """Channels (or units) of every normalised layer, to check `groups` and `virtual_batch`."""
+    if m.arch is Arch.cnn:
+        return [m.width * 2**stage for stage in range(min(m.depth, 3))]
+    if m.arch is Arch.vgg:
+        return sorted({m.width * k for k in (1, 2, 4, 8)})
+    if m.arch is Arch.resnet:
+        return [m.width * k for k in (1, 2, 4)]
+    return [m.width]
+
+
+VGG_DEPTHS = (11, 13, 16, 19)
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError for the first impossible value; types were checked at composition."""
+    d, m, i, o, s, t = cfg.dataset, cfg.model, cfg.init, cfg.optim, cfg.schedule, cfg.train
+    _check(d.subset >= 0, "dataset.subset", f"must be >= 0 (0 = all), got {d.subset}")
+    _check(d.val_size >= 0, "dataset.val_size", f"must be >= 0, got {d.val_size}")
+    available = d.train_size - d.val_size
+    _check(d.val_size < d.train_size, "dataset.val_size",
+           f"{d.val_size} leaves no training images out of {d.train_size}")
+    _check(d.subset <= available, "dataset.subset",
+           f"{d.subset} is larger than the {available} training images available")
+    _check(0 <= d.test_size <= 10000, "dataset.test_size", f"must be in [0, 10000], got {d.test_size}")
+    _check(not d.coarse_labels or d.name is Dataset.cifar100, "dataset.coarse_labels",
+           "only CIFAR-100 has coarse labels")
+
+    _check(m.width >= 1, "model.width", f"must be >= 1, got {m.width}")
+    _check(0.0 <= m.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {m.dropout}")
+    _check(0.0 <= m.momentum <= 1.0, "model.momentum", f"must be in [0, 1], got {m.momentum}")
+    _check(m.eps > 0, "model.eps", f"must be > 0, got {m.eps}")
+    if m.arch is Arch.cnn:
+        _check(m.depth >= 1, "model.depth", f"cnn depth must be >= 1, got {m.depth}")
+    elif m.arch is Arch.vgg:
+        _check(m.depth in VGG_DEPTHS, "model.depth", f"vgg depth must be one of {VGG_DEPTHS}, got {m.depth}")
+    elif m.arch is Arch.resnet:
+        _check(m.depth >= 8 and (m.depth - 2) % 6 == 0, "model.depth",
+               f"resnet depth must be 6n+2 (20, 32, 44, 56, 110), got {m.depth}")
+    else:
+        _check(m.depth >= 1, "model.depth", f"mlp hidden layers must be >= 1, got {m.depth}")
+    if m.norm is Norm.group:
+        _check(m.groups >= 1, "model.groups", f"must be >= 1, got {m.groups}")
+        bad = [w for w in layer_widths(m) if w % m.groups]
+        _check(not bad, "model.groups", f"{m.groups} groups do not divide {bad[0] if bad else 0} channels")
+    if m.norm is Norm.ghost_batch:
+        _check(m.virtual_batch >= 1, "model.virtual_batch", f"must be >= 1, got {m.virtual_batch}")
+        _check(t.batch_size % m.virtual_batch == 0, "model.virtual_batch",
+               f"{m.virtual_batch} does not divide train.batch_size={t.batch_size}")
+    if m.norm is Norm.frozen_batch:
+        _check(m.calibration_batches >= 1, "model.calibration_batches",
+               f"must be >= 1, got {m.calibration_batches}")
+
+    _check(i.scale > 0, "init.scale", f"must be > 0, got {i.scale}")
+    _check(i.std > 0, "init.std", f"must be > 0, got {i.std}")
+
+    _check(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
+    _check(o.lr_reference_batch >= 0, "optim.lr_reference_batch", f"must be >= 0, got {o.lr_reference_batch}")
+    _check(0.0 <= o.momentum < 1.0, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
+    _check(o.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {o.weight_decay}")
+    _check(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optim.betas",
+           f"must be two numbers in [0, 1), got {list(o.betas)}")
+    _check(not o.nesterov or o.momentum > 0, "optim.nesterov", "needs optim.momentum > 0")
+
+    _check(0.0 <= s.warmup < 1.0, "schedule.warmup", f"must be in [0, 1), got {s.warmup}")
+    _check(all(0 < f < 1 for f in s.milestones), "schedule.milestones",
+           f"must be fractions of the run in (0, 1), got {list(s.milestones)}")
+    _check(0 < s.gamma <= 1, "schedule.gamma", f"must be in (0, 1], got {s.gamma}")
+    _check(0 <= s.final_lr_frac <= 1, "schedule.final_lr_frac", f"must be in [0, 1], got {s.final_lr_frac}")
+    _check(0 < s.pct_start < 1, "schedule.pct_start", f"must be in (0, 1), got {s.pct_start}")
+
+    _check(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
+    _check(t.epochs >= 1, "train.epochs", f"must be >= 1, got {t.epochs}")
+    _check(t.max_steps >= 0, "train.max_steps", f"must be >= 0 (0 = no cap), got {t.max_steps}")
+    _check(t.log_every >= 1, "train.log_every", f"must be >= 1, got {t.log_every}")
+    _check(t.eval_every >= 1, "train.eval_every", f"must be >= 1, got {t.eval_every}")
+    _check(t.eval_batch_size >= 1, "train.eval_batch_size", f"must be >= 1, got {t.eval_batch_size}")
+    _check(t.diverge_loss > 0, "train.diverge_loss", f"must be > 0, got {t.diverge_loss}")
+    n_train = d.subset or available
+    _check(t.batch_size <= n_train, "train.batch_size",
+           f"{t.batch_size} is larger than the {n_train} training images")
+    if m.arch is Arch.mlp and m.norm in (Norm.batch, Norm.ghost_batch):
+        # (N, C) activations: a batch statistic over one image is undefined.
+        per_stat = m.virtual_batch if m.norm is Norm.ghost_batch else t.batch_size
+        _check(per_stat >= 2, "train.batch_size" if m.norm is Norm.batch else "model.virtual_batch",
+               "batch norm on a fully connected net needs at least 2 images per statistic")
+
+    _check(cfg.threads >= 0, "threads", f"must be >= 0 (0 = default), got {cfg.threads}")
+    _check(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda")
+           or cfg.device == "mps", "device", f"must be auto, cpu, cuda[:N] or mps, got {cfg.device!r}")
+    _check(cfg.logger.mode in ("offline", "online", "disabled"), "logger.mode",
+           f"must be offline, online or disabled, got {cfg.logger.mode!r}")
+
+
+def one_line_error(e: BaseException) -> str | None:
+    """A Hydra/OmegaConf composition error as one line naming the key; None if not one."""
+    from hydra.errors import HydraException  # noqa: PLC0415 - only needed on failure
+    from omegaconf.errors import OmegaConfBaseException  # noqa: PLC0415
+
+    if not isinstance(e, (HydraException, OmegaConfBaseException)):
+        return None
+    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        first = str(getattr(cause, "msg", cause)).strip().splitlines()[0]
+        return f"{cause.full_key}: {first}"
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+    return " ".join(lines)

@@ -1,0 +1,182 @@
+"""Norm layers, each a thin class straight off a torch class, all built as `layer(num_channels)`.
+
+Channels come first in every constructor so that models take any of them as `norm_layer` and
+BN, GN, LN and IN swap without the model knowing which it got. Every layer accepts (N, C) as
+well as (N, C, H, W) inputs, so the fully connected net takes the same norms as the conv nets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bnexp.config import ModelConfig, Norm
+
+NormLayer = Callable[[int], nn.Module]
+
+
+class BatchNorm(nn.BatchNorm2d):
+    """Per-channel statistics over (N, H, W); also over N alone for (N, C) inputs."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected (N, C) or (N, C, H, W) input, got {x.dim()}D")
+
+
+class GhostBatchNorm(BatchNorm):
+    """BN whose training statistics come from virtual batches of `virtual_batch` images.
+
+    This is how one device reproduces unsynchronised BN on several GPUs ('images per GPU'
+    in Wu & He 2018) and Hoffer et al.'s ghost batches. Eval uses the running statistics,
+    which are updated with the virtual batches' statistics averaged, as if each "GPU" kept
+    the same buffers. With one virtual batch it is exactly BN.
+    """
+
+    def __init__(self, num_channels: int, virtual_batch: int, **kw):
+        super().__init__(num_channels, **kw)
+        self.virtual_batch = virtual_batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        n, c = x.shape[:2]
+        g = n // self.virtual_batch
+        if g * self.virtual_batch != n:
+            raise ValueError(f"batch {n} is not a multiple of virtual_batch={self.virtual_batch}")
+        xg = x.reshape(g, self.virtual_batch, *x.shape[1:])  # (G, N/G, C, *spatial)
+        dims = [1, *range(3, xg.dim())]  # everything but the group and the channel
+        var, mean = torch.var_mean(xg, dim=dims, unbiased=False, keepdim=True)  # (G, 1, C, 1..)
+        y = ((xg - mean) * torch.rsqrt(var + self.eps)).reshape_as(x)
+        if self.track_running_stats:
+            self._update_running(mean.reshape(g, c), var.reshape(g, c), xg[0].numel() // c)
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        return y * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+    @torch.no_grad()
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
+        # Unbiased variance for the running estimate, as torch's BN does.
+        unbiased = var * (count / max(count - 1, 1))
+        self.running_mean.lerp_(mean.mean(0), self.momentum)
+        self.running_var.lerp_(unbiased.mean(0), self.momentum)
+        self.num_batches_tracked.add_(1)
+
+
+class FrozenBatchNorm(BatchNorm):
+    """BN that normalises with its running statistics in training too (Mask R-CNN's fix).
+
+    From scratch there are no pre-trained statistics to freeze, so `calibrate` estimates
+    them on a few training batches before the first step; gamma and beta still learn.
+    """
+
+    calibrating = False  # set only by `calibrate`, never inside forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calibrating:
+            return super().forward(x)
+        self._check_input_dim(x)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            False, 0.0, self.eps)
+
+
+class GroupNorm(nn.GroupNorm):
+    """Channels first, like the BN layers: GroupNorm(num_channels, groups)."""
+
+    def __init__(self, num_channels: int, groups: int, eps: float = 1e-5):
+        super().__init__(groups, num_channels, eps=eps)
+
+
+class LayerNorm(GroupNorm):
+    """GN with one group: statistics over (C, H, W) per image, per-channel gamma/beta."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-5):
+        super().__init__(num_channels, 1, eps=eps)
+
+
+class InstanceNorm(GroupNorm):
+    """GN with a group per channel: statistics over (H, W) per image and channel."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-5):
+        super().__init__(num_channels, num_channels, eps=eps)
+
+
+def norm_layer(m: ModelConfig) -> NormLayer | None:
+    """The layer a model config asks for, as a constructor of one argument; None for no norm."""
+    bn = dict(eps=m.eps, momentum=m.momentum)
+    return {
+        Norm.none: None,
+        Norm.batch: partial(BatchNorm, **bn),
+        Norm.ghost_batch: partial(GhostBatchNorm, virtual_batch=m.virtual_batch, **bn),
+        Norm.frozen_batch: partial(FrozenBatchNorm, **bn),
+        Norm.group: partial(GroupNorm, groups=m.groups, eps=m.eps),
+        Norm.layer: partial(LayerNorm, eps=m.eps),
+        Norm.instance: partial(InstanceNorm, eps=m.eps),
+    }[m.norm]
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
+    """Set every FrozenBatchNorm's statistics to the average over `batches` (forward only).
+
+    Returns the number of batches used; 0 when the model has no frozen BN.
+    """
+    frozen = [m for m in model.modules() if isinstance(m, FrozenBatchNorm)]
+    if not frozen:
+        return 0
+    was_training = model.training
+    model.train()
+    momenta = [m.momentum for m in frozen]
+    for m in frozen:
+        m.reset_running_stats()
+        m.momentum, m.calibrating = None, True  # momentum None: a cumulative average
+    used = 0
+    try:
+        for x in batches:
+            model(x)
+            used += 1
+    finally:
+        for m, momentum in zip(frozen, momenta):
+            m.momentum, m.calibrating = momentum, False
+        model.train(was_training)
+    return used
+
+
+@contextlib.contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Evaluate with batch statistics: BN layers normalise by the batch and update nothing.
+
+    Everything else (dropout) is in eval mode. Frozen BN keeps its running statistics.
+    """
+    was_training = model.training
+    model.eval()
+    switched = [m for m in batch_norms(model) if not isinstance(m, FrozenBatchNorm)]
+    for m in switched:
+        m.train()
+        m.track_running_stats = False  # torch then normalises by the batch and skips updates
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.track_running_stats = True
+        model.train(was_training)
+
+
+@torch.no_grad()
+def fold(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> nn.Conv2d:
+    """A conv equal to `bn(conv(x))` in eval mode: BN's test-time transform is an affine map
+    per channel, gamma * (z - mean) / sqrt(var + eps) + beta, so it folds into W and b."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                    conv.padding, conv.dilation, conv.groups, bias=True).to(conv.weight)
+    out.weight.copy_(conv.weight * scale[:, None, None, None])
+    out.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return out

@@ -1,0 +1,209 @@
+"""The exact properties of CLAIMS.md (scale_invariance, eval_semantics, bias_redundancy,
+gn_special_cases) and the semantics of bnexp's own norm layers."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bnexp.norms import (BatchNorm, FrozenBatchNorm, GhostBatchNorm, GroupNorm, InstanceNorm,
+                         LayerNorm, batch_statistics, calibrate, fold)
+
+
+def rand(*shape, dtype=torch.float64, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# --- scale_invariance -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("a", [0.01, 3.0, 1000.0])
+def test_bn_output_is_invariant_to_weight_scale_and_grad_scales_by_one_over_a(a):
+    x, w, probe = rand(16, 3, 8, 8), rand(6, 3, 3, 3, seed=1), rand(16, 6, 8, 8, seed=2)
+    # eps > 0 (torch requires it) breaks exact invariance by eps / var; 1e-30 is far below 1e-10.
+    bn = BatchNorm(6, eps=1e-30).double()
+
+    def out_and_grad(weight):
+        weight = weight.clone().requires_grad_(True)
+        y = bn(F.conv2d(x, weight, padding=1))
+        (y * probe).sum().backward()
+        return y.detach(), weight.grad
+
+    y1, g1 = out_and_grad(w)
+    ya, ga = out_and_grad(a * w)
+    assert torch.allclose(ya, y1, rtol=0, atol=1e-10)
+    assert torch.allclose(ga * a, g1, rtol=1e-10, atol=1e-10)
+
+
+# --- eval_semantics ---------------------------------------------------------------------------
+
+def test_train_mode_uses_batch_statistics_and_updates_running_stats_with_momentum():
+    x = rand(8, 4, 5, 5) * 3 + 1
+    bn = BatchNorm(4, momentum=0.1).double()
+    y = bn(x)
+    mean = x.mean((0, 2, 3))
+    var_biased = x.var((0, 2, 3), unbiased=False)
+    var_unbiased = x.var((0, 2, 3), unbiased=True)
+    expected = (x - mean[:, None, None]) / torch.sqrt(var_biased[:, None, None] + bn.eps)
+    assert torch.allclose(y, expected, atol=1e-12)
+    # PyTorch momentum 0.1 is Keras momentum 0.9: new = 0.9 * old + 0.1 * batch statistic,
+    # and the running variance is the unbiased one.
+    keras_momentum = 0.9
+    assert torch.allclose(bn.running_mean, keras_momentum * 0 + (1 - keras_momentum) * mean, atol=1e-12)
+    assert torch.allclose(bn.running_var, keras_momentum * 1 + (1 - keras_momentum) * var_unbiased, atol=1e-12)
+    assert bn.num_batches_tracked.item() == 1
+
+
+def test_eval_mode_uses_running_statistics_and_updates_nothing():
+    bn = BatchNorm(4).double()
+    for seed in range(5):
+        bn(rand(8, 4, 5, 5, seed=seed) * 2 + 0.5)
+    bn.eval()
+    rm, rv = bn.running_mean.clone(), bn.running_var.clone()
+    x = rand(3, 4, 5, 5, seed=9)
+    y = bn(x)
+    expected = (x - rm[:, None, None]) / torch.sqrt(rv[:, None, None] + bn.eps)
+    assert torch.allclose(y, expected, atol=1e-12)
+    assert torch.equal(bn.running_mean, rm) and torch.equal(bn.running_var, rv)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_folding_bn_into_the_conv_is_exact(dtype, tol, conv_bias):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=conv_bias).to(dtype)
+    bn = BatchNorm(8).to(dtype)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0)
+        bn.bias.uniform_(-1, 1)
+    for seed in range(3):  # give the running statistics non-trivial values
+        bn(conv(rand(16, 3, 8, 8, dtype=dtype, seed=seed) * 2))
+    bn.eval()
+    x = rand(4, 3, 8, 8, dtype=dtype, seed=7)
+    with torch.no_grad():
+        assert (fold(conv, bn)(x) - bn(conv(x))).abs().max().item() <= tol
+
+
+def test_batch_statistics_mode_normalises_by_the_batch_and_leaves_buffers_alone():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), BatchNorm(4), nn.Dropout(0.5)).double()
+    model(rand(8, 3, 6, 6))
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    x = rand(8, 3, 6, 6, seed=3)
+    with batch_statistics(model):
+        y = model(x)
+        assert not model[2].training  # dropout off
+    z = model[0](x)
+    expected = F.batch_norm(z, None, None, model[1].weight, model[1].bias, True, 0.0, model[1].eps)
+    assert torch.allclose(y, expected, atol=1e-12)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, buffers[k]), k
+    assert model.training and model[1].track_running_stats
+
+
+# --- bias_redundancy --------------------------------------------------------------------------
+
+def test_conv_bias_before_bn_is_cancelled():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, bias=True).double()
+    with torch.no_grad():
+        conv.bias.uniform_(-10, 10)
+    no_bias = nn.Conv2d(3, 5, 3, bias=False).double()
+    no_bias.weight.data.copy_(conv.weight.data)
+    bn = BatchNorm(5).double()
+    x = rand(8, 3, 7, 7)
+    y = bn(conv(x))
+    assert torch.allclose(y, BatchNorm(5).double()(no_bias(x)), atol=1e-10)
+    (y * rand(*y.shape, seed=4)).sum().backward()
+    assert conv.bias.grad.abs().max().item() < 1e-10  # the bias gets no gradient either
+
+
+# --- gn_special_cases -------------------------------------------------------------------------
+
+def _random_affine(m: nn.Module, seed: int) -> None:
+    with torch.no_grad():
+        m.weight.copy_(rand(*m.weight.shape, dtype=m.weight.dtype, seed=seed))
+        m.bias.copy_(rand(*m.bias.shape, dtype=m.bias.dtype, seed=seed + 1))
+
+
+def test_group_norm_with_one_group_is_layer_norm_over_chw():
+    x = rand(4, 6, 5, 5, dtype=torch.float32) * 3 + 2
+    gn = LayerNorm(6)
+    _random_affine(gn, 1)
+    ln = nn.LayerNorm((6, 5, 5), eps=gn.eps)
+    with torch.no_grad():  # LayerNorm's affine is per element; GN's per channel, broadcast
+        ln.weight.copy_(gn.weight[:, None, None].expand(6, 5, 5))
+        ln.bias.copy_(gn.bias[:, None, None].expand(6, 5, 5))
+    assert (gn(x) - ln(x)).abs().max().item() < 1e-6
+
+
+def test_group_norm_with_a_group_per_channel_is_instance_norm():
+    x = rand(4, 6, 5, 5, dtype=torch.float32) * 3 + 2
+    gn = InstanceNorm(6)
+    _random_affine(gn, 1)
+    inorm = nn.InstanceNorm2d(6, eps=gn.eps, affine=True)
+    inorm.load_state_dict({"weight": gn.weight, "bias": gn.bias})
+    assert (gn(x) - inorm(x)).abs().max().item() < 1e-6
+
+
+def test_group_norm_normalises_within_each_group():
+    x = rand(2, 8, 4, 4) * 5 + 3
+    y = GroupNorm(8, groups=4).double()(x).reshape(2, 4, -1)
+    assert torch.allclose(y.mean(-1), torch.zeros(2, 4, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(y.var(-1, unbiased=False), torch.ones(2, 4, dtype=torch.float64), atol=1e-4)
+
+
+# --- ghost and frozen BN ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(16, 4, 5, 5), (16, 7)])
+def test_ghost_bn_with_one_virtual_batch_is_bn(shape):
+    x = rand(*shape).requires_grad_(True)
+    ghost, bn = GhostBatchNorm(shape[1], virtual_batch=16).double(), BatchNorm(shape[1]).double()
+    _random_affine(ghost, 1)
+    bn.load_state_dict(ghost.state_dict())
+    y1, y2 = ghost(x), bn(x)
+    assert torch.allclose(y1, y2, atol=1e-12)
+    g1 = torch.autograd.grad((y1 * rand(*shape, seed=5)).sum(), x)[0]
+    g2 = torch.autograd.grad((y2 * rand(*shape, seed=5)).sum(), x)[0]
+    assert torch.allclose(g1, g2, atol=1e-10)
+    for k, v in bn.state_dict().items():
+        assert torch.allclose(ghost.state_dict()[k].double(), v.double(), atol=1e-12), k
+
+
+def test_ghost_bn_normalises_each_virtual_batch_on_its_own():
+    x = rand(12, 3, 4, 4)
+    x[4:8] += 10  # a virtual batch with a very different mean
+    ghost = GhostBatchNorm(3, virtual_batch=4).double()
+    y = ghost(x)
+    chunks, running = [], []
+    for part in x.split(4):
+        bn = BatchNorm(3).double()
+        chunks.append(bn(part))
+        running.append((bn.running_mean, bn.running_var))
+    assert torch.allclose(y, torch.cat(chunks), atol=1e-12)
+    # Running statistics: the virtual batches' updates averaged.
+    assert torch.allclose(ghost.running_mean, torch.stack([r[0] for r in running]).mean(0), atol=1e-12)
+    assert torch.allclose(ghost.running_var, torch.stack([r[1] for r in running]).mean(0), atol=1e-12)
+
+
+def test_ghost_bn_rejects_a_batch_that_is_not_a_multiple():
+    with pytest.raises(ValueError, match="virtual_batch=4"):
+        GhostBatchNorm(3, virtual_batch=4)(torch.randn(6, 3, 2, 2))
+
+
+def test_frozen_bn_normalises_with_calibrated_running_statistics_in_training():
+    model = nn.Sequential(FrozenBatchNorm(3)).double().train()
+    batches = [rand(8, 3, 4, 4, seed=s) * 2 + 1 for s in range(4)]
+    assert calibrate(model, iter(batches)) == 4
+    bn = model[0]
+    every = torch.cat(batches)
+    assert torch.allclose(bn.running_mean, every.mean((0, 2, 3)), atol=1e-12)  # equal-size batches
+    rm, rv = bn.running_mean.clone(), bn.running_var.clone()
+    x = rand(8, 3, 4, 4, seed=11) * 5
+    y = model(x)  # training mode
+    assert torch.allclose(y, (x - rm[:, None, None]) / torch.sqrt(rv[:, None, None] + bn.eps), atol=1e-12)
+    assert torch.equal(bn.running_mean, rm) and bn.momentum == 0.1 and not bn.calibrating
+
+
+def test_calibrate_is_a_no_op_without_frozen_bn():
+    model = nn.Sequential(BatchNorm(3))
+    assert calibrate(model, iter([torch.randn(4, 3, 2, 2)])) == 0
+    assert model[0].num_batches_tracked.item() == 0
