@@ -66,7 +66,7 @@ def _load(path: Path) -> dict:
     except pickle.UnpicklingError as e:
         if "references" in str(e):
             raise DataError(f"{path}: refused, not an official CIFAR file ({e}); {HOW_TO_GET}") from None
-        raise DataError(f"{path}: corrupted ({e}); {HOW_TO_GET}") from None
+        raise DataError(f"{path}: truncated or corrupted ({e}); {HOW_TO_GET}") from None
     except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
         raise DataError(f"{path}: truncated or corrupted ({type(e).__name__}); {HOW_TO_GET}") from None
     if not isinstance(obj, dict) or "data" not in obj:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -41,11 +42,21 @@ def present(folder: Path, files: list[str]) -> bool:
 
 
 def reachable(host: str, timeout_s: float = 3.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout_s).close()
-        return True
-    except OSError:
-        return False
+    """Whether a TCP connection to host:443 opens within timeout_s. The name lookup ignores
+    socket timeouts, so the whole attempt runs in a thread that is abandoned when it is late."""
+    ok: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout_s).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=attempt, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return bool(ok)
 
 
 def from_shared(shared: Path, root: Path) -> None:

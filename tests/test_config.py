@@ -1,0 +1,79 @@
+"""Bad configs stop before any training with one line naming the key, and write nothing."""
+
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from bnexp.config import ConfigError, validate
+from tests.conftest import MODEL_PRESETS, ROOT, make_config
+
+
+@pytest.mark.parametrize("name", MODEL_PRESETS)
+def test_every_model_preset_composes_and_validates(name):
+    validate(OmegaConf.to_object(make_config(f"model={name}")))
+
+
+@pytest.mark.parametrize("overrides,key,words", [
+    (["optim.lr=0"], "optim.lr", "must be > 0"),
+    (["optim.lr=-0.1"], "optim.lr", "must be > 0"),
+    (["train.batch_size=0"], "train.batch_size", "must be >= 1"),
+    (["model.dropout=1.0"], "model.dropout", "[0, 1)"),
+    (["model.dropout=-0.1"], "model.dropout", "[0, 1)"),
+    (["model=gn", "model.groups=5"], "model.groups", "5 groups do not divide 32 channels"),
+    (["dataset.subset=60000"], "dataset.subset", "larger than the 50000"),
+    (["dataset.subset=45000", "dataset.val_size=10000"], "dataset.subset", "larger than the 40000"),
+    (["model=ghost_bn", "train.batch_size=40"], "model.virtual_batch", "does not divide"),
+    (["model=resnet20", "model.depth=21"], "model.depth", "6n+2"),
+    (["model=vgg", "model.depth=12"], "model.depth", "11, 13, 16, 19"),
+    (["model=fc_sigmoid_bn", "train.batch_size=1", "dataset.subset=10"], "train.batch_size", "at least 2"),
+    (["schedule=step", "schedule.milestones=[0.5,1.5]"], "schedule.milestones", "(0, 1)"),
+    (["init.scale=0"], "init.scale", "> 0"),
+    (["train.batch_size=512", "dataset.subset=100"], "train.batch_size", "larger than the 100"),
+])
+def test_impossible_values_name_their_key(overrides, key, words):
+    with pytest.raises(ConfigError) as e:
+        validate(OmegaConf.to_object(make_config(*overrides)))
+    assert e.value.key == key and words in str(e.value)
+
+
+def cli(tmp_path, *overrides):
+    run_dir = tmp_path / "runs" / "one"
+    r = subprocess.run([sys.executable, "-m", "bnexp.train", f"hydra.run.dir={run_dir}", *overrides],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    return r, run_dir
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["model.nrm=batch"], "model.nrm: Key 'nrm' not in 'ModelConfig'"),
+    (["optim.lr=fast"], "optim.lr: Value 'fast' of type 'str' could not be converted to Float"),
+    (["model.norm=batchy"], "model.norm: Invalid value 'batchy', expected one of [none, batch, group"),
+    (["model=bigger"], "Could not find 'model/bigger'"),
+    (["optim.lr=0"], "optim.lr: must be > 0, got 0.0"),
+    (["model=gn", "model.groups=3"], "model.groups: 3 groups do not divide 32 channels"),
+    (["dataset.subset=50001"], "dataset.subset: 50001 is larger than the 50000 training images"),
+])
+def test_cli_refuses_bad_config_in_one_line_and_writes_nothing(tmp_path, overrides, expected):
+    r, run_dir = cli(tmp_path, *overrides)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bnexp-train: error: ") and expected in lines[0], r.stderr
+    assert not run_dir.exists() and not (tmp_path / "runs").exists()
+
+
+def test_cli_names_missing_data_in_one_line(tmp_path):
+    r, run_dir = cli(tmp_path, f"dataset.root={tmp_path / 'nowhere'}")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"bnexp-train: error: {tmp_path / 'nowhere' / 'cifar-10-batches-py'}: not found; get it with "
+        "`make data` (or `python scripts/get_data.py --root DIR cifar10|cifar100`)"]
+    assert not run_dir.exists()
+
+
+def test_cli_entry_point_is_installed():
+    exe = ROOT / ".venv" / "bin" / "bnexp-train"
+    if not exe.exists():
+        exe = "bnexp-train"
+    r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "model: " in r.stdout and "bn, bn_dropout" in r.stdout
