@@ -5,7 +5,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 DATA    ?= data
 SHARED  ?= ../shared
-ARGS    ?=
+ARGS    ?= model=bn dataset.subset=10000 train.epochs=2
 
 .PHONY: install data test test-slow train bench lint clean
 

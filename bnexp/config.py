@@ -282,8 +282,8 @@ def validate(cfg: Config) -> None:
 
 def one_line_error(e: BaseException) -> str | None:
     """A Hydra/OmegaConf composition error as one line naming the key; None if not one."""
-    from hydra.errors import HydraException  # noqa: PLC0415 - only needed on failure
-    from omegaconf.errors import OmegaConfBaseException  # noqa: PLC0415
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     if not isinstance(e, (HydraException, OmegaConfBaseException)):
         return None

@@ -11,6 +11,7 @@ import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ class _CifarUnpickler(pickle.Unpickler):
     other global means a tampered file fails here instead of running code.
     """
 
-    ALLOWED = {
+    ALLOWED: ClassVar[dict] = {
         ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
         ("numpy", "ndarray"): lambda: np.ndarray,
@@ -111,9 +112,9 @@ def balanced_pick(labels: np.ndarray, n: int, classes: int, rng: np.random.Gener
     per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in range(classes)]
     take = np.full(classes, n // classes)
     take[rng.permutation(classes)[: n % classes]] += 1
-    if any(t > len(p) for t, p in zip(take, per_class)):
+    if any(t > len(p) for t, p in zip(take, per_class, strict=True)):
         raise DataError(f"cannot pick {n} class-balanced images: a class has too few")
-    return np.sort(np.concatenate([p[:t] for t, p in zip(take, per_class)]))
+    return np.sort(np.concatenate([p[:t] for t, p in zip(take, per_class, strict=True)]))
 
 
 def split(labels: np.ndarray, cfg: DatasetConfig, classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -143,7 +143,7 @@ def calibrate(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
             model(x)
             used += 1
     finally:
-        for m, momentum in zip(frozen, momenta):
+        for m, momentum in zip(frozen, momenta, strict=True):
             m.momentum, m.calibrating = momentum, False
         model.train(was_training)
     return used

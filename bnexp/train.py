@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,7 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
         ) -> dict[str, Any]:
     """Validate, train and record one run; returns the summary. Nothing is written to
     `run_dir` until the config has passed every check and the data has loaded."""
-    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    started, t0 = datetime.now(UTC), time.perf_counter()
     cfg: Config = OmegaConf.to_object(dcfg)  # type: ignore[assignment]
     validate(cfg)
     if cfg.threads:
@@ -269,7 +269,7 @@ def _summary(cfg: Config, state: dict, started: datetime, t0: float, overrides, 
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -292,7 +292,7 @@ def wandb_sink(cfg: Config, dcfg: DictConfig, run_dir: Path):
     """A wandb run mirroring the metrics, or None. Imported lazily: wandb is slow to import."""
     if not cfg.logger.wandb or cfg.logger.mode == "disabled":
         return None
-    import wandb  # noqa: PLC0415
+    import wandb
 
     return wandb.init(project=cfg.logger.project, name=cfg.name, dir=str(run_dir), mode=cfg.logger.mode,
                       tags=list(cfg.logger.tags), config=OmegaConf.to_container(dcfg, resolve=True))
@@ -305,7 +305,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # the checkout's c
 
 @hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
 def main(dcfg: DictConfig) -> float | None:
-    from hydra.core.hydra_config import HydraConfig  # noqa: PLC0415
+    from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)

@@ -16,7 +16,7 @@ from tests.cifar_files import dump, images, write_cifar10, write_cifar100
 
 def test_reads_cifar10_in_the_official_layout(tmp_path):
     write_cifar10(tmp_path)
-    train_x, train_y, test_x, test_y, classes = read(DatasetConfig(root=str(tmp_path)))
+    train_x, train_y, test_x, _, classes = read(DatasetConfig(root=str(tmp_path)))
     assert classes == 10
     assert train_x.shape == (100, 3, 32, 32) and train_x.dtype == np.uint8
     assert test_x.shape == (20, 3, 32, 32)
@@ -29,7 +29,7 @@ def test_reads_cifar10_in_the_official_layout(tmp_path):
 def test_reads_cifar100_fine_or_coarse_labels(tmp_path, coarse, classes):
     write_cifar100(tmp_path)
     cfg = DatasetConfig(name=Dataset.cifar100, root=str(tmp_path), coarse_labels=coarse)
-    train_x, train_y, test_x, test_y, n = read(cfg)
+    train_x, train_y, test_x, _, n = read(cfg)
     assert n == classes and train_x.shape == (200, 3, 32, 32) and test_x.shape == (100, 3, 32, 32)
     assert train_y.max() == classes - 1
     assert train_y[7] == (7 // 5 if coarse else 7)
@@ -72,7 +72,8 @@ def test_tampered_file_is_refused_without_running_its_code(tmp_path, writer):
         dump(folder / "test_batch", payload)
     else:
         (folder / "test_batch").write_bytes(pickle.dumps(payload))
-    with pytest.raises(DataError, match=r"test_batch: refused, not an official CIFAR file \(it references (os|posix)\.system\)"):
+    refused = r"test_batch: refused, not an official CIFAR file \(it references (os|posix)\.system\)"
+    with pytest.raises(DataError, match=refused):
         read(DatasetConfig(root=str(tmp_path)))
     assert not marker.exists()
 
@@ -97,7 +98,7 @@ def test_subset_and_validation_split_are_balanced_disjoint_and_fixed_by_split_se
     again, _ = split(labels, cfg, 10)
     other, _ = split(labels, DatasetConfig(subset=103, val_size=40, split_seed=4), 10)
     assert np.array_equal(train, again) and not np.array_equal(train, other)
-    with pytest.raises(DataError, match="dataset.subset: 500 is larger than the 460"):
+    with pytest.raises(DataError, match=r"dataset\.subset: 500 is larger than the 460"):
         split(labels, DatasetConfig(subset=500, val_size=40), 10)
 
 
@@ -137,5 +138,5 @@ def test_data_on_device_normalises_batches_and_yields_deterministic_epochs(tmp_p
     epoch = list(data.train_batches(32, torch.Generator().manual_seed(0)))
     assert len(epoch) == 3 and epoch[0][0].shape == (32, 3, 32, 32)  # 120 // 32, the rest dropped
     again = list(data.train_batches(32, torch.Generator().manual_seed(0)))
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(epoch, again))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(epoch, again, strict=True))
     assert sum(len(y) for _, y in data.eval_batches(data.test, 7)) == 20

@@ -49,7 +49,7 @@ def test_scale_multiplies_every_weight_after_the_scheme():
     torch.manual_seed(0)
     b = big_net()
     init.apply(b, InitConfig(scale=0.1), Activation.relu)
-    for (name, wa), wb in zip(models.weight_layers(a).items(), models.weight_layers(b).values()):
+    for (name, wa), wb in zip(models.weight_layers(a).items(), models.weight_layers(b).values(), strict=True):
         assert torch.allclose(wb, 0.1 * wa), name
 
 

@@ -77,7 +77,7 @@ def test_vgg_depth_counts_weight_layers(depth, convs):
 def test_mlp_is_the_ioffe_szegedy_net():
     net = models.build(preset("fc_sigmoid_bn"), 10)
     linears = [mod for mod in net.modules() if isinstance(mod, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(3072, 100), (100, 100), (100, 100), (100, 10)]
+    assert [(fc.in_features, fc.out_features) for fc in linears] == [(3072, 100), (100, 100), (100, 100), (100, 10)]
     assert sum(isinstance(mod, nn.Sigmoid) for mod in net.modules()) == 3
 
 

@@ -6,8 +6,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnexp.norms import (BatchNorm, FrozenBatchNorm, GhostBatchNorm, GroupNorm, InstanceNorm,
-                         LayerNorm, batch_statistics, calibrate, fold)
+from bnexp.norms import (
+    BatchNorm,
+    FrozenBatchNorm,
+    GhostBatchNorm,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+    batch_statistics,
+    calibrate,
+    fold,
+)
 
 
 def rand(*shape, dtype=torch.float64, seed=0):

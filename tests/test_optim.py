@@ -1,5 +1,7 @@
 """Schedules have the shapes their names promise; weight decay skips norms and biases."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -28,7 +30,7 @@ def test_constant_and_step():
 def test_cosine_falls_from_peak_to_floor():
     s = lrs(ScheduleConfig(name=Schedule.cosine, final_lr_frac=0.1))
     assert s[0] == 1.0 and s[50] == pytest.approx(0.55, abs=0.02) and s[-1] == pytest.approx(0.1, abs=0.01)
-    assert all(a >= b for a, b in zip(s, s[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(s))
 
 
 def test_warmup_linear_rises_then_decays_linearly():

@@ -108,3 +108,13 @@ def test_cli_run_and_multirun_write_records_where_hydra_says(tmp_path, real_data
     assert r.returncode == 0, r.stderr
     runs = sorted(records.find_runs(sweep))
     assert [records.read_summary(d)["choices"]["model"] for d in runs] == ["plain", "bn"]
+
+
+@pytest.mark.slow
+def test_acceptance_bn_on_10k_images_for_two_epochs(tmp_path, real_data):
+    """The README's main job: BN CNN, 10,000 real images, 2 epochs, full test set (~1.5 min)."""
+    run_dir = tmp_path / "run"
+    cfg = make_config(f"dataset.root={real_data}", "model=bn", "dataset.subset=10000", "train.epochs=2")
+    summary = run(cfg, run_dir)
+    assert summary["status"] == "completed" and summary["steps"] == 2 * (10000 // 128)
+    assert summary["test_acc"] > 0.30, summary["test_acc"]
