@@ -34,6 +34,7 @@ class Norm(Enum):
     instance = "instance"  # GroupNorm with G=C
     ghost_batch = "ghost_batch"  # BN statistics over virtual sub-batches ("images per GPU")
     frozen_batch = "frozen_batch"  # running statistics in training too, calibrated before step 0
+    noisy_batch = "noisy_batch"  # BN, then per-channel noise redrawn every step (Santurkar et al.)
 
 
 class Activation(Enum):
@@ -93,6 +94,8 @@ class ModelConfig:
     groups: int = 8  # GroupNorm groups (norm=group)
     virtual_batch: int = 16  # images per BN statistic (norm=ghost_batch)
     calibration_batches: int = 20  # batches that set frozen BN's statistics (norm=frozen_batch)
+    noise_shift: float = 0.5  # noisy_batch: per-channel shift ~ U(-shift, shift)
+    noise_scale: float = 1.0  # noisy_batch: per-channel scale ~ U(1, 1 + scale)
     momentum: float = 0.1  # BN running-statistics momentum, PyTorch convention (Keras 0.9)
     eps: float = 1e-5
     activation: Activation = Activation.relu
@@ -141,6 +144,11 @@ class TrainConfig:
     eval_batch_size: int = 200  # images; larger batches run slower on a CPU (cache)
     eval_batch_stats: bool = False  # also evaluate with batch statistics (train-size batches)
     diverge_loss: float = 1e3  # train loss above this (or non-finite) ends the run as `diverged`
+    eval_every_steps: int = 0  # >0: also evaluate every this many steps (time-to-accuracy)
+    probe_layer: str = ""  # activation whose input percentiles are logged: "", "last" or a module path
+    probe_unit: int = 0  # the unit (channel) of probe_layer
+    landscape_every: int = 0  # >0: loss-landscape probe every this many steps
+    landscape_steps: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0])  # x current lr
     progress: bool = True  # progress bar when stderr is a terminal
     channels_last: bool = True  # NHWC memory layout: 15-30% faster convs on a CPU, faster on GPUs
 
@@ -235,6 +243,9 @@ def validate(cfg: Config) -> None:
         _check(m.virtual_batch >= 1, "model.virtual_batch", f"must be >= 1, got {m.virtual_batch}")
         _check(t.batch_size % m.virtual_batch == 0, "model.virtual_batch",
                f"{m.virtual_batch} does not divide train.batch_size={t.batch_size}")
+    if m.norm is Norm.noisy_batch:
+        _check(m.noise_shift >= 0, "model.noise_shift", f"must be >= 0, got {m.noise_shift}")
+        _check(m.noise_scale >= 0, "model.noise_scale", f"must be >= 0, got {m.noise_scale}")
     if m.norm is Norm.frozen_batch:
         _check(m.calibration_batches >= 1, "model.calibration_batches",
                f"must be >= 1, got {m.calibration_batches}")
@@ -263,11 +274,17 @@ def validate(cfg: Config) -> None:
     _check(t.log_every >= 1, "train.log_every", f"must be >= 1, got {t.log_every}")
     _check(t.eval_every >= 1, "train.eval_every", f"must be >= 1, got {t.eval_every}")
     _check(t.eval_batch_size >= 1, "train.eval_batch_size", f"must be >= 1, got {t.eval_batch_size}")
+    _check(t.eval_every_steps >= 0, "train.eval_every_steps", f"must be >= 0, got {t.eval_every_steps}")
+    _check(t.landscape_every >= 0, "train.landscape_every", f"must be >= 0, got {t.landscape_every}")
+    _check(len(t.landscape_steps) > 0 and all(v > 0 for v in t.landscape_steps), "train.landscape_steps",
+           f"must be positive multiples of the lr, got {list(t.landscape_steps)}")
+    _check(t.probe_unit >= 0 and (not t.probe_layer or t.probe_unit < min(layer_widths(m))), "train.probe_unit",
+           f"{t.probe_unit} is not a unit of every layer (narrowest has {min(layer_widths(m))})")
     _check(t.diverge_loss > 0, "train.diverge_loss", f"must be > 0, got {t.diverge_loss}")
     n_train = d.subset or available
     _check(t.batch_size <= n_train, "train.batch_size",
            f"{t.batch_size} is larger than the {n_train} training images")
-    if m.arch is Arch.mlp and m.norm in (Norm.batch, Norm.ghost_batch):
+    if m.arch is Arch.mlp and m.norm in (Norm.batch, Norm.ghost_batch, Norm.noisy_batch):
         # (N, C) activations: a batch statistic over one image is undefined.
         per_stat = m.virtual_batch if m.norm is Norm.ghost_batch else t.batch_size
         _check(per_stat >= 2, "train.batch_size" if m.norm is Norm.batch else "model.virtual_batch",

@@ -83,6 +83,29 @@ class FrozenBatchNorm(BatchNorm):
                             False, 0.0, self.eps)
 
 
+class NoisyBatchNorm(BatchNorm):
+    """BN followed by noise whose distribution changes at every step (Santurkar et al. 2018).
+
+    In training each channel's output is multiplied by s ~ U(1, 1 + scale) and shifted by
+    m ~ U(-shift, shift), with s and m drawn afresh every forward pass: the next layer's input
+    distribution moves all the time (large 'internal covariate shift') while the optimisation
+    keeps BN's normalisation. Eval is plain BN.
+    """
+
+    def __init__(self, num_channels: int, shift: float, scale: float, **kw):
+        super().__init__(num_channels, **kw)
+        self.shift, self.scale = shift, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        if not self.training:
+            return y
+        shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+        s = 1 + self.scale * torch.rand(shape, device=x.device, dtype=x.dtype)
+        m = self.shift * (2 * torch.rand(shape, device=x.device, dtype=x.dtype) - 1)
+        return y * s + m
+
+
 class GroupNorm(nn.GroupNorm):
     """Channels first, like the BN layers: GroupNorm(num_channels, groups)."""
 
@@ -112,6 +135,7 @@ def norm_layer(m: ModelConfig) -> NormLayer | None:
         Norm.batch: partial(BatchNorm, **bn),
         Norm.ghost_batch: partial(GhostBatchNorm, virtual_batch=m.virtual_batch, **bn),
         Norm.frozen_batch: partial(FrozenBatchNorm, **bn),
+        Norm.noisy_batch: partial(NoisyBatchNorm, shift=m.noise_shift, scale=m.noise_scale, **bn),
         Norm.group: partial(GroupNorm, groups=m.groups, eps=m.eps),
         Norm.layer: partial(LayerNorm, eps=m.eps),
         Norm.instance: partial(InstanceNorm, eps=m.eps),

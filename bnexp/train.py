@@ -8,6 +8,7 @@ and eval points, which keeps a GPU free of per-step synchronisation.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -28,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from bnexp import init as weight_init
-from bnexp import models, norms, optim, records
+from bnexp import models, norms, optim, probes, records
 from bnexp.config import Config, ConfigError, one_line_error, register, validate
 from bnexp.data import FOLDERS, Data, DataError
 
@@ -42,25 +43,33 @@ register()
 class StepOut:
     loss: torch.Tensor  # () mean cross-entropy of the batch, before the update
     correct: torch.Tensor  # () images classified right, before the update
-    grad_norm: torch.Tensor | None  # () global l2 norm of the gradient, when measured
-    layer_grads: dict[str, torch.Tensor] | None  # l2 norm per weight layer, when measured
+    grad_norm: torch.Tensor | None = None  # () global l2 norm of the gradient, when measured
+    layer_grads: dict[str, torch.Tensor] | None = None  # l2 norm per weight layer, when measured
+    preact: torch.Tensor | None = None  # (3,) percentiles of the probed unit's input, when measured
+    landscape: dict[str, torch.Tensor] | None = None  # loss-landscape probe, when asked
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               layers: dict[str, nn.Parameter], measure: bool) -> StepOut:
-    """One SGD step on (x, y); gradient norms are measured only when `measure` is set."""
-    logits = model(x)
+               layers: dict[str, nn.Parameter], measure: bool, probe: tuple[nn.Module, int] | None = None,
+               etas: list[float] | None = None) -> StepOut:
+    """One optimiser step on (x, y). With `measure`: gradient norms, and the percentiles of
+    `probe` = (activation, unit)'s input; with `etas`: the landscape probe at those step sizes."""
+    with probes.capture_input(probe[0]) if measure and probe else contextlib.nullcontext({}) as box:
+        logits = model(x)
     loss = F.cross_entropy(logits, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = layer_grads = None
+    out = StepOut(loss.detach(), (logits.detach().argmax(1) == y).sum())
     if measure:
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        layer_grads = {name: torch.linalg.vector_norm(w.grad) for name, w in layers.items() if w.grad is not None}
+        out.grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        out.layer_grads = {name: torch.linalg.vector_norm(w.grad) for name, w in layers.items() if w.grad is not None}
+        if "x" in box:
+            out.preact = probes.unit_percentiles(box["x"], probe[1])
+    if etas:
+        out.landscape = probes.landscape(model, x, y, etas)
     opt.step()
-    correct = (logits.detach().argmax(1) == y).sum()
-    return StepOut(loss.detach(), correct, grad_norm, layer_grads)
+    return out
 
 
 @torch.no_grad()
@@ -174,29 +183,30 @@ def _cycle(data: Data, cfg: Config, gen: torch.Generator, n: int):
 def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state, total, steps_per_epoch):
     t = cfg.train
     bar = tqdm(total=total, disable=not (t.progress and sys.stderr.isatty()), unit="step", leave=False)
+    probe = (probes.activation(model, t.probe_layer), t.probe_unit) if t.probe_layer else None
     zero = torch.zeros((), device=data.device)
     loss_sum, correct, seen, loss_max = zero.clone(), zero.clone(), 0, zero.clone()
     epochs = math.ceil(total / steps_per_epoch)
+    t_start, state["eval_s"] = time.perf_counter(), 0.0
     model.train()
     for epoch in range(epochs):
-        t_epoch = time.perf_counter()
         for x, y in data.train_batches(t.batch_size, gen):
             step = state["step"]
             measure = step % t.log_every == 0
             lr_now = opt.param_groups[0]["lr"]
-            out = train_step(model, opt, x, y, layers, measure)
+            probing = t.landscape_every and step % t.landscape_every == 0
+            out = train_step(model, opt, x, y, layers, measure, probe,
+                             [k * lr_now for k in t.landscape_steps] if probing else None)
             sched.step()
             loss_sum += out.loss * len(y)
             correct += out.correct
             seen += len(y)
             loss_max = torch.maximum(loss_max, out.loss)  # NaN propagates; checked at log points
             state["step"] = step + 1
+            if out.landscape is not None:
+                _record(metrics, sink, step, step / steps_per_epoch, {k: float(v) for k, v in out.landscape.items()})
             if measure or state["step"] == total:
-                values = {"train/loss": float(loss_sum) / seen, "train/acc": float(correct) / seen, "lr": lr_now}
-                if out.grad_norm is not None:
-                    values["grad_norm"] = float(out.grad_norm)
-                    values |= {f"grad_norm/{k}": float(v) for k, v in out.layer_grads.items()}
-                    values |= {f"weight_norm/{k}": float(w.detach().norm()) for k, w in layers.items()}
+                values = _train_values(out, layers, lr_now, float(loss_sum) / seen, float(correct) / seen)
                 _record(metrics, sink, step, step / steps_per_epoch, values)
                 state["last"] |= values
                 bar.set_postfix(loss=f"{values['train/loss']:.3f}", acc=f"{values['train/acc']:.3f}")
@@ -207,22 +217,45 @@ def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state, total
                     state["status"] = "diverged"
                     state["reason"] = f"train loss {worst:.4g} at step {step} (bound {t.diverge_loss:g})"
                     break
+            if t.eval_every_steps and state["step"] % t.eval_every_steps == 0 and state["step"] < total:
+                _evaluate(cfg, model, data, metrics, sink, state, steps_per_epoch)
             bar.update(1)
             if state["step"] == total:
                 break
-        state["train_s"] += time.perf_counter() - t_epoch
         done = state["step"] == total or state["status"] == "diverged"
         if done or (epoch + 1) % t.eval_every == 0:
-            values = eval_all(model, data, cfg)
-            state["best_test_acc"] = max(state["best_test_acc"], values["test/acc"])
-            state["last"] |= values
-            _record(metrics, sink, state["step"], state["step"] / steps_per_epoch, values)
+            values = _evaluate(cfg, model, data, metrics, sink, state, steps_per_epoch)
             log.info("epoch %d/%d step %d: train/loss %.4f test/acc %.4f", epoch + 1, epochs,
                      state["step"], state["last"].get("train/loss", float("nan")), values["test/acc"])
             metrics.flush()  # an interrupted run keeps its metrics up to here
         if done:
             break
+    state["train_s"] = time.perf_counter() - t_start - state["eval_s"]
     bar.close()
+
+
+def _train_values(out: StepOut, layers: dict[str, nn.Parameter], lr: float, loss: float, acc: float
+                  ) -> dict[str, float]:
+    """The metrics of a log point: means since the last one, and what the step measured."""
+    values = {"train/loss": loss, "train/acc": acc, "lr": lr}
+    if out.grad_norm is not None:
+        values["grad_norm"] = float(out.grad_norm)
+        values |= {f"grad_norm/{k}": float(v) for k, v in out.layer_grads.items()}
+        values |= {f"weight_norm/{k}": float(w.detach().norm()) for k, w in layers.items()}
+    if out.preact is not None:
+        values |= {f"preact/p{round(100 * q)}": float(v) for q, v in zip(probes.PERCENTILES, out.preact, strict=True)}
+    return values
+
+
+def _evaluate(cfg, model, data, metrics, sink, state, steps_per_epoch) -> dict[str, float]:
+    """Evaluate, record and remember; the time spent is kept out of the training time."""
+    t0 = time.perf_counter()
+    values = eval_all(model, data, cfg)
+    state["best_test_acc"] = max(state["best_test_acc"], values["test/acc"])
+    state["last"] |= values
+    _record(metrics, sink, state["step"], state["step"] / steps_per_epoch, values)
+    state["eval_s"] += time.perf_counter() - t0
+    return values
 
 
 def _record(metrics: records.MetricLog, sink, step: int, epoch: float, values: dict[str, float]) -> None:

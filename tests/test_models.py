@@ -10,7 +10,8 @@ from bnexp import models, norms
 from bnexp.config import Activation, Arch, ModelConfig, Norm
 from tests.conftest import MODEL_PRESETS, make_config
 
-NORM_CLASS = {Norm.batch: norms.BatchNorm, Norm.group: norms.GroupNorm, Norm.layer: norms.LayerNorm,
+NORM_CLASS = {Norm.batch: norms.BatchNorm,
+              Norm.noisy_batch: norms.NoisyBatchNorm, Norm.group: norms.GroupNorm, Norm.layer: norms.LayerNorm,
               Norm.instance: norms.InstanceNorm, Norm.ghost_batch: norms.GhostBatchNorm,
               Norm.frozen_batch: norms.FrozenBatchNorm}
 

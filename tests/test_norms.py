@@ -216,3 +216,19 @@ def test_calibrate_is_a_no_op_without_frozen_bn():
     model = nn.Sequential(BatchNorm(3))
     assert calibrate(model, iter([torch.randn(4, 3, 2, 2)])) == 0
     assert model[0].num_batches_tracked.item() == 0
+
+
+def test_noisy_bn_moves_the_output_distribution_every_step_in_training_only():
+    from bnexp.norms import NoisyBatchNorm
+
+    torch.manual_seed(0)
+    noisy = NoisyBatchNorm(4, shift=0.5, scale=1.0).double()
+    x = rand(32, 4, 5, 5)
+    a, b = noisy(x), noisy(x)
+    mean_a, mean_b = a.mean((0, 2, 3)), b.mean((0, 2, 3))
+    assert not torch.allclose(mean_a, mean_b)  # a new distribution each step
+    assert mean_a.abs().max() <= 0.5 + 1e-9 and (a.std((0, 2, 3)) >= 1 - 1e-2).all()
+    noisy.eval()
+    bn = BatchNorm(4).double().eval()
+    bn.load_state_dict(noisy.state_dict())
+    assert torch.equal(noisy(x), bn(x))
