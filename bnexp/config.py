@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -174,6 +175,8 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default
     name: str = "run"  # a label for wandb and the summary
+    # Values the experiment configs interpolate, set by configs/profile/ (smoke, quick, full).
+    profile: dict[str, Any] = field(default_factory=dict)
 
 
 def register() -> None:

@@ -11,8 +11,10 @@ Metrics are in long form so that per-layer names (`grad_norm/<layer>`) need no s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,11 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG, OVERRIDES, METRICS, SUMMARY = "config.yaml", "overrides.yaml", "metrics.parquet", "summary.json"
+LOCK = ".lock"
+# Config entries that do not change what a run computes, left out of its key: where the data
+# lives, CPU threads, progress bars, logging, labels, and the profile's own table of values
+# (whatever of it an experiment uses has been interpolated into the entries that matter).
+KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "threads", "train.progress", "logger", "name")
 STATUSES = ("completed", "diverged", "failed")
 METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()),
                            ("name", pa.string()), ("value", pa.float64())])
@@ -59,6 +66,64 @@ class MetricLog:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, self.path)
+
+
+def run_key(cfg: DictConfig) -> str:
+    """12 hex digits identifying what a run computes: a hash of its resolved config without
+    KEY_EXCLUDES. Equal keys mean the same experiment, whenever and wherever it was run."""
+    values = {k: OmegaConf.to_container(cfg[k], resolve=True, enum_to_str=True)
+              if OmegaConf.is_config(cfg[k]) else cfg[k]
+              for k in cfg if k not in KEY_EXCLUDES}  # never resolve `hydra`: it names the key
+    for dotted in KEY_EXCLUDES:
+        head, _, tail = dotted.partition(".")
+        if tail and isinstance(values.get(head), dict):
+            values[head].pop(tail, None)
+    blob = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def claim(run_dir: Path) -> bool:
+    """Take the run directory for this process; False if a live process on this host has it.
+
+    Two sweeps over the same results folder then never train the same run at once; a lock
+    left by a process that died is taken over.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            host, _, pid = lock.read_text().partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
+                return False
+            lock.unlink(missing_ok=True)  # stale
+            continue
+        os.write(fd, me.encode())
+        os.close(fd)
+        return True
+    return False
+
+
+def release(run_dir: Path) -> None:
+    (run_dir / LOCK).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clear_partial(run_dir: Path) -> None:
+    """Remove what an interrupted run left, so that it starts again from nothing."""
+    for name in (CONFIG, OVERRIDES, METRICS, SUMMARY):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

@@ -35,6 +35,8 @@ from bnexp.data import FOLDERS, Data, DataError
 
 log = logging.getLogger("bnexp")
 register()
+# `hydra.sweep.subdir: ${bnexp_run_key:}` names each sweep job's directory by what it computes.
+OmegaConf.register_new_resolver("bnexp_run_key", lambda *, _root_: records.run_key(_root_), replace=True)
 
 
 # --- the step ---------------------------------------------------------------------------------
@@ -155,6 +157,7 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
     metrics.flush()
     summary = _summary(cfg, state, started, t0, overrides, data, device, model, calibrated)
     summary["choices"] = _own(choices)
+    summary["run_key"] = records.run_key(dcfg)
     records.write_summary(run_dir, summary)
     if sink:
         sink.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
@@ -339,15 +342,42 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # the checkout's c
 @hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
 def main(dcfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    if records.is_complete(run_dir):
+        return _skip(run_dir, dcfg)
+    if not records.claim(run_dir):
+        log.warning("%s: another process is training this run; skipped", run_dir)
+        return None
     try:
+        if records.is_complete(run_dir):  # finished by another process since the first look
+            return _skip(run_dir, dcfg)
+        records.clear_partial(run_dir)  # an interrupted earlier attempt starts over
         summary = run(dcfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices))
     except (ConfigError, DataError) as e:
+        records.release(run_dir)
         _remove_empty(run_dir)  # Hydra made it; a refused config leaves nothing behind
         _refuse(str(e))
+    except Exception:
+        if hc.mode != RunMode.MULTIRUN:
+            raise
+        # In a sweep a crashed run is one result among many: its summary says `failed`, and
+        # the other runs go on.
+        log.exception("%s: run failed; recorded as failed", run_dir)
+        return None
+    finally:
+        records.release(run_dir)
     return summary["test_acc"]
+
+
+def _skip(run_dir: Path, dcfg: DictConfig) -> float | None:
+    """A complete record of this very config is the result; one of another config is an error."""
+    if records.run_key(records.read_config(run_dir)) != records.run_key(dcfg):
+        _refuse(f"{run_dir} holds the record of a different config; choose another hydra.run.dir")
+    log.info("%s: complete record found; skipped", run_dir)
+    return records.read_summary(run_dir)["test_acc"]
 
 
 def _refuse(message: str) -> None:
@@ -379,4 +409,8 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    cli()
+    # Call through the importable module, not __main__, so that launchers running jobs in other
+    # processes (joblib) pickle the task function by reference.
+    from bnexp.train import cli as _cli
+
+    _cli()
