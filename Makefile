@@ -6,8 +6,9 @@ BIN     := $(VENV)/bin
 DATA    ?= data
 SHARED  ?= ../shared
 ARGS    ?= model=bn dataset.subset=10000 train.epochs=2
+PROFILE ?= quick
 
-.PHONY: install data test test-slow train bench lint clean
+.PHONY: install data test test-slow train reproduce-figures report bench lint clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +32,15 @@ test-slow: install data
 train: install data
 	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/bnexp-train $(ARGS)
 
+# Every claim's sweep, then the report: results/$(PROFILE)/{REPORT.md,claims.json,figures/}.
+# Idempotent: complete runs are skipped, so an interrupted call resumes.
+reproduce-figures: install data
+	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(ARGS_REPRODUCE)
+
+# The report alone, from the runs already under results/$(PROFILE)/runs.
+report: install
+	$(BIN)/python -m bnexp.report results/$(PROFILE)
+
 bench: install data
 	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/bench.py $(ARGS)
 
@@ -38,4 +48,4 @@ lint: install
 	$(BIN)/ruff check bnexp scripts tests
 
 clean:
-	rm -rf results/runs outputs multirun .pytest_cache
+	rm -rf results/runs results/*/runs outputs multirun .pytest_cache

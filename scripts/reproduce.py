@@ -39,7 +39,7 @@ def main() -> None:
                "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}", f"threads={a.threads}",
                f"device={a.device}", f"hydra.sweep.dir={a.results}/{a.profile}/runs/{name}"]
         print(f"== {name}: {' '.join(cmd[3:])}", flush=True)
-        if subprocess.run(cmd).returncode != 0:  # noqa: PLW1510 - the status is handled here
+        if subprocess.run(cmd).returncode != 0:
             failed.append(name)
         print(f"== {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     report = write_report(f"{a.results}/{a.profile}", a.profile)

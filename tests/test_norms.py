@@ -6,16 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnexp import exact
 from bnexp.norms import (
     BatchNorm,
     FrozenBatchNorm,
     GhostBatchNorm,
     GroupNorm,
-    InstanceNorm,
-    LayerNorm,
     batch_statistics,
     calibrate,
-    fold,
 )
 
 
@@ -23,73 +21,33 @@ def rand(*shape, dtype=torch.float64, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-# --- scale_invariance -------------------------------------------------------------------------
+# --- the exact claims, measured by bnexp.exact (the report prints the same numbers) ----------
 
-@pytest.mark.parametrize("a", [0.01, 3.0, 1000.0])
-def test_bn_output_is_invariant_to_weight_scale_and_grad_scales_by_one_over_a(a):
-    x, w, probe = rand(16, 3, 8, 8), rand(6, 3, 3, 3, seed=1), rand(16, 6, 8, 8, seed=2)
-    # eps > 0 (torch requires it) breaks exact invariance by eps / var; 1e-30 is far below 1e-10.
-    bn = BatchNorm(6, eps=1e-30).double()
-
-    def out_and_grad(weight):
-        weight = weight.clone().requires_grad_(True)
-        y = bn(F.conv2d(x, weight, padding=1))
-        (y * probe).sum().backward()
-        return y.detach(), weight.grad
-
-    y1, g1 = out_and_grad(w)
-    ya, ga = out_and_grad(a * w)
-    assert torch.allclose(ya, y1, rtol=0, atol=1e-10)
-    assert torch.allclose(ga * a, g1, rtol=1e-10, atol=1e-10)
+def test_scale_invariance_bn_output_ignores_weight_scale_and_grad_scales_by_one_over_a():
+    err = exact.scale_invariance()
+    assert err["output_abs_err"] <= 1e-10 and err["grad_rel_err"] <= 1e-10
 
 
-# --- eval_semantics ---------------------------------------------------------------------------
-
-def test_train_mode_uses_batch_statistics_and_updates_running_stats_with_momentum():
-    x = rand(8, 4, 5, 5) * 3 + 1
-    bn = BatchNorm(4, momentum=0.1).double()
-    y = bn(x)
-    mean = x.mean((0, 2, 3))
-    var_biased = x.var((0, 2, 3), unbiased=False)
-    var_unbiased = x.var((0, 2, 3), unbiased=True)
-    expected = (x - mean[:, None, None]) / torch.sqrt(var_biased[:, None, None] + bn.eps)
-    assert torch.allclose(y, expected, atol=1e-12)
-    # PyTorch momentum 0.1 is Keras momentum 0.9: new = 0.9 * old + 0.1 * batch statistic,
-    # and the running variance is the unbiased one.
-    keras_momentum = 0.9
-    assert torch.allclose(bn.running_mean, keras_momentum * 0 + (1 - keras_momentum) * mean, atol=1e-12)
-    assert torch.allclose(bn.running_var, keras_momentum * 1 + (1 - keras_momentum) * var_unbiased, atol=1e-12)
-    assert bn.num_batches_tracked.item() == 1
-
-
-def test_eval_mode_uses_running_statistics_and_updates_nothing():
-    bn = BatchNorm(4).double()
-    for seed in range(5):
-        bn(rand(8, 4, 5, 5, seed=seed) * 2 + 0.5)
-    bn.eval()
-    rm, rv = bn.running_mean.clone(), bn.running_var.clone()
-    x = rand(3, 4, 5, 5, seed=9)
-    y = bn(x)
-    expected = (x - rm[:, None, None]) / torch.sqrt(rv[:, None, None] + bn.eps)
-    assert torch.allclose(y, expected, atol=1e-12)
-    assert torch.equal(bn.running_mean, rm) and torch.equal(bn.running_var, rv)
+def test_eval_semantics_batch_stats_in_training_running_stats_in_eval():
+    err = exact.running_statistics()
+    assert max(err.values()) <= 1e-12, err
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
 @pytest.mark.parametrize("conv_bias", [False, True])
-def test_folding_bn_into_the_conv_is_exact(dtype, tol, conv_bias):
-    torch.manual_seed(0)
-    conv = nn.Conv2d(3, 8, 3, padding=1, bias=conv_bias).to(dtype)
-    bn = BatchNorm(8).to(dtype)
-    with torch.no_grad():
-        bn.weight.uniform_(0.5, 2.0)
-        bn.bias.uniform_(-1, 1)
-    for seed in range(3):  # give the running statistics non-trivial values
-        bn(conv(rand(16, 3, 8, 8, dtype=dtype, seed=seed) * 2))
-    bn.eval()
-    x = rand(4, 3, 8, 8, dtype=dtype, seed=7)
-    with torch.no_grad():
-        assert (fold(conv, bn)(x) - bn(conv(x))).abs().max().item() <= tol
+def test_eval_semantics_folding_bn_into_the_conv_is_exact(dtype, tol, conv_bias):
+    assert exact.fold_error(dtype, conv_bias) <= tol
+
+
+def test_bias_redundancy_conv_bias_before_bn_is_cancelled():
+    err = exact.bias_redundancy()
+    assert err["output_err"] <= 1e-10 and err["bias_grad"] <= 1e-10
+
+
+def test_gn_special_cases_layer_and_instance_norm():
+    err = exact.gn_special_cases()
+    assert err["layer_norm_err"] <= 1e-6 and err["instance_norm_err"] <= 1e-6
+    assert err["group_norm_g3_is_neither"] > 0.1  # the comparison can tell norms apart
 
 
 def test_batch_statistics_mode_normalises_by_the_batch_and_leaves_buffers_alone():
@@ -108,49 +66,12 @@ def test_batch_statistics_mode_normalises_by_the_batch_and_leaves_buffers_alone(
     assert model.training and model[1].track_running_stats
 
 
-# --- bias_redundancy --------------------------------------------------------------------------
-
-def test_conv_bias_before_bn_is_cancelled():
-    torch.manual_seed(0)
-    conv = nn.Conv2d(3, 5, 3, bias=True).double()
-    with torch.no_grad():
-        conv.bias.uniform_(-10, 10)
-    no_bias = nn.Conv2d(3, 5, 3, bias=False).double()
-    no_bias.weight.data.copy_(conv.weight.data)
-    bn = BatchNorm(5).double()
-    x = rand(8, 3, 7, 7)
-    y = bn(conv(x))
-    assert torch.allclose(y, BatchNorm(5).double()(no_bias(x)), atol=1e-10)
-    (y * rand(*y.shape, seed=4)).sum().backward()
-    assert conv.bias.grad.abs().max().item() < 1e-10  # the bias gets no gradient either
-
-
-# --- gn_special_cases -------------------------------------------------------------------------
+# --- group norm ----------------------------------------------------------------------------
 
 def _random_affine(m: nn.Module, seed: int) -> None:
     with torch.no_grad():
         m.weight.copy_(rand(*m.weight.shape, dtype=m.weight.dtype, seed=seed))
         m.bias.copy_(rand(*m.bias.shape, dtype=m.bias.dtype, seed=seed + 1))
-
-
-def test_group_norm_with_one_group_is_layer_norm_over_chw():
-    x = rand(4, 6, 5, 5, dtype=torch.float32) * 3 + 2
-    gn = LayerNorm(6)
-    _random_affine(gn, 1)
-    ln = nn.LayerNorm((6, 5, 5), eps=gn.eps)
-    with torch.no_grad():  # LayerNorm's affine is per element; GN's per channel, broadcast
-        ln.weight.copy_(gn.weight[:, None, None].expand(6, 5, 5))
-        ln.bias.copy_(gn.bias[:, None, None].expand(6, 5, 5))
-    assert (gn(x) - ln(x)).abs().max().item() < 1e-6
-
-
-def test_group_norm_with_a_group_per_channel_is_instance_norm():
-    x = rand(4, 6, 5, 5, dtype=torch.float32) * 3 + 2
-    gn = InstanceNorm(6)
-    _random_affine(gn, 1)
-    inorm = nn.InstanceNorm2d(6, eps=gn.eps, affine=True)
-    inorm.load_state_dict({"weight": gn.weight, "bias": gn.bias})
-    assert (gn(x) - inorm(x)).abs().max().item() < 1e-6
 
 
 def test_group_norm_normalises_within_each_group():
