@@ -20,7 +20,8 @@ from bnexp import records
 # Config values copied into the runs table, under these column names.
 CONFIG_COLUMNS = {
     "model.arch": "arch", "model.norm": "norm", "model.depth": "depth", "model.width": "width",
-    "model.activation": "activation", "model.dropout": "dropout", "model.virtual_batch": "virtual_batch",
+    "model.activation": "activation", "model.groups": "groups", "model.dropout": "dropout",
+    "model.virtual_batch": "virtual_batch",
     "init.scheme": "init_scheme", "init.scale": "init_scale", "optim.lr": "lr",
     "optim.lr_reference_batch": "lr_reference_batch", "train.batch_size": "batch_size",
     "train.epochs": "epochs_planned", "dataset.subset": "subset", "dataset.name": "dataset",

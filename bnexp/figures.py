@@ -138,6 +138,13 @@ def landscape(r: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def gn_groups(r: pd.DataFrame) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.pointplot(r, x="groups", y="final_acc", errorbar=ERR, ax=ax)
+    ax.set(xlabel="GroupNorm groups G (1 = LayerNorm)", ylabel="final test accuracy", title="GN accuracy vs groups")
+    return fig
+
+
 FIGURES = {"lr_tolerance": lr_tolerance, "convergence": convergence, "init_insensitivity": init_insensitivity,
            "small_batch": small_batch, "dropout_redundancy": dropout_redundancy, "gradient_flow": gradient_flow,
-           "sigmoid": sigmoid, "landscape": landscape}
+           "sigmoid": sigmoid, "landscape": landscape, "gn_groups": gn_groups}

@@ -134,7 +134,14 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 # --- readers ----------------------------------------------------------------------------------
 
 def is_complete(run_dir: Path) -> bool:
+    """The record is whole: a summary (written last) and the metrics."""
     return (run_dir / SUMMARY).is_file() and (run_dir / METRICS).is_file()
+
+
+def is_done(run_dir: Path) -> bool:
+    """A complete record of a run that ended as a result (`completed` or `diverged`); a
+    `failed` run is a crash, which a rerun of the sweep tries again."""
+    return is_complete(run_dir) and read_summary(run_dir)["status"] != "failed"
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

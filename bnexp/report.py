@@ -95,8 +95,9 @@ def _markdown(profile: str, runs: pd.DataFrame, results: list[tuple[Claim, Resul
                   "- Experiment: " + (f"`bnexp-train -m experiment={c.experiment} profile={profile}`"
                                        if c.experiment else "exact check in `bnexp/exact.py` (also run by the tests)")]
         lines += [f"- {d}" for d in r.detail]
-        if c.experiment in figures:
-            lines += ["", f"![{c.id}]({figures[c.experiment]})"]
+        figure = c.figure or c.experiment
+        if figure in figures:
+            lines += ["", f"![{c.id}]({figures[figure]})"]
     return "\n".join(lines) + "\n"
 
 

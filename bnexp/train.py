@@ -141,23 +141,27 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
     opt = optim.optimizer(model, cfg.optim, lr)
     sched = optim.scheduler(opt, cfg.schedule, total)
 
+    if cfg.train.probe_layer:  # a name only the built model can check
+        try:
+            probes.activation(model, cfg.train.probe_layer)
+        except KeyError as e:
+            raise ConfigError("train.probe_layer", e.args[0]) from None
     records.write_config(run_dir, dcfg, list(overrides))
     metrics = records.MetricLog(run_dir)
     sink = wandb_sink(cfg, dcfg, run_dir)
-    state = dict(step=0, status="completed", reason=None, best_test_acc=0.0, train_s=0.0, last={})
+    state = dict(step=0, status="completed", reason=None, best_test_acc=0.0, train_s=0.0, last={}, calibrated=0)
+    extra = {"choices": _own(choices), "run_key": records.run_key(dcfg)}
     try:
-        calibrated = norms.calibrate(model, (x for x, _ in _cycle(data, cfg, gen, cfg.model.calibration_batches)))
+        batches = (x for x, _ in _cycle(data, cfg, gen, cfg.model.calibration_batches))
+        state["calibrated"] = norms.calibrate(model, batches)
         _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state, total, steps_per_epoch)
-    except BaseException as e:
+    except Exception as e:  # an interrupt (Ctrl-C) leaves the record incomplete instead
         state["status"], state["reason"] = "failed", f"{type(e).__name__}: {e}"
         metrics.flush()
-        records.write_summary(run_dir, _summary(cfg, state, started, t0, overrides, data, device, model, 0)
-                              | {"choices": _own(choices)})
+        records.write_summary(run_dir, _summary(cfg, state, started, t0, overrides, data, device, model) | extra)
         raise
     metrics.flush()
-    summary = _summary(cfg, state, started, t0, overrides, data, device, model, calibrated)
-    summary["choices"] = _own(choices)
-    summary["run_key"] = records.run_key(dcfg)
+    summary = _summary(cfg, state, started, t0, overrides, data, device, model) | extra
     records.write_summary(run_dir, summary)
     if sink:
         sink.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
@@ -272,7 +276,7 @@ def _finite(v: float | None) -> float | None:
 
 
 def _summary(cfg: Config, state: dict, started: datetime, t0: float, overrides, data: Data,
-             device: torch.device, model: nn.Module, calibrated: int) -> dict[str, Any]:
+             device: torch.device, model: nn.Module) -> dict[str, Any]:
     last = state["last"]
     images = state["step"] * cfg.train.batch_size
     return {
@@ -296,7 +300,7 @@ def _summary(cfg: Config, state: dict, started: datetime, t0: float, overrides, 
         "seed": cfg.seed,
         "overrides": list(overrides),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "frozen_bn_calibration_batches": calibrated,
+        "frozen_bn_calibration_batches": state["calibrated"],
         "data_source": _data_source(cfg),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -346,15 +350,15 @@ def main(dcfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    if records.is_complete(run_dir):
+    if records.is_done(run_dir):
         return _skip(run_dir, dcfg)
     if not records.claim(run_dir):
         log.warning("%s: another process is training this run; skipped", run_dir)
         return None
     try:
-        if records.is_complete(run_dir):  # finished by another process since the first look
+        if records.is_done(run_dir):  # finished by another process since the first look
             return _skip(run_dir, dcfg)
-        records.clear_partial(run_dir)  # an interrupted earlier attempt starts over
+        records.clear_partial(run_dir)  # an interrupted or crashed earlier attempt starts over
         summary = run(dcfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices))
     except (ConfigError, DataError) as e:
         records.release(run_dir)

@@ -71,7 +71,7 @@ def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
         assert {"effect", "ci_low", "ci_high", "n_seeds"} <= set(c)
     exact = {c["id"]: c["verdict"] for c in claims if c["experiment"] is None}
     assert set(exact.values()) == {"reproduced"}, exact
-    assert len(list((out / "figures").glob("*.png"))) == 8
+    assert len(list((out / "figures").glob("*.png"))) == 9
     # Idempotent: a second call trains nothing.
     again = subprocess.run([sys.executable, "scripts/reproduce.py", "--profile", "smoke", "--results", str(tmp_path),
                             "--only", "landscape"], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)

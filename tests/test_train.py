@@ -118,3 +118,32 @@ def test_acceptance_bn_on_10k_images_for_two_epochs(tmp_path, real_data):
     summary = run(cfg, run_dir)
     assert summary["status"] == "completed" and summary["steps"] == 2 * (10000 // 128)
     assert summary["test_acc"] > 0.30, summary["test_acc"]
+
+
+def test_a_crash_is_recorded_as_failed_and_not_taken_for_a_result(tmp_path, real_data, monkeypatch):
+    from bnexp import train as train_module
+
+    calls = []
+    real_step = train_module.train_step
+
+    def crashing_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", crashing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tmp_path, real_data, "model=bn", "train.max_steps=5", "train.log_every=1")
+    run_dir = tmp_path / "run"
+    summary = records.read_summary(run_dir)
+    assert summary["status"] == "failed" and "simulated crash" in summary["reason"] and summary["steps"] == 2
+    assert records.is_complete(run_dir) and not records.is_done(run_dir)  # a rerun tries it again
+
+
+def test_unknown_probe_layer_is_a_config_error(tmp_path, real_data):
+    from bnexp.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.probe_layer: no activation called 'nope'"):
+        train(tmp_path, real_data, "model=bn", "train.probe_layer=nope")
+    assert not (tmp_path / "run").exists()
