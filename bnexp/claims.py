@@ -122,9 +122,10 @@ def convergence(runs: pd.DataFrame) -> Result:
     m = load_metrics(r, "test/acc")
     m = m[m["name"] == "test/acc"]
     reached = m[m["value"] >= target].groupby("run_dir")["step"].min()
-    # A run that never reaches the target is censored at twice its length.
-    steps = r.set_index("run_dir")["steps"].mul(2).astype(float)
-    r = r.assign(to_target=r["run_dir"].map(reached).fillna(r["run_dir"].map(steps)))
+    # A run that never reaches the target is censored at twice the planned run length (not its
+    # own length: a run that diverged early is slow, not fast).
+    planned = float(r["steps"].max())
+    r = r.assign(to_target=r["run_dir"].map(reached).fillna(2 * planned))
     mean_steps = r.groupby(["choice_model", "lr"])["to_target"].mean()
     best_lr = {model: float(g.droplevel(0).idxmin()) for model, g in mean_steps.groupby(level=0)}
 
@@ -133,7 +134,8 @@ def convergence(runs: pd.DataFrame) -> Result:
         return _per_seed(g.set_index("seed")["to_target"])
 
     ratio = t_interval(_paired(at("bn", best_lr["bn"]), at("plain", best_lr["plain"]), lambda a, b: a / b), log=True)
-    detail = [f"target: {target:.3f} test accuracy (90% of plain's best mean accuracy over its lrs)",
+    detail = [f"target: {target:.3f} test accuracy (90% of plain's best mean accuracy over its lrs); runs that "
+              f"never reach it count as {2 * planned:.0f} steps (twice the planned length)",
               f"steps to target at each model's best lr (BN {best_lr['bn']:g}, plain {best_lr['plain']:g}): "
               f"BN / plain = {ratio}"]
     shared = sorted(set(r.loc[r["choice_model"] == "bn", "lr"]) & set(plain["lr"]))
@@ -246,6 +248,17 @@ def gradient_flow(runs: pd.DataFrame) -> Result:
               f"plain {plain} (criterion >= 100)"]
     table = r.groupby(["choice_model", "init_scale"])["spread"].mean()
     detail.append("mean spread by init scale: " + ", ".join(f"{mo} x{s:g}: {v:.3g}" for (mo, s), v in table.items()))
+    # Reported beside the criterion: the size of the gradients (not their spread over layers),
+    # and the spread over the whole run.
+    size = init.groupby("run_dir")["value"].median()
+    r = r.assign(size=r["run_dir"].map(size))
+    sizes = r.groupby(["choice_model", "init_scale"])["size"].median()
+    detail.append("median per-layer gradient norm at init: "
+                  + ", ".join(f"{mo} x{s:g}: {v:.2g}" for (mo, s), v in sizes.items()))
+    during = m.groupby(["run_dir", "step"])["value"].agg(lambda v: v.max() / max(v.min(), 1e-30)).groupby(level=0).max()
+    r = r.assign(during=r["run_dir"].map(during))
+    detail.append("largest spread at any logged step: " + ", ".join(
+        f"{mo} x{s:g}: {v:.3g}" for (mo, s), v in r.groupby(["choice_model", "init_scale"])["during"].mean().items()))
     return result(v, bn, detail)
 
 

@@ -81,7 +81,8 @@ def dropout_redundancy(r: pd.DataFrame) -> plt.Figure:
     sns.barplot(r, x="dropout", y="final_acc", hue="model", errorbar=ERR, ax=axes[0])
     axes[0].set(xlabel="dropout p", ylabel="final test accuracy", title="Test accuracy")
     sns.barplot(r, x="dropout", y="gap", hue="model", errorbar=ERR, ax=axes[1])
-    axes[1].set(xlabel="dropout p", ylabel="train acc - test acc", title="Generalisation gap")
+    axes[1].set(xlabel="dropout p", ylabel="train acc (train mode, dropout on) - test acc",
+                title="Train-test gap")
     fig.tight_layout()
     return fig
 

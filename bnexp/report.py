@@ -78,7 +78,8 @@ def _markdown(profile: str, runs: pd.DataFrame, results: list[tuple[Claim, Resul
     data = sorted(set(runs["data_source"].dropna())) if n else []
     lines = [f"# bnexp report: `{profile}` profile", "",
              f"{n} runs ({', '.join(f'{v} {k}' for k, v in status.items()) or 'none'}), "
-             f"{runs['train_s'].sum() / 60:.0f} min of training" + (f" on {runs['device'].iloc[0]}" if n else "")
+             f"{runs['train_s'].sum() / 60:.0f} min of training summed over runs"
+             + (f" on {runs['device'].iloc[0]}" if n else "")
              + f". Code: {', '.join(c[:10] for c in commits) or 'unknown'}. Data: {'; '.join(data) or 'unknown'}.",
              "", "Effects are means over seeds with 95% t-intervals (geometric for ratios). Criteria were fixed "
              "in `bnexp/claims.py` before the runs. No sweep uses learning-rate warm-up.", "",

@@ -76,3 +76,25 @@ def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
     again = subprocess.run([sys.executable, "scripts/reproduce.py", "--profile", "smoke", "--results", str(tmp_path),
                             "--only", "landscape"], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert again.returncode == 0 and "epoch 1/1" not in again.stdout + again.stderr
+
+
+def test_convergence_counts_a_diverged_run_as_slow_not_fast(monkeypatch):
+    """A run that diverged at step 21 never reached the target: it must not look fastest."""
+    import pandas as pd
+
+    from bnexp import claims
+
+    rows, metrics = [], {}
+    for model, lr, seed, steps, reach in [("plain", 0.5, s, 21, None) for s in range(3)] + \
+            [("plain", 0.02, s, 124, 90) for s in range(3)] + [("bn", 0.02, s, 124, 20) for s in range(3)]:
+        run_dir = f"{model}-{lr}-{seed}"
+        rows.append({"experiment": "convergence", "run_dir": run_dir, "choice_model": model, "lr": lr, "seed": seed,
+                     "steps": steps, "best_test_acc": 0.25 if reach else 0.10})
+        metrics[run_dir] = pd.DataFrame({"step": [10, reach or steps], "epoch": [0.0, 1.0], "name": "test/acc",
+                                         "value": [0.1, 0.3 if reach else 0.1]})
+    runs = pd.DataFrame(rows)
+    # Metrics from memory instead of run records: this checks the claim's arithmetic only.
+    monkeypatch.setattr(claims, "load_metrics", lambda r, prefix="": pd.concat(
+        [metrics[d].assign(run_dir=d) for d in r["run_dir"]]).merge(r, on="run_dir"))
+    res = claims.convergence(runs)
+    assert "plain 0.02" in res.detail[1] and abs(res.effect - 20 / 90) < 1e-9
