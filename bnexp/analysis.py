@@ -70,6 +70,11 @@ def load_metrics(runs: pd.DataFrame, prefix: str | tuple[str, ...] = "") -> pd.D
     return pd.concat(parts, ignore_index=True).merge(run_columns, on="run_dir", how="left")
 
 
+def layer_spread(grad_norms: pd.DataFrame) -> pd.Series:
+    """max / min of the per-layer gradient norms, per (run_dir, step): long-form `grad_norm/*` rows."""
+    return grad_norms.groupby(["run_dir", "step"])["value"].agg(lambda v: v.max() / max(v.min(), 1e-30))
+
+
 # --- intervals over seeds ---------------------------------------------------------------------
 
 @dataclass

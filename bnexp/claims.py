@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from bnexp import exact
-from bnexp.analysis import Estimate, load_metrics, t_interval
+from bnexp.analysis import Estimate, layer_spread, load_metrics, t_interval
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 EXPERIMENTS = ("lr_tolerance", "convergence", "init_insensitivity", "small_batch", "dropout_redundancy",
@@ -239,7 +239,7 @@ def gradient_flow(runs: pd.DataFrame) -> Result:
         return _missing("gradient_flow")
     m = load_metrics(r, "grad_norm/")
     init = m[m["step"] == 0]
-    spread = init.groupby("run_dir")["value"].agg(lambda v: v.max() / max(v.min(), 1e-30))
+    spread = layer_spread(init).droplevel("step")
     r = r.assign(spread=r["run_dir"].map(spread))
     worst = r.groupby(["choice_model", "seed"])["spread"].max()
     bn, plain = t_interval(worst["bn"], log=True), t_interval(worst["plain"], log=True)
@@ -255,7 +255,7 @@ def gradient_flow(runs: pd.DataFrame) -> Result:
     sizes = r.groupby(["choice_model", "init_scale"])["size"].median()
     detail.append("median per-layer gradient norm at init: "
                   + ", ".join(f"{mo} x{s:g}: {v:.2g}" for (mo, s), v in sizes.items()))
-    during = m.groupby(["run_dir", "step"])["value"].agg(lambda v: v.max() / max(v.min(), 1e-30)).groupby(level=0).max()
+    during = layer_spread(m).groupby(level="run_dir").max()
     r = r.assign(during=r["run_dir"].map(during))
     detail.append("largest spread at any logged step: " + ", ".join(
         f"{mo} x{s:g}: {v:.3g}" for (mo, s), v in r.groupby(["choice_model", "init_scale"])["during"].mean().items()))

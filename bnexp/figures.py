@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnexp.analysis import load_metrics
+from bnexp.analysis import layer_spread, load_metrics
 
 sns.set_theme(style="whitegrid", context="notebook")
 ERR = ("ci", 95)
@@ -27,7 +27,7 @@ def _arm(r: pd.DataFrame) -> pd.Series:
 
 def lr_tolerance(r: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(r, x="lr", y="final_acc", hue="model", marker="o", errorbar=ERR, ax=ax)
+    sns.lineplot(r, x="lr", y="final_acc", hue="model", marker="o", errorbar=ERR, seed=0, ax=ax)
     div = r[r["status"] == "diverged"]
     if len(div):
         sns.scatterplot(div, x="lr", y="final_acc", hue="model", marker="X", s=120, legend=False, ax=ax,
@@ -41,7 +41,7 @@ def convergence(r: pd.DataFrame) -> plt.Figure:
     m = load_metrics(r, "test/acc")
     m = m[m["name"] == "test/acc"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(m, x="step", y="value", hue="model", style="lr", errorbar=ERR, ax=ax)
+    sns.lineplot(m, x="step", y="value", hue="model", style="lr", errorbar=ERR, seed=0, ax=ax)
     target = 0.9 * r[r["choice_model"] == "plain"].groupby("lr")["best_test_acc"].mean().max()
     ax.axhline(target, color="gray", ls="--", lw=1, label=f"target {target:.3f}")
     ax.set(xlabel="training step", ylabel="test accuracy", title="Test accuracy vs steps (constant lr)")
@@ -66,7 +66,7 @@ def small_batch(r: pd.DataFrame) -> plt.Figure:
     r = r.assign(arm=_arm(r), err=100 * (1 - r["final_acc"]))
     r = r.assign(per_stat=np.where(r["arm"] == "ghost_bn", r["virtual_batch"], r["batch_size"]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(r, x="per_stat", y="err", hue="arm", marker="o", errorbar=ERR, ax=ax)
+    sns.lineplot(r, x="per_stat", y="err", hue="arm", marker="o", errorbar=ERR, seed=0, ax=ax)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(r["per_stat"].unique()), [str(b) for b in sorted(r["per_stat"].unique())])
     ax.invert_xaxis()  # as in Wu & He's Figure 1: batch shrinking to the right
@@ -78,9 +78,9 @@ def small_batch(r: pd.DataFrame) -> plt.Figure:
 def dropout_redundancy(r: pd.DataFrame) -> plt.Figure:
     r = r.assign(gap=r["train_acc"] - r["final_acc"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    sns.barplot(r, x="dropout", y="final_acc", hue="model", errorbar=ERR, ax=axes[0])
+    sns.barplot(r, x="dropout", y="final_acc", hue="model", errorbar=ERR, seed=0, ax=axes[0])
     axes[0].set(xlabel="dropout p", ylabel="final test accuracy", title="Test accuracy")
-    sns.barplot(r, x="dropout", y="gap", hue="model", errorbar=ERR, ax=axes[1])
+    sns.barplot(r, x="dropout", y="gap", hue="model", errorbar=ERR, seed=0, ax=axes[1])
     axes[1].set(xlabel="dropout p", ylabel="train acc (train mode, dropout on) - test acc",
                 title="Train-test gap")
     fig.tight_layout()
@@ -92,13 +92,13 @@ def gradient_flow(r: pd.DataFrame) -> plt.Figure:
     m = m.assign(layer=m.groupby(["run_dir", "step"]).cumcount())  # depth order, as logged
     init = m[m["step"] == 0]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    sns.lineplot(init, x="layer", y="value", hue="model", style="init_scale", marker="o", errorbar=ERR,
+    sns.lineplot(init, x="layer", y="value", hue="model", style="init_scale", marker="o", errorbar=ERR, seed=0,
                  ax=axes[0])
     axes[0].set(yscale="log", xlabel="layer (input -> classifier)", ylabel="gradient norm",
                 title="Per-layer gradient norm at initialisation")
-    spread = m.groupby(["run_dir", "step"])["value"].agg(lambda v: v.max() / max(v.min(), 1e-30)).rename("spread")
+    spread = layer_spread(m).rename("spread")
     spread = spread.reset_index().merge(r[["run_dir", "model", "init_scale"]], on="run_dir")
-    sns.lineplot(spread, x="step", y="spread", hue="model", style="init_scale", errorbar=ERR, ax=axes[1])
+    sns.lineplot(spread, x="step", y="spread", hue="model", style="init_scale", errorbar=ERR, seed=0, ax=axes[1])
     axes[1].set(yscale="log", xlabel="training step", ylabel="max / min over layers",
                 title="Spread of per-layer gradient norms over training")
     fig.tight_layout()
@@ -117,11 +117,11 @@ def sigmoid(r: pd.DataFrame) -> plt.Figure:
     for row, arm in zip(axes, arms, strict=True):
         for ax, norm in zip(row[:2], ("none", "batch"), strict=True):
             g = pre[(pre["arm"] == arm) & (pre["norm"] == norm)]
-            sns.lineplot(g, x="step", y="value", hue="name", errorbar=ERR, ax=ax)
+            sns.lineplot(g, x="step", y="value", hue="name", errorbar=ERR, seed=0, ax=ax)
             ax.set(title=f"{arm}, {'BN' if norm == 'batch' else 'no norm'}: last sigmoid input",
                    xlabel="training step", ylabel="percentile value")
-        sns.barplot(chosen[chosen["arm"] == arm], x="norm", y="final_acc", order=["none", "batch"], errorbar=ERR,
-                    ax=row[2])
+        sns.barplot(chosen[chosen["arm"] == arm], x="norm", y="final_acc", order=["none", "batch"],
+                    errorbar=ERR, seed=0, ax=row[2])
         row[2].set(title=f"{arm}: test accuracy at best lr", ylabel="final test accuracy")
     fig.tight_layout()
     return fig
@@ -131,9 +131,9 @@ def landscape(r: pd.DataFrame) -> plt.Figure:
     m = load_metrics(r, "landscape/")
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for ax, name in zip(axes[:3], ("landscape/loss_range", "landscape/grad_change", "landscape/beta"), strict=True):
-        sns.lineplot(m[m["name"] == name], x="step", y="value", hue="model", errorbar=ERR, ax=ax)
+        sns.lineplot(m[m["name"] == name], x="step", y="value", hue="model", errorbar=ERR, seed=0, ax=ax)
         ax.set(yscale="log", xlabel="training step", ylabel=name.split("/")[1], title=name.split("/")[1])
-    sns.barplot(r, x="model", y="final_acc", errorbar=ERR, ax=axes[3])
+    sns.barplot(r, x="model", y="final_acc", errorbar=ERR, seed=0, ax=axes[3])
     axes[3].set(title="test accuracy", ylabel="final test accuracy", xlabel="model")
     fig.tight_layout()
     return fig
@@ -141,7 +141,7 @@ def landscape(r: pd.DataFrame) -> plt.Figure:
 
 def gn_groups(r: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.pointplot(r, x="groups", y="final_acc", errorbar=ERR, ax=ax)
+    sns.pointplot(r, x="groups", y="final_acc", errorbar=ERR, seed=0, ax=ax)
     ax.set(xlabel="GroupNorm groups G (1 = LayerNorm)", ylabel="final test accuracy", title="GN accuracy vs groups")
     return fig
 
