@@ -70,6 +70,16 @@ def load_metrics(runs: pd.DataFrame, prefix: str | tuple[str, ...] = "") -> pd.D
     return pd.concat(parts, ignore_index=True).merge(run_columns, on="run_dir", how="left")
 
 
+def arm_of(r: pd.DataFrame) -> pd.Series:
+    """The arm's short name (`small_batch/gn` -> `gn`)."""
+    return r["choice_arm"].str.split("/").str[-1]
+
+
+def images_per_statistic(r: pd.DataFrame) -> np.ndarray:
+    """Images behind each BN statistic: the batch size, or ghost BN's virtual batch."""
+    return np.where(r["norm"] == "ghost_batch", r["virtual_batch"], r["batch_size"])
+
+
 def layer_spread(grad_norms: pd.DataFrame) -> pd.Series:
     """max / min of the per-layer gradient norms, per (run_dir, step): long-form `grad_norm/*` rows."""
     return grad_norms.groupby(["run_dir", "step"])["value"].agg(lambda v: v.max() / max(v.min(), 1e-30))

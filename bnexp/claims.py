@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from bnexp import exact
-from bnexp.analysis import Estimate, layer_spread, load_metrics, t_interval
+from bnexp.analysis import Estimate, arm_of, images_per_statistic, layer_spread, load_metrics, t_interval
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 EXPERIMENTS = ("lr_tolerance", "convergence", "init_insensitivity", "small_batch", "dropout_redundancy",
@@ -165,16 +165,18 @@ def init_insensitivity(runs: pd.DataFrame) -> Result:
     return result(verdict(ratio, 1 / 3, at_least=False), ratio, detail)
 
 
-def _arm(r: pd.DataFrame) -> pd.Series:
-    return r["choice_arm"].str.split("/").str[-1]
+
+def _small_batch_runs(r: pd.DataFrame) -> pd.DataFrame:
+    """Adds the arm, the test error and the images per BN statistic (ghost BN: its virtual batch)."""
+    r = r.assign(arm=arm_of(r), err=1 - r["final_acc"])
+    return r.assign(per_stat=images_per_statistic(r))
 
 
 def small_batch(runs: pd.DataFrame) -> Result:
     r = _experiment(runs, "small_batch")
     if r.empty:
         return _missing("small_batch")
-    r = r.assign(arm=_arm(r), err=1 - r["final_acc"])
-    r = r.assign(per_stat=np.where(r["arm"] == "ghost_bn", r["virtual_batch"], r["batch_size"]))
+    r = _small_batch_runs(r)
     lo, hi = r["per_stat"].min(), r["per_stat"].max()
 
     def err(arm: str, b: int) -> dict[int, float]:
@@ -199,13 +201,19 @@ def small_batch(runs: pd.DataFrame) -> Result:
     for arm, g in table.groupby(level=0):
         detail.append(f"{arm} mean test error by images per statistic: "
                       + ", ".join(f"{b}: {e:.3f}" for (_, b), e in g.items()))
+    detail += _batchstats_gap(r)
+    return result(v, bn_rise, detail)
+
+
+def _batchstats_gap(r: pd.DataFrame) -> list[str]:
+    """small_batch runs with `arm` and `per_stat`: accuracy with batch minus running statistics."""
     bs = r.dropna(subset=["test_batchstats_acc"])
     bs = bs[bs["arm"].isin(["bn", "ghost_bn"])]
-    if len(bs):
-        gaps = (bs["test_batchstats_acc"] - bs["final_acc"]).groupby([bs["arm"], bs["per_stat"]]).mean()
-        detail.append("eval with batch statistics minus running statistics (accuracy): "
-                      + ", ".join(f"{a} {b}: {g:+.3f}" for (a, b), g in gaps.items()))
-    return result(v, bn_rise, detail)
+    if bs.empty:
+        return []
+    gaps = (bs["test_batchstats_acc"] - bs["final_acc"]).groupby([bs["arm"], bs["per_stat"]]).mean()
+    return ["eval with batch statistics minus running statistics (accuracy): "
+            + ", ".join(f"{a} {b}: {g:+.3f}" for (a, b), g in gaps.items())]
 
 
 def dropout_redundancy(runs: pd.DataFrame) -> Result:
@@ -266,7 +274,7 @@ def sigmoid(runs: pd.DataFrame) -> Result:
     r = _experiment(runs, "sigmoid")
     if r.empty:
         return _missing("sigmoid")
-    r = r.assign(arm=_arm(r))
+    r = r.assign(arm=arm_of(r))
     pre = load_metrics(r, "preact/")
     drift = pre.sort_values("step").groupby(["run_dir", "name"])["value"].agg(lambda v: abs(v.iloc[-1] - v.iloc[0]))
     r = r.assign(drift=r["run_dir"].map(drift.groupby(level=0).mean()))
@@ -338,8 +346,8 @@ def eval_semantics(runs: pd.DataFrame) -> Result:
     errors = exact.running_statistics() | {"fold_err_float32": exact.fold_error(torch.float32),
                                            "fold_err_float32_with_bias": exact.fold_error(torch.float32, True)}
     res = _exact(errors, 1e-5)
-    sb = small_batch(runs).detail if len(_experiment(runs, "small_batch")) else []
-    res.detail += [line for line in sb if line.startswith("eval with batch statistics")]
+    sb = _experiment(runs, "small_batch")
+    res.detail += _batchstats_gap(_small_batch_runs(sb)) if len(sb) else []
     return res
 
 

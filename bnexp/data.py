@@ -153,6 +153,20 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded[i, ch, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images, in [0, 1] units.
+
+    From a 256-bin histogram per channel: exact, and it needs no float copy of the images
+    (1.2 GB in float64 for CIFAR-10's training set).
+    """
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    counts = np.stack([np.bincount(x[:, c].reshape(-1), minlength=256) for c in range(x.shape[1])])  # (C, 256)
+    n = counts.sum(1)
+    mean = counts @ levels / n
+    var = (counts * (levels[None, :] - mean[:, None]) ** 2).sum(1) / n
+    return mean, np.sqrt(var)
+
+
 @dataclass
 class Split:
     x: torch.Tensor  # uint8 (N, 3, 32, 32) on the device
@@ -168,11 +182,9 @@ class Data:
     def __init__(self, cfg: DatasetConfig, device: torch.device, channels_last: bool = False):
         train_x, train_y, test_x, test_y, self.classes = read(cfg)
         train_idx, val_idx = split(train_y, cfg, self.classes)
-        # Per-channel statistics of the training images actually used, in [0, 1] units.
-        sample = train_x[train_idx].astype(np.float64) / 255.0
-        self.mean = torch.tensor(sample.mean((0, 2, 3)), dtype=torch.float32, device=device)
-        self.std = torch.tensor(sample.std((0, 2, 3)), dtype=torch.float32, device=device)
-        del sample
+        mean, std = channel_stats(train_x[train_idx])
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device)
 
         def put(x: np.ndarray, y: np.ndarray) -> Split:
             return Split(torch.from_numpy(np.ascontiguousarray(x)).to(device), torch.from_numpy(y).to(device))

@@ -11,18 +11,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnexp.analysis import layer_spread, load_metrics
+from bnexp.analysis import arm_of, images_per_statistic, layer_spread, load_metrics
 
 sns.set_theme(style="whitegrid", context="notebook")
 ERR = ("ci", 95)
 
-
-def _arm(r: pd.DataFrame) -> pd.Series:
-    return r["choice_arm"].str.split("/").str[-1]
 
 
 def lr_tolerance(r: pd.DataFrame) -> plt.Figure:
@@ -63,8 +59,8 @@ def init_insensitivity(r: pd.DataFrame) -> plt.Figure:
 
 
 def small_batch(r: pd.DataFrame) -> plt.Figure:
-    r = r.assign(arm=_arm(r), err=100 * (1 - r["final_acc"]))
-    r = r.assign(per_stat=np.where(r["arm"] == "ghost_bn", r["virtual_batch"], r["batch_size"]))
+    r = r.assign(arm=arm_of(r), err=100 * (1 - r["final_acc"]))
+    r = r.assign(per_stat=images_per_statistic(r))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(r, x="per_stat", y="err", hue="arm", marker="o", errorbar=ERR, seed=0, ax=ax)
     ax.set_xscale("log", base=2)
@@ -106,12 +102,12 @@ def gradient_flow(r: pd.DataFrame) -> plt.Figure:
 
 
 def sigmoid(r: pd.DataFrame) -> plt.Figure:
-    r = r.assign(arm=_arm(r))
+    r = r.assign(arm=arm_of(r))
     best = r.groupby(["arm", "norm", "lr"])["final_acc"].mean().reset_index()
     best = best.loc[best.groupby(["arm", "norm"])["final_acc"].idxmax()]
     chosen = r.merge(best[["arm", "norm", "lr"]], on=["arm", "norm", "lr"])
     pre = load_metrics(chosen, "preact/")
-    pre = pre.assign(arm=_arm(pre))
+    pre = pre.assign(arm=arm_of(pre))
     arms = sorted(pre["arm"].unique())
     fig, axes = plt.subplots(len(arms), 3, figsize=(15, 3.6 * len(arms)), squeeze=False)
     for row, arm in zip(axes, arms, strict=True):

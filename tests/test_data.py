@@ -140,3 +140,12 @@ def test_data_on_device_normalises_batches_and_yields_deterministic_epochs(tmp_p
     again = list(data.train_batches(32, torch.Generator().manual_seed(0)))
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(epoch, again, strict=True))
     assert sum(len(y) for _, y in data.eval_batches(data.test, 7)) == 20
+
+
+def test_channel_stats_equal_the_direct_float_computation():
+    from bnexp.data import channel_stats
+
+    x = np.random.default_rng(0).integers(0, 256, (50, 3, 4, 4), dtype=np.uint8)
+    mean, std = channel_stats(x)
+    f = x.astype(np.float64) / 255.0
+    assert np.allclose(mean, f.mean((0, 2, 3)), atol=1e-14) and np.allclose(std, f.std((0, 2, 3)), atol=1e-14)
