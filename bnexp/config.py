@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
+
+from bnexp.profile import Profile
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # the checkout's configs/ (editable install)
 
 
 class Dataset(Enum):
@@ -176,7 +180,12 @@ class Config:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     name: str = "run"  # a label for wandb and the summary
     # Values the experiment configs interpolate, set by configs/profile/ (smoke, quick, full).
-    profile: dict[str, Any] = field(default_factory=dict)
+    profile: Profile = field(default_factory=Profile)
+
+
+def experiments() -> list[str]:
+    """Every experiment config there is: configs/experiment/<name>.yaml."""
+    return sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 
 
 def register() -> None:
@@ -312,5 +321,10 @@ def one_line_error(e: BaseException) -> str | None:
         first = str(getattr(cause, "msg", cause)).strip().splitlines()[0]
         return f"{cause.full_key}: {first}"
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+    key = next((ln.removeprefix("full_key:").strip() for ln in lines if ln.startswith("full_key:")), "")
+    if key:  # a composition error inside a config file (a profile, a preset): the key, then the reason
+        where = lines[0].split(":")[0] if lines[0].startswith("In '") else ""
+        reason = lines[1] if len(lines) > 1 else lines[0]
+        return f"{key}: {reason}" + (f" ({where.removeprefix('In ')})" if where else "")
+    lines = [ln for ln in lines if not ln.startswith(("object_type=", "reference_type="))]
     return " ".join(lines)

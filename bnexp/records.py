@@ -16,6 +16,8 @@ import json
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,47 @@ def read_config(run_dir: Path) -> DictConfig:
 def read_metrics(run_dir: Path) -> pd.DataFrame:
     """Long form: columns step, epoch, name, value."""
     return pd.read_parquet(run_dir / METRICS)
+
+
+@dataclass
+class Record:
+    """One complete run as the readers see it: its summary, its resolved config and (read on
+    first use) its metrics. `experiment` is the folder the sweep put it in."""
+
+    dir: Path
+
+    @property
+    def experiment(self) -> str:
+        return self.dir.parent.name
+
+    @property
+    def key(self) -> str:
+        return self.dir.name
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        return read_summary(self.dir)
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        return OmegaConf.to_container(read_config(self.dir))  # type: ignore[return-value]
+
+    @cached_property
+    def metrics(self) -> pd.DataFrame:
+        return read_metrics(self.dir)
+
+    def value(self, dotted: str) -> Any:
+        """A config value by its dotted path (`optim.lr`)."""
+        node: Any = self.config
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    def metric(self, name: str) -> pd.DataFrame:
+        """The rows of one metric (or of every name under a prefix ending in '/'), by step."""
+        m = self.metrics
+        rows = m[m["name"].str.startswith(name)] if name.endswith("/") else m[m["name"] == name]
+        return rows.sort_values("step", kind="stable")
 
 
 def metrics_wide(metrics: pd.DataFrame) -> pd.DataFrame:

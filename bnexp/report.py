@@ -1,22 +1,63 @@
-"""results/<profile>/{REPORT.md, claims.json, figures/*.png} from the runs under results/<profile>/runs.
+"""The endpoints table -> every registered version's verdict -> REPORT.md, claims.json, figures.
 
     python -m bnexp.report results/quick
+
+Reads only what bnexp.endpoints wrote (runs.csv, curves.parquet, exact.csv), so the committed
+report regenerates exactly from committed files, without the raw runs.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 
-from bnexp.analysis import load_runs
-from bnexp.claims import CLAIMS, Claim, Result
-from bnexp.figures import FIGURES
+from bnexp import endpoints
+from bnexp.claims import Claim, all_claims, ledger
+from bnexp.claims.common import Result, missing
+from bnexp.claims.stats import INCONCLUSIVE
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+@dataclass
+class Outcome:
+    """One version's verdict on this table, with how it was reached."""
+
+    claim: Claim
+    number: int
+    result: Result
+    status: str
+    reasons: list[str]
+    used: pd.DataFrame
+    excluded: dict[str, int]
+    entry: ledger.Entry | None
+    registered: str | None = None  # the commit that registered it
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def version(self):
+        return self.claim.versions[self.number]
+
+    def as_json(self) -> dict:
+        r = self.result
+        return {"version": self.number, "verdict": r.verdict, "status": self.status, "status_reasons": self.reasons,
+                "effect": _num(r.effect), "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high),
+                "n_seeds": r.n_seeds, "n_runs_used": len(self.used), "n_runs_excluded": sum(self.excluded.values()),
+                "excluded": self.excluded, "method": self.version.method, "criterion": self.version.criterion,
+                "experiment": self.version.experiment, "registered_commit": self.registered,
+                "verdict_seeds": list(self.entry.verdict_seeds) if self.entry else None,
+                "version_reason": self.entry.reason if self.entry else None, "detail": r.detail}
 
 
 def _num(v: float | None) -> float | None:
@@ -24,82 +65,184 @@ def _num(v: float | None) -> float | None:
 
 
 def _fmt(v: float | None) -> str:
-    if v is None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if isinstance(v, float) and math.isinf(v):
         return "inf" if v > 0 else "-inf"
     return f"{v:.3g}"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _rows_for(table: pd.DataFrame, experiment: str | None, entry: ledger.Entry | None) -> pd.DataFrame:
+    if experiment is None or table.empty:
+        return table.iloc[:0]
+    rows = table[table["experiment"] == experiment]
+    return rows[rows["seed"].isin(list(entry.seeds()))] if entry else rows
 
 
-def evaluate(runs: pd.DataFrame) -> list[tuple[Claim, Result]]:
-    return [(c, c.evaluate(runs)) for c in CLAIMS]
+def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger) -> list[list[Outcome]]:
+    """Every version of every claim on this table: a list of outcomes per claim, oldest first."""
+    out = []
+    for claim in all_claims():
+        outcomes = []
+        for number, version in sorted(claim.versions.items()):
+            entry = book.get(claim.id, number)
+            used, excluded = ledger.usable(_rows_for(table, version.experiment, entry))
+            try:
+                if version.measure:
+                    own = exact[(exact["claim"] == claim.id) & (exact["version"] == number)]
+                    result = version.verdict(used, dict(zip(own["quantity"], own["value"], strict=True)))
+                elif used.empty:
+                    result = missing(version.experiment)
+                else:
+                    result = version.verdict(used)
+            except Exception as e:  # a partial table (a smoke run, a sweep under way) is a result too
+                result = Result(INCONCLUSIVE, detail=[f"not computable from this table: {type(e).__name__}: {e}"])
+            status, reasons = ledger.status(entry, ledger.version_hash(version), used)
+            registered = ledger.registration_commit(entry.hash) if entry else None
+            outcomes.append(Outcome(claim, number, result, status, reasons, used, excluded, entry, registered))
+        out.append(outcomes)
+    return out
 
 
-def draw(runs: pd.DataFrame, figures: Path) -> dict[str, str]:
-    """Draw every experiment's figure that has runs; returns claim id -> file name."""
+def headline(outcomes: list[Outcome]) -> Outcome:
+    """The newest version that has runs to decide it (or is exact); else the newest."""
+    with_runs = [o for o in outcomes if len(o.used) or o.version.measure]
+    return (with_runs or outcomes)[-1]
+
+
+def draw(outcomes: list[list[Outcome]], curves: pd.DataFrame, figures: Path) -> dict[str, str]:
     figures.mkdir(parents=True, exist_ok=True)
     drawn = {}
-    for name, draw_one in FIGURES.items():
-        r = runs[runs["experiment"] == name] if len(runs) else runs
-        if r.empty:
+    for per_claim in outcomes:
+        o = headline(per_claim)
+        if o.claim.figure is None or o.used.empty:
             continue
-        fig = draw_one(r)
-        fig.savefig(figures / f"{name}.png", dpi=110, bbox_inches="tight")
+        own = curves[curves["experiment"] == o.version.experiment]
+        fig = o.claim.figure(o.used, own[own["key"].isin(o.used["key"])], o.result)
+        fig.savefig(figures / f"{o.claim.id}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        drawn[name] = f"figures/{name}.png"
+        drawn[o.claim.id] = f"figures/{o.claim.id}.png"
     return drawn
 
 
 def write_report(out: Path | str, profile: str | None = None) -> Path:
     out = Path(out)
-    profile = profile or out.name
-    runs = load_runs(out)
-    results = evaluate(runs)
-    figures = draw(runs, out / "figures")
-    claims_json = [{"id": c.id, "verdict": r.verdict, "effect": _num(r.effect), "ci_low": _num(r.ci_low),
-                    "ci_high": _num(r.ci_high), "n_seeds": r.n_seeds, "unit": c.unit, "criterion": c.criterion,
-                    "experiment": c.experiment, "published": c.published, "detail": r.detail}
-                   for c, r in results]
+    table, curves, exact = endpoints.read(out)
+    book = ledger.load()
+    outcomes = evaluate(table, exact, book)
+    figures = draw(outcomes, curves, out / "figures")
+    claims_json = []
+    for per_claim in outcomes:
+        h = headline(per_claim)
+        c = h.claim
+        claims_json.append({"id": c.id, **h.as_json(), "unit": c.unit, "published": c.published,
+                            "statement": c.statement, "source": c.source,
+                            "history": [o.as_json() for o in per_claim]})
     _write(out / "claims.json", json.dumps(claims_json, indent=2) + "\n")
-    _write(out / "REPORT.md", _markdown(profile, runs, results, figures))
+    _write(out / "REPORT.md", _markdown(profile or out.name, table, outcomes, book, figures))
     return out / "REPORT.md"
 
 
-def _markdown(profile: str, runs: pd.DataFrame, results: list[tuple[Claim, Result]], figures: dict[str, str]) -> str:
-    n = len(runs)
-    status = runs["status"].value_counts().to_dict() if n else {}
-    commits = sorted(set(runs["git_commit"].dropna())) if n else []
-    data = sorted(set(runs["data_source"].dropna())) if n else []
-    lines = [f"# bnexp report: `{profile}` profile", "",
-             f"{n} runs ({', '.join(f'{v} {k}' for k, v in status.items()) or 'none'}), "
-             f"{runs['train_s'].sum() / 60:.0f} min of training summed over runs"
-             + (f" on {runs['device'].iloc[0]}" if n else "")
-             + f". Code: {', '.join(c[:10] for c in commits) or 'unknown'}. Data: {'; '.join(data) or 'unknown'}.",
-             "", "Effects are means over seeds with 95% t-intervals (geometric for ratios). Criteria were fixed "
-             "in `bnexp/claims.py` before the runs. No sweep uses learning-rate warm-up.", "",
-             "| claim | verdict | effect [95% CI] | unit | seeds | criterion | published |",
-             "|---|---|---|---|---|---|---|"]
-    for c, r in results:
-        ci = f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.ci_low is not None else ""
-        lines.append(f"| [{c.id}](#{c.id}) | **{r.verdict}** | {_fmt(r.effect)}{ci} | {c.unit} | "
-                     f"{r.n_seeds or '-'} | {c.criterion} | {c.published} |")
-    for c, r in results:
-        lines += ["", f"## {c.id}", "", f"**{c.statement}** ({c.source})", "",
-                  f"- Verdict: **{r.verdict}**", f"- Criterion: {c.criterion}",
-                  f"- Published: {c.published}",
-                  "- Experiment: " + (f"`bnexp-train -m experiment={c.experiment} profile={profile}`"
-                                       if c.experiment else "exact check in `bnexp/exact.py` (also run by the tests)")]
-        lines += [f"- {d}" for d in r.detail]
-        figure = c.figure or c.experiment
-        if figure in figures:
-            lines += ["", f"![{c.id}]({figures[figure]})"]
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# --- the markdown ----------------------------------------------------------------------------
+
+def _effect(o: Outcome) -> str:
+    r = o.result
+    ci = f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.ci_low is not None else ""
+    return f"{_fmt(r.effect)}{ci}"
+
+
+def _runs(o: Outcome) -> str:
+    if o.version.experiment is None:
+        return "-"
+    excluded = ", ".join(f"{n} {why}" for why, n in o.excluded.items())
+    return f"{len(o.used)}" + (f" ({excluded} left out)" if excluded else "")
+
+
+def _header(profile: str, table: pd.DataFrame) -> list[str]:
+    n = len(table)
+    status = table["status"].value_counts().to_dict() if n else {}
+    commits = sorted(set(table["git_commit"].dropna())) if n else []
+    dirty = int((table["git_dirty"].astype(str).str.lower() == "true").sum()) if n else 0
+    data = sorted(set(table["data_source"].dropna())) if n else []
+    device = ", ".join(sorted(set(table["device"].dropna()))) if n else "unknown"
+    return [f"# bnexp report: `{profile}` profile", "",
+            f"{n} runs in the endpoints table `runs.csv` ({', '.join(f'{v} {k}' for k, v in status.items()) or 'none'};"
+            f" {dirty} from a dirty tree), {table['train_s'].sum() / 60 if n else 0:.0f} min of training summed over "
+            f"runs on {device}. Code: {', '.join(c[:10] for c in commits) or 'unknown'}. "
+            f"Data: {'; '.join(data) or 'unknown'}.", "",
+            "Every verdict below is recomputed from `runs.csv` (`python -m bnexp.report results/" + profile + "`). "
+            "Each criterion is a registered version in `bnexp/claims/ledger.yaml`: a hash of its criterion and "
+            "verdict code, its verdict seeds and the reason for it; the test suite fails if a registered "
+            "version's code changes. A verdict is **confirmatory** only if every run it uses was made by clean "
+            "code that already contained its registration; otherwise it is **exploratory**, and says why. Runs "
+            "from a dirty tree, of an unknown commit, or that crashed are left out and counted.", "",
+            "Verdicts: `reproduced` when the effect is past the threshold with the whole 95% interval clear of "
+            "it, `not reproduced` when the interval is clear of it on the wrong side, `inconclusive` otherwise "
+            "(including intervals of zero width, which identical per-seed values of a discrete endpoint give). "
+            "No sweep uses learning-rate warm-up."]
+
+
+def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], book: ledger.Ledger,
+              figures: dict[str, str]) -> str:
+    lines = [*_header(profile, table), "",
+             "| claim | version | verdict | status | effect [95% CI] | unit | seeds | runs used | criterion "
+             "| published |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for per_claim in outcomes:
+        o = headline(per_claim)
+        lines.append(f"| [{o.claim.id}](#{o.claim.id}) | v{o.number} | **{o.result.verdict}** | {o.status} | "
+                     f"{_effect(o)} | {o.claim.unit} | {o.result.n_seeds or '-'} | {_runs(o)} | "
+                     f"{o.version.criterion} | {o.claim.published} |")
+    lines += _deviations(outcomes, book)
+    for per_claim in outcomes:
+        lines += _section(per_claim, profile, figures)
     return "\n".join(lines) + "\n"
+
+
+def _deviations(outcomes: list[list[Outcome]], book: ledger.Ledger) -> list[str]:
+    lines = ["", "## Deviations", "",
+             "Departures from the protocol, oldest first, as recorded in the ledger; where versions are named, "
+             "their verdicts are recomputed from this table."]
+    by_claim = {per_claim[0].claim.id: {o.number: o for o in per_claim} for per_claim in outcomes}
+    for i, d in enumerate(book.deviations, 1):
+        where = f"**{d.claim}**" if d.claim else "**all claims**"
+        lines += ["", f"{i}. {where}" + (f" (commit {d.commit})" if d.commit else "") + f": {d.text}"]
+        for n in d.versions:
+            o = by_claim.get(d.claim, {}).get(n)
+            if o is not None:
+                lines.append(f"   - v{n}: **{o.result.verdict}**, {_effect(o)} ({o.version.criterion})")
+    return lines
+
+
+def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) -> list[str]:
+    o = headline(per_claim)
+    c, v = o.claim, o.version
+    run = (f"`bnexp-train -m experiment={v.experiment} profile={profile}`" if v.experiment else "")
+    lines = ["", f"## {c.id}", "", f"**{c.statement}** ({c.source})", "",
+             f"- Verdict (v{o.number}): **{o.result.verdict}**, {o.status}"
+             + (f" ({'; '.join(o.reasons)})" if o.reasons else ""),
+             f"- Criterion: {v.criterion}", f"- Method: {v.method}", f"- Published: {c.published}",
+             "- Evidence: " + (f"{_runs(o)} runs of {run}, seeds "
+                               + (f"{o.entry.verdict_seeds[0]}-{o.entry.verdict_seeds[1]}" if o.entry else "all")
+                               if v.experiment else "")
+             + ("exact check in `bnexp/exact.py`, measured when the table was built (the tests assert the same)"
+                if v.measure else "")]
+    lines += [f"- {d}" for d in o.result.detail]
+    lines += ["", "| version | registered | verdict | effect [95% CI] | status | runs | criterion | why this version |",
+              "|---|---|---|---|---|---|---|---|"]
+    for h in per_claim:
+        lines.append(f"| v{h.number} | {h.registered[:10] if h.registered else 'not committed'} | "
+                     f"{h.result.verdict} | {_effect(h)} | {h.status} | {_runs(h)} | {h.version.criterion} | "
+                     f"{h.entry.reason if h.entry else 'not registered'} |")
+    if c.id in figures:
+        lines += ["", f"![{c.id}]({figures[c.id]})"]
+    return lines
 
 
 if __name__ == "__main__":

@@ -25,12 +25,13 @@ import hydra
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from tqdm import tqdm
 
 from bnexp import init as weight_init
 from bnexp import models, norms, optim, probes, records
-from bnexp.config import Config, ConfigError, one_line_error, register, validate
+from bnexp.config import CONFIGS, Config, ConfigError, one_line_error, register, validate
 from bnexp.data import FOLDERS, Data, DataError
 
 log = logging.getLogger("bnexp")
@@ -307,7 +308,9 @@ def _summary(cfg: Config, state: dict, started: datetime, t0: float, overrides, 
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "threads": torch.get_num_threads(),
         "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # Dirty = any change to the code, untracked files included; results/ is data the
+        # harness writes itself (a regenerated report must not taint the next runs).
+        "git_dirty": bool(_git("status", "--porcelain", "--", ":(top)", ":(top,exclude)results")),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -340,8 +343,6 @@ def wandb_sink(cfg: Config, dcfg: DictConfig, run_dir: Path):
 
 # --- entry point ------------------------------------------------------------------------------
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # the checkout's configs/ (editable install)
-
 
 @hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
 def main(dcfg: DictConfig) -> float | None:
@@ -360,10 +361,10 @@ def main(dcfg: DictConfig) -> float | None:
             return _skip(run_dir, dcfg)
         records.clear_partial(run_dir)  # an interrupted or crashed earlier attempt starts over
         summary = run(dcfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices))
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, OmegaConfBaseException) as e:
         records.release(run_dir)
         _remove_empty(run_dir)  # Hydra made it; a refused config leaves nothing behind
-        _refuse(str(e))
+        _refuse(one_line_error(e) or str(e) if isinstance(e, OmegaConfBaseException) else str(e))
     except Exception:
         if hc.mode != RunMode.MULTIRUN:
             raise

@@ -18,9 +18,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bnexp import models, optim
-from bnexp.config import Config, register
+from bnexp.config import CONFIGS, Config, register
 from bnexp.data import Data
-from bnexp.train import CONFIGS, build, resolve_device, train_step
+from bnexp.train import build, resolve_device, train_step
 
 
 def throughput(cfg: Config, data: Data, steps: int, device: torch.device) -> float:

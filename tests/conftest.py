@@ -7,8 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from bnexp.config import register
-from bnexp.train import CONFIGS
+from bnexp.config import CONFIGS, register
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("BNEXP_DATA", ROOT / "data"))

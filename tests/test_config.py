@@ -77,3 +77,50 @@ def test_cli_entry_point_is_installed():
         exe = "bnexp-train"
     r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "model: " in r.stdout and "bn, bn_dropout" in r.stdout
+
+
+def _bad_profile(tmp_path, text: str):
+    """A profile file in a search-path folder of its own, composed through the real command line."""
+    folder = tmp_path / "extra" / "profile"
+    folder.mkdir(parents=True)
+    quick = (ROOT / "configs" / "profile" / "quick.yaml").read_text()
+    (folder / "bad.yaml").write_text(text(quick))
+    return cli(tmp_path, f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "profile=bad")
+
+
+def test_a_typo_in_a_profile_fails_like_any_other(tmp_path):
+    r, run_dir = _bad_profile(tmp_path, lambda q: q.replace("seeds:", "seedz:"))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "bnexp-train: error: profile.seedz: Key 'seedz' not in 'Profile' ('profile/bad')"]
+    assert not run_dir.exists()
+
+
+def test_a_typo_in_an_experiments_budget_names_its_budget(tmp_path):
+    r, _ = _bad_profile(tmp_path, lambda q: q.replace("lr_tolerance: {subset:", "lr_tolerance: {subsett:"))
+    assert r.returncode == 2 and "profile.lr_tolerance.subsett: Key 'subsett' not in 'LrToleranceBudget'" in r.stderr
+
+
+def test_a_profile_missing_a_budget_is_refused_before_training(tmp_path):
+    r, run_dir = _bad_profile(tmp_path, lambda q: "\n".join(ln for ln in q.splitlines()
+                                                             if not ln.startswith("gn_groups:")))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "bnexp-train: error: profile.gn_groups.subset: Structured config of type `GnGroupsBudget` has missing "
+        "mandatory value: subset"], r.stderr
+    assert not run_dir.exists()
+
+
+def test_experiments_claims_and_profiles_agree():
+    """Every experiment config has a typed budget in every profile and a claim that reads it; every
+    claim version reads an experiment that exists. Nothing lists them by hand."""
+    from dataclasses import fields
+
+    from bnexp.claims import all_claims
+    from bnexp.config import experiments
+    from bnexp.profile import Profile
+
+    budgets = {f.name for f in fields(Profile)} - {"name", "test_size", "width", "depth", "seeds"}
+    read = {v.experiment for c in all_claims() for v in c.versions.values() if v.experiment}
+    assert set(experiments()) == budgets == read
+    for name in ("smoke", "quick", "full"):
+        OmegaConf.to_object(make_config(f"profile={name}"))  # every budget present and well typed

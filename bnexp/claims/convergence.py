@@ -1,0 +1,100 @@
+"""convergence: BN trains in fewer steps."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from bnexp.claims.common import Version, final_acc, from_estimate
+from bnexp.claims.stats import decide, paired, per_seed, t_interval
+from bnexp.records import Record
+
+STATEMENT = "BN trains in fewer steps."
+SOURCE = "Ioffe & Szegedy 2015"
+PUBLISHED = "Steps to 72.2%: Inception 31.0M, BN-Baseline 13.3M (0.43x), BN-x5 2.1M (0.07x)."
+UNIT = "ratio"
+ORDER = 20
+
+# --- v0 and v1: steps to 90% of plain's best accuracy, each model at its best lr -----------------
+# v0 is the rule the first quick report used; v1 changed how a run that never reaches the
+# target is counted, after those runs were seen (the ledger's first deviation).
+
+TARGET_FRAC_V1 = 0.9  # the target: this fraction of plain's best mean accuracy over its lrs
+CENSOR_V1 = 2  # a run that never reaches the target counts as this many times a run's length
+THRESHOLD_V1 = 0.5  # BN's steps / plain's
+
+
+def endpoints_v1(rec: Record) -> dict:
+    """The test-accuracy curve as [[step, acc], ...]: enough to find the first step at any target."""
+    acc = rec.metric("test/acc")
+    return {"final_acc": final_acc(rec),
+            "acc_curve": json.dumps([[int(s), float(v)] for s, v in zip(acc["step"], acc["value"], strict=True)])}
+
+
+def _first_step(curve: str, target: float) -> float:
+    return next((float(s) for s, v in json.loads(curve) if v >= target), float("nan"))
+
+
+def _steps_to_target(t: pd.DataFrame, censored_at: pd.Series, censor_words: str):
+    plain = t[t["choice_model"] == "plain"]
+    target = TARGET_FRAC_V1 * plain.groupby("lr")["best_test_acc"].mean().max()
+    t = t.assign(to_target=t["acc_curve"].map(lambda c: _first_step(c, target)).fillna(censored_at))
+    mean_steps = t.groupby(["choice_model", "lr"])["to_target"].mean()
+    best_lr = {model: float(g.droplevel(0).idxmin()) for model, g in mean_steps.groupby(level=0)}
+
+    def at(model: str, lr: float) -> pd.Series:
+        return per_seed(t[(t["choice_model"] == model) & np.isclose(t["lr"], lr)], "to_target")
+
+    ratio = t_interval(paired(at("bn", best_lr["bn"]), at("plain", best_lr["plain"]), lambda a, b: a / b), log=True)
+    detail = [f"target: {target:.3f} test accuracy ({TARGET_FRAC_V1:.0%} of plain's best mean accuracy over its "
+              f"lrs); runs that never reach it count as {censor_words}",
+              f"steps to target at each model's best lr (BN {best_lr['bn']:g}, plain {best_lr['plain']:g}): "
+              f"BN / plain = {ratio}"]
+    for lr in sorted(set(t.loc[t["choice_model"] == "bn", "lr"]) & set(plain["lr"])):
+        est = t_interval(paired(at("bn", lr), at("plain", lr), lambda a, b: a / b), log=True)
+        detail.append(f"at the shared lr {lr:g}: BN / plain = {est}")
+    detail.append("mean steps to target: " + ", ".join(f"{m} lr {lr:g}: {v:.0f}" for (m, lr), v in mean_steps.items()))
+    return from_estimate(decide(ratio, THRESHOLD_V1, at_least=False), ratio, detail,
+                         {"target": target, "best_lr": best_lr})
+
+
+def verdict_v0(t: pd.DataFrame):
+    return _steps_to_target(t, CENSOR_V1 * t["steps"].astype(float), f"{CENSOR_V1}x their own length")
+
+
+def verdict_v1(t: pd.DataFrame):
+    planned = float(t["steps"].max())
+    return _steps_to_target(t, pd.Series(CENSOR_V1 * planned, index=t.index),
+                            f"{CENSOR_V1 * planned:.0f} steps ({CENSOR_V1}x the planned length)")
+
+
+_CRITERION = (f"steps to {TARGET_FRAC_V1:.0%} of plain's best accuracy, each at its best lr: "
+              f"BN <= {THRESHOLD_V1:g}x plain")
+_METHOD = "per-seed ratio of steps, paired by seed; 95% t-interval on the log ratio; best lr by mean over seeds"
+VERSIONS = {
+    0: Version(f"{_CRITERION}; a run that never reaches the target counts {CENSOR_V1}x its own length",
+               _METHOD, endpoints_v1, verdict_v0, "convergence"),
+    1: Version(f"{_CRITERION}; a run that never reaches the target counts {CENSOR_V1}x the planned length",
+               _METHOD, endpoints_v1, verdict_v1, "convergence"),
+}
+
+
+def curves(rec: Record) -> pd.DataFrame:
+    return rec.metric("test/acc")[["name", "step", "value"]]
+
+
+def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    m = curves[curves["name"] == "test/acc"].merge(t[["key", "choice_model", "lr"]], on="key")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(m.rename(columns={"choice_model": "model"}), x="step", y="value", hue="model", style="lr",
+                 errorbar=("ci", 95), seed=0, ax=ax)
+    if "target" in result.derived:
+        target = result.derived["target"]
+        ax.axhline(target, color="gray", ls="--", lw=1, label=f"target {target:.3f}")
+    ax.set(xlabel="training step", ylabel="test accuracy", title="Test accuracy vs steps (constant lr)")
+    ax.legend(fontsize=8)
+    return fig

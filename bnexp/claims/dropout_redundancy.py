@@ -1,0 +1,68 @@
+"""dropout_redundancy: with BN, dropout adds little."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from bnexp.claims.common import Version, final_acc, from_estimate
+from bnexp.claims.stats import INCONCLUSIVE, REPRODUCED, decide, paired, per_seed, t_interval
+from bnexp.records import Record
+
+STATEMENT = "With BN, dropout adds little."
+SOURCE = "Ioffe & Szegedy 2015; the BN notes"
+PUBLISHED = "BN-Inception removed dropout 'without an increase in overfitting'."
+UNIT = "accuracy points"
+ORDER = 50
+
+# --- v1: the criterion as first written ----------------------------------------------------------
+
+SHARE_DIVISOR_V1 = 2  # BN's gain from dropout is at most plain's gain divided by this
+
+
+def endpoints_v1(rec: Record) -> dict:
+    return {"final_acc": final_acc(rec)}
+
+
+def verdict_v1(t: pd.DataFrame):
+    gains, detail = {}, []
+    for model in ("plain", "bn"):
+        g = t[t["choice_model"] == model]
+        by_p = g.groupby("dropout")["final_acc"].mean()
+        best_p = float(by_p.drop(0.0, errors="ignore").idxmax())
+        gains[model] = _gain(g, best_p)
+        gap = (g["train_acc"] - g["final_acc"]).groupby(g["dropout"]).mean()
+        detail.append(f"{model}: best p {best_p:g}, gain over p=0 {t_interval(gains[model])}; mean test acc by p: "
+                      + ", ".join(f"{p:g}: {a:.3f}" for p, a in by_p.items())
+                      + "; train-test gap by p: " + ", ".join(f"{p:g}: {a:+.3f}" for p, a in gap.items()))
+    d = t_interval(paired(gains["bn"], gains["plain"], lambda b, a: b - a / SHARE_DIVISOR_V1))
+    v = decide(d, 0.0, at_least=False)
+    if v == REPRODUCED and t_interval(gains["plain"]).low <= 0:
+        v = INCONCLUSIVE
+        detail.append("dropout did not clearly help the plain net, so 'adds little with BN' cannot be told apart")
+    detail.insert(0, f"BN gain - plain gain / {SHARE_DIVISOR_V1}: {d} (criterion <= 0)")
+    return from_estimate(v, d, detail)
+
+
+def _gain(g: pd.DataFrame, p: float) -> pd.Series:
+    """Accuracy at dropout p minus at p=0, per seed (aligned on the seed)."""
+    return (per_seed(g[g["dropout"] == p], "final_acc") - per_seed(g[g["dropout"] == 0.0], "final_acc")).dropna()
+
+
+VERSIONS = {
+    1: Version(f"the accuracy gain of the best dropout rate is at most 1/{SHARE_DIVISOR_V1} as large with BN",
+               "per-seed accuracy differences, paired by seed; 95% t-intervals; best p by mean over seeds",
+               endpoints_v1, verdict_v1, "dropout_redundancy"),
+}
+
+
+def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    t = t.assign(gap=t["train_acc"] - t["final_acc"]).rename(columns={"choice_model": "model"})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    sns.barplot(t, x="dropout", y="final_acc", hue="model", errorbar=("ci", 95), seed=0, ax=axes[0])
+    axes[0].set(xlabel="dropout p", ylabel="final test accuracy", title="Test accuracy")
+    sns.barplot(t, x="dropout", y="gap", hue="model", errorbar=("ci", 95), seed=0, ax=axes[1])
+    axes[1].set(xlabel="dropout p", ylabel="train acc (train mode, dropout on) - test acc", title="Train-test gap")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,86 @@
+"""gradient_flow: BN keeps gradients from vanishing or exploding."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from bnexp.claims.common import Version, final_acc, from_estimate
+from bnexp.claims.stats import combine, decide, t_interval
+from bnexp.records import Record
+
+STATEMENT = "BN keeps gradients from vanishing or exploding."
+SOURCE = "Bjorck et al. 2018; the BN notes"
+PUBLISHED = "Without BN, gradients at initialisation are far larger and heavy-tailed (ResNet-110)."
+UNIT = "ratio"
+ORDER = 60
+
+# --- v1: the criterion as first written ----------------------------------------------------------
+
+BN_MAX_V1 = 10.0  # BN's max/min per-layer gradient norm at init stays at most this, at every scale
+PLAIN_MIN_V1 = 100.0  # plain's exceeds this at its worst scale
+
+
+def _spread(values: pd.Series) -> float:
+    """max / min of per-layer gradient norms at one step."""
+    return float(values.max() / max(values.min(), 1e-30))
+
+
+def endpoints_v1(rec: Record) -> dict:
+    g = rec.metric("grad_norm/")
+    at_init = g[g["step"] == 0]["value"]
+    return {"final_acc": final_acc(rec), "spread_init": _spread(at_init), "grad_median_init": float(at_init.median()),
+            "spread_max": float(g.groupby("step")["value"].agg(_spread).max())}
+
+
+def verdict_v1(t: pd.DataFrame):
+    worst = t.groupby(["choice_model", "seed"])["spread_init"].max()
+    bn, plain = t_interval(worst["bn"], log=True), t_interval(worst["plain"], log=True)
+    v = combine(decide(bn, BN_MAX_V1, at_least=False), decide(plain, PLAIN_MIN_V1, at_least=True))
+    detail = [f"worst (over init scales) max/min per-layer gradient norm at init: BN {bn} (criterion <= "
+              f"{BN_MAX_V1:g}), plain {plain} (criterion >= {PLAIN_MIN_V1:g})"]
+    by = t.groupby(["choice_model", "init_scale"])
+    detail.append("mean spread by init scale: " + ", ".join(
+        f"{mo} x{s:g}: {v:.3g}" for (mo, s), v in by["spread_init"].mean().items()))
+    # Reported beside the criterion: the size of the gradients (not their spread over layers),
+    # and the spread over the whole run.
+    detail.append("median per-layer gradient norm at init: " + ", ".join(
+        f"{mo} x{s:g}: {v:.2g}" for (mo, s), v in by["grad_median_init"].median().items()))
+    detail.append("largest spread at any logged step: " + ", ".join(
+        f"{mo} x{s:g}: {v:.3g}" for (mo, s), v in by["spread_max"].mean().items()))
+    return from_estimate(v, bn, detail)
+
+
+VERSIONS = {
+    1: Version(f"max/min per-layer gradient norm at init stays <= {BN_MAX_V1:g}x with BN at every init scale while "
+               f"plain's exceeds {PLAIN_MIN_V1:g}x at its worst scale",
+               "per-seed worst spread over scales; 95% t-intervals on the log spread",
+               endpoints_v1, verdict_v1, "gradient_flow"),
+}
+
+
+def curves(rec: Record) -> pd.DataFrame:
+    """Per-layer gradient norms at init (name `layer/<depth index>`) and their spread over training."""
+    g = rec.metric("grad_norm/")
+    init = g[g["step"] == 0].reset_index(drop=True)
+    layers = pd.DataFrame({"name": [f"layer/{i:03d}" for i in range(len(init))], "step": 0, "value": init["value"]})
+    spread = g.groupby("step")["value"].agg(_spread).reset_index().assign(name="spread")
+    return pd.concat([layers, spread[["name", "step", "value"]]], ignore_index=True)
+
+
+def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    c = curves.merge(t[["key", "choice_model", "init_scale"]], on="key").rename(columns={"choice_model": "model"})
+    init = c[c["name"].str.startswith("layer/")]
+    init = init.assign(layer=init["name"].str.split("/").str[1].astype(int))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    sns.lineplot(init, x="layer", y="value", hue="model", style="init_scale", marker="o", errorbar=("ci", 95),
+                 seed=0, ax=axes[0])
+    axes[0].set(yscale="log", xlabel="layer (input -> classifier)", ylabel="gradient norm",
+                title="Per-layer gradient norm at initialisation")
+    sns.lineplot(c[c["name"] == "spread"], x="step", y="value", hue="model", style="init_scale", errorbar=("ci", 95),
+                 seed=0, ax=axes[1])
+    axes[1].set(yscale="log", xlabel="training step", ylabel="max / min over layers",
+                title="Spread of per-layer gradient norms over training")
+    fig.tight_layout()
+    return fig

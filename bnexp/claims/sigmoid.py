@@ -1,0 +1,92 @@
+"""sigmoid: BN lets saturating nets train; their input distributions stay stable."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from bnexp.claims.common import Result, Version, arm, final_acc, from_estimate
+from bnexp.claims.stats import INCONCLUSIVE, combine, decide, paired, per_seed, t_interval
+from bnexp.records import Record
+
+STATEMENT = "BN lets saturating nets train; their input distributions stay stable."
+SOURCE = "Ioffe & Szegedy 2015"
+PUBLISHED = ("BN-x5-Sigmoid Inception 69.8% while plain sigmoid Inception stayed at chance; MNIST Fig. 1(b,c): "
+             "stable sigmoid-input percentiles with BN, drifting without.")
+UNIT = "accuracy points"
+ORDER = 70
+
+# --- v1: the criterion as first written ----------------------------------------------------------
+
+GAIN_V1 = 0.20  # BN's accuracy minus plain's, on the sigmoid CNN
+DRIFT_RATIO_V1 = 1.0  # BN's percentile drift / plain's stays below this
+
+
+def endpoints_v1(rec: Record) -> dict:
+    """Drift: |last - first| of each logged percentile of the probed unit's input, averaged."""
+    pre = rec.metric("preact/")
+    drift = pre.groupby("name")["value"].agg(lambda v: abs(v.iloc[-1] - v.iloc[0])).mean()
+    return {"final_acc": final_acc(rec), "arm": arm(rec), "drift": float(drift)}
+
+
+def _best_lrs(a: pd.DataFrame) -> dict[str, float]:
+    """Each norm's lr with the best mean accuracy over seeds."""
+    return {n: float(g.groupby("lr")["final_acc"].mean().idxmax()) for n, g in a.groupby("norm")}
+
+
+def verdict_v1(t: pd.DataFrame):
+    detail, out, chosen = [], {}, {}
+    for a_name in ("cnn", "fc"):
+        a = t[t["arm"] == a_name]
+        if a.empty:
+            continue
+        best = chosen[a_name] = _best_lrs(a)
+        pick = {n: a[(a["norm"] == n) & np.isclose(a["lr"], lr)] for n, lr in best.items()}
+        acc = t_interval(paired(per_seed(pick["batch"], "final_acc"), per_seed(pick["none"], "final_acc"),
+                                lambda x, y: x - y))
+        dr = t_interval(paired(per_seed(pick["batch"], "drift"), per_seed(pick["none"], "drift"),
+                               lambda x, y: x / max(y, 1e-9)), log=True)
+        out[a_name] = (acc, dr)
+        detail.append(f"{a_name}: BN - plain test acc at each's best lr (BN {best['batch']:g}, plain "
+                      f"{best['none']:g}) = {acc}; percentile drift BN / plain = {dr}; mean acc BN "
+                      f"{pick['batch']['final_acc'].mean():.3f}, plain {pick['none']['final_acc'].mean():.3f}")
+    if "cnn" not in out:
+        return Result(INCONCLUSIVE, detail=[*detail, "no CNN arm"], derived={"best_lr": chosen})
+    acc, dr = out["cnn"]
+    v = combine(decide(acc, GAIN_V1, at_least=True), decide(dr, DRIFT_RATIO_V1, at_least=False))
+    detail.insert(0, f"criterion on the sigmoid CNN: accuracy gain >= {GAIN_V1:g} and percentile drift smaller "
+                     "with BN")
+    return from_estimate(v, acc, detail, {"best_lr": chosen})
+
+
+VERSIONS = {
+    1: Version(f"sigmoid CNN: BN accuracy >= plain + {GAIN_V1 * 100:g} points, and smaller percentile drift with BN",
+               "per-seed differences (accuracy) and ratios (drift), paired by seed; 95% t-intervals (log for the "
+               "ratio); best lr by mean over seeds", endpoints_v1, verdict_v1, "sigmoid"),
+}
+
+
+def curves(rec: Record) -> pd.DataFrame:
+    return rec.metric("preact/")[["name", "step", "value"]]
+
+
+def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    best = result.derived.get("best_lr", {})
+    chosen = pd.concat([t[(t["arm"] == a) & (t["norm"] == n) & np.isclose(t["lr"], lr)]
+                        for a, lrs in best.items() for n, lr in lrs.items()]) if best else t.iloc[:0]
+    pre = curves.merge(chosen[["key", "arm", "norm"]], on="key")
+    arms = sorted(pre["arm"].unique())
+    fig, axes = plt.subplots(max(len(arms), 1), 3, figsize=(15, 3.6 * max(len(arms), 1)), squeeze=False)
+    for row, a in zip(axes, arms, strict=False):
+        for ax, norm in zip(row[:2], ("none", "batch"), strict=True):
+            g = pre[(pre["arm"] == a) & (pre["norm"] == norm)]
+            sns.lineplot(g, x="step", y="value", hue="name", errorbar=("ci", 95), seed=0, ax=ax)
+            ax.set(title=f"{a}, {'BN' if norm == 'batch' else 'no norm'}: last sigmoid input",
+                   xlabel="training step", ylabel="percentile value")
+        sns.barplot(chosen[chosen["arm"] == a], x="norm", y="final_acc", order=["none", "batch"],
+                    errorbar=("ci", 95), seed=0, ax=row[2])
+        row[2].set(title=f"{a}: test accuracy at best lr", ylabel="final test accuracy")
+    fig.tight_layout()
+    return fig

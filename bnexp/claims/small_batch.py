@@ -1,0 +1,88 @@
+"""small_batch: BN degrades at small batch sizes; GN does not."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from bnexp.claims.common import Version, arm, final_acc, from_estimate, images_per_statistic
+from bnexp.claims.stats import combine, decide, paired, per_seed, t_interval
+from bnexp.records import Record
+
+STATEMENT = "BN degrades at small batch sizes; GN does not."
+SOURCE = "Wu & He 2018"
+PUBLISHED = ("ResNet-50 ImageNet val error at 32/16/8/4/2 images per GPU: BN 23.6/23.7/24.8/27.3/34.7 "
+             "(+11.1 points), GN 24.1/24.2/24.0/24.2/24.1.")
+UNIT = "test-error points"
+ORDER = 40
+
+# --- v1: the criterion as first written ----------------------------------------------------------
+
+RISE_V1 = 0.05  # BN's test error rises at least this much from the largest to the smallest batch
+GN_DIVISOR_V1 = 3  # GN's rise is at most BN's divided by this
+
+
+def endpoints_v1(rec: Record) -> dict:
+    return {"final_acc": final_acc(rec), "arm": arm(rec), "per_stat": images_per_statistic(rec)}
+
+
+def batchstats_gap(t: pd.DataFrame) -> list[str]:
+    """Accuracy with batch statistics minus running statistics, for the BN arms (eval_semantics too)."""
+    bs = t.dropna(subset=["test_batchstats_acc"])
+    bs = bs[bs["arm"].isin(["bn", "ghost_bn"])]
+    if bs.empty:
+        return []
+    gaps = (bs["test_batchstats_acc"] - bs["final_acc"]).groupby([bs["arm"], bs["per_stat"]]).mean()
+    return ["eval with batch statistics minus running statistics (accuracy): "
+            + ", ".join(f"{a} {b}: {g:+.3f}" for (a, b), g in gaps.items())]
+
+
+def verdict_v1(t: pd.DataFrame):
+    t = t.assign(err=1 - t["final_acc"])
+    lo, hi = t["per_stat"].min(), t["per_stat"].max()
+
+    def err(a: str, b: int) -> pd.Series:
+        return per_seed(t[(t["arm"] == a) & (t["per_stat"] == b)], "err")
+
+    def rise(a: str) -> pd.Series:
+        return (err(a, lo) - err(a, hi)).dropna()  # aligned on the seed
+
+    bn_rise = t_interval(rise("bn"))
+    gn_vs = t_interval(paired(rise("gn"), rise("bn"), lambda g, b: g - b / GN_DIVISOR_V1))
+    gap = t_interval(paired(err("bn", lo), err("gn", lo), lambda a, b: a - b))
+    v = combine(decide(bn_rise, RISE_V1, at_least=True), decide(gn_vs, 0.0, at_least=False),
+                decide(gap, 0.0, at_least=True))
+    detail = [f"BN test error rise from {hi} to {lo} images per statistic: {bn_rise} (criterion >= {RISE_V1:g})",
+              f"GN rise - BN rise / {GN_DIVISOR_V1}: {gn_vs} (criterion <= 0)",
+              f"BN error - GN error at {lo}: {gap} (criterion > 0)"]
+    for a in ("frozen_bn", "ghost_bn"):
+        if a in set(t["arm"]):
+            detail.append(f"{a} rise: {t_interval(rise(a))}")
+    table = t.groupby(["arm", "per_stat"])["err"].mean()
+    for a, g in table.groupby(level=0):
+        detail.append(f"{a} mean test error by images per statistic: "
+                      + ", ".join(f"{b}: {e:.3f}" for (_, b), e in g.items()))
+    detail += batchstats_gap(t)
+    return from_estimate(v, bn_rise, detail)
+
+
+VERSIONS = {
+    1: Version(f"BN error rises >= {RISE_V1 * 100:g} points from the largest to the smallest batch; GN's rise "
+               f"<= 1/{GN_DIVISOR_V1} of BN's; GN beats BN at the smallest batch",
+               "per-seed differences of test error, paired by seed; 95% t-intervals",
+               endpoints_v1, verdict_v1, "small_batch"),
+}
+
+
+def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    t = t.assign(err=100 * (1 - t["final_acc"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(t, x="per_stat", y="err", hue="arm", marker="o", errorbar=("ci", 95), seed=0, ax=ax)
+    ax.set_xscale("log", base=2)
+    ticks = sorted(t["per_stat"].unique())
+    ax.set_xticks(ticks, [str(int(b)) for b in ticks])
+    ax.invert_xaxis()  # as in Wu & He's Figure 1: batch shrinking to the right
+    ax.set(xlabel="images per BN statistic (batch size; ghost BN: virtual batch in 128)",
+           ylabel="test error (%)", title="Test error vs batch size")
+    return fig

@@ -1,0 +1,134 @@
+"""Statistics over seeds for the verdicts: intervals that fit each kind of endpoint, pairing by
+seed, and the decision rule.
+
+- continuous per-seed effects: `t_interval` (95% Student t on the mean; on logs for ratios) or
+  `bootstrap_interval` (95% BCa bootstrap of the mean, scipy.stats.bootstrap);
+- success / failure per seed: `clopper_pearson` (exact binomial interval on the success rate);
+- a per-seed value known only to lie in a bracket [low, high] (a grid point and the next one):
+  `bracket_interval`, the lower end of the lows' interval to the upper end of the highs'.
+
+An interval whose two ends coincide (identical per-seed values) says nothing about its own
+uncertainty: `decide` never calls it decisive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+
+
+@dataclass
+class Estimate:
+    """A per-seed mean (geometric for ratios) with its 95% interval over `n` seeds."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3g} [{self.low:.3g}, {self.high:.3g}]"
+
+    @property
+    def degenerate(self) -> bool:
+        """No width although there are several seeds: identical per-seed values."""
+        return self.n >= 2 and self.low == self.high
+
+
+def _clean(values) -> np.ndarray:
+    return np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))],
+                      dtype=float)
+
+
+def t_interval(values, log: bool = False) -> Estimate:
+    """95% t-interval of the mean of per-seed values; `log` for ratios (geometric mean)."""
+    v = _clean(values)
+    if log:
+        v = np.log(np.clip(v, 1e-12, None))
+    n = len(v)
+    if n == 0:
+        return Estimate(math.nan, -math.inf, math.inf, 0)
+    mean = float(v.mean())
+    if n < 2:
+        low, high = -math.inf, math.inf
+    else:
+        half = float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n))
+        low, high = mean - half, mean + half
+    if log:
+        return Estimate(math.exp(mean), math.exp(low) if low > -math.inf else 0.0,
+                        math.exp(high) if high < math.inf else math.inf, n)
+    return Estimate(mean, low, high, n)
+
+
+def bootstrap_interval(values, log: bool = False, resamples: int = 9999) -> Estimate:
+    """95% BCa bootstrap interval of the mean (seeded, so a report regenerates exactly)."""
+    v = _clean(values)
+    if log:
+        v = np.log(np.clip(v, 1e-12, None))
+    n = len(v)
+    if n < 2:
+        return t_interval(np.exp(v) if log else v, log)
+    mean = float(v.mean())
+    if np.all(v == v[0]):
+        low = high = mean
+    else:
+        ci = stats.bootstrap((v,), np.mean, n_resamples=resamples, method="BCa",
+                             random_state=np.random.default_rng(0)).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    return Estimate(math.exp(mean), math.exp(low), math.exp(high), n) if log else Estimate(mean, low, high, n)
+
+
+def clopper_pearson(successes: int, n: int) -> Estimate:
+    """The success rate k/n with its exact (Clopper-Pearson) 95% interval."""
+    if n == 0:
+        return Estimate(math.nan, 0.0, 1.0, 0)
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="exact")
+    return Estimate(successes / n, float(ci.low), float(ci.high), n)
+
+
+def bracket_interval(lows, highs, log: bool = False) -> Estimate:
+    """Per-seed values known only as brackets [low, high]: the interval runs from the lower end
+    of the lows' t-interval to the upper end of the highs' (so both ends carry the grid's
+    coarseness); the centre is the mean of the bracket midpoints (geometric with `log`)."""
+    lo, hi = t_interval(lows, log), t_interval(highs, log)
+    centre = math.sqrt(lo.mean * hi.mean) if log else (lo.mean + hi.mean) / 2
+    return Estimate(centre, lo.low, hi.high, min(lo.n, hi.n))
+
+
+def decide(est: Estimate, threshold: float, at_least: bool) -> str:
+    """The verdict of one criterion: effect >= threshold (at_least) or <= threshold, decided by
+    the whole interval. Fewer than two seeds, or a zero-width interval, decide nothing."""
+    if est.n < 2 or est.degenerate or math.isnan(est.mean):
+        return INCONCLUSIVE
+    if at_least:
+        return REPRODUCED if est.low >= threshold else NOT_REPRODUCED if est.high < threshold else INCONCLUSIVE
+    return REPRODUCED if est.high <= threshold else NOT_REPRODUCED if est.low > threshold else INCONCLUSIVE
+
+
+def combine(*verdicts: str) -> str:
+    """All criteria must hold; one that clearly fails decides."""
+    if NOT_REPRODUCED in verdicts:
+        return NOT_REPRODUCED
+    return REPRODUCED if all(v == REPRODUCED for v in verdicts) else INCONCLUSIVE
+
+
+# --- pairing ----------------------------------------------------------------------------------
+
+def per_seed(rows: pd.DataFrame, column: str) -> pd.Series:
+    """`column` indexed by seed; two rows with one seed are an error, not a silent pick."""
+    s = rows.set_index("seed")[column]
+    if s.index.has_duplicates:
+        raise ValueError(f"several runs share a seed for `{column}`: {sorted(s.index[s.index.duplicated()])}")
+    return s.astype(float)
+
+
+def paired(a: pd.Series, b: pd.Series, f) -> list[float]:
+    """f(a, b) for every seed both series have, joined on the seed (never on position)."""
+    both = pd.concat({"a": a, "b": b}, axis=1, join="inner").sort_index()
+    return [f(x, y) for x, y in zip(both["a"], both["b"], strict=True)]

@@ -1,0 +1,89 @@
+"""Typed profiles: the budget and grid every experiment gets at one scale (configs/profile/).
+
+A profile is a value of `Profile`, so a stray or misspelt key in configs/profile/<name>.yaml
+fails at composition like a typo anywhere else, and a missing one fails before any run starts.
+Grids are strings in Hydra's sweep syntax ("0.01,0.1,1.0"), which the experiment configs hand
+to `hydra.sweeper.params`. Adding an experiment adds its budget class here and a field below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+
+@dataclass
+class Budget:
+    subset: int = MISSING  # training images (class-balanced)
+    epochs: int = MISSING
+
+
+@dataclass
+class LrToleranceBudget(Budget):
+    lrs: str = MISSING  # learning rates, per step at batch 128
+
+
+@dataclass
+class ConvergenceBudget(Budget):
+    lrs: str = MISSING
+    eval_every_steps: int = MISSING  # test accuracy every this many steps
+
+
+@dataclass
+class InitInsensitivityBudget(Budget):
+    schemes: str = MISSING  # init config-group options
+    scales: str = MISSING  # multipliers of every conv/linear weight
+
+
+@dataclass
+class SmallBatchBudget(Budget):
+    b: int = MISSING  # images per BN statistic of the current job (swept over `batches`)
+    batches: str = MISSING
+
+
+@dataclass
+class DropoutRedundancyBudget(Budget):
+    ps: str = MISSING  # dropout probabilities
+
+
+@dataclass
+class GradientFlowBudget(Budget):
+    depth: int = MISSING  # conv layers of the deeper CNN
+    scales: str = MISSING
+
+
+@dataclass
+class SigmoidBudget(Budget):
+    fc_subset: int = MISSING  # the fully connected arm's training images
+    fc_epochs: int = MISSING
+    lrs: str = MISSING
+
+
+@dataclass
+class LandscapeBudget(Budget):
+    lr: float = MISSING  # one constant lr shared by every model
+    every: int = MISSING  # steps between landscape probes
+
+
+@dataclass
+class GnGroupsBudget(Budget):
+    groups: str = MISSING
+
+
+@dataclass
+class Profile:
+    name: str = MISSING  # also the results folder: results/<name>/
+    test_size: int = MISSING  # class-balanced test images per evaluation
+    width: int = MISSING  # channels of the CNNs' first stage
+    depth: int = MISSING  # conv layers of the CNNs
+    seeds: str = MISSING  # training seeds of every sweep
+    lr_tolerance: LrToleranceBudget = field(default_factory=LrToleranceBudget)
+    convergence: ConvergenceBudget = field(default_factory=ConvergenceBudget)
+    init_insensitivity: InitInsensitivityBudget = field(default_factory=InitInsensitivityBudget)
+    small_batch: SmallBatchBudget = field(default_factory=SmallBatchBudget)
+    dropout_redundancy: DropoutRedundancyBudget = field(default_factory=DropoutRedundancyBudget)
+    gradient_flow: GradientFlowBudget = field(default_factory=GradientFlowBudget)
+    sigmoid: SigmoidBudget = field(default_factory=SigmoidBudget)
+    landscape: LandscapeBudget = field(default_factory=LandscapeBudget)
+    gn_groups: GnGroupsBudget = field(default_factory=GnGroupsBudget)

@@ -1,0 +1,97 @@
+"""The pre-registration ledger: a registered version's code cannot change unnoticed, seeds never
+overlap, and a verdict is confirmatory only on runs made after its registration."""
+
+import importlib.util
+import subprocess
+
+import pandas as pd
+import pytest
+
+from bnexp.claims import all_claims, by_id, ledger
+from bnexp.claims.ledger import Entry, Ledger
+from tests.conftest import ROOT
+
+
+def test_every_version_in_the_code_is_registered_and_unchanged():
+    assert ledger.check(all_claims(), ledger.load()) == []
+
+
+def _edited_claim(tmp_path, name: str, old: str, new: str):
+    """The claim `name` loaded from an edited copy of its module, under the module's own name but
+    outside sys.modules (the real module and file are untouched)."""
+    source = (ROOT / "bnexp" / "claims" / f"{name}.py").read_text()
+    assert old in source
+    path = tmp_path / f"{name}_edited.py"
+    path.write_text(source.replace(old, new))
+    spec = importlib.util.spec_from_file_location(f"bnexp.claims.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    claim = by_id()[name]
+    return type(claim)(**{**claim.__dict__, "versions": dict(module.VERSIONS), "module": module})
+
+
+def test_changing_a_registered_verdict_fails_the_check(tmp_path):
+    edited = _edited_claim(tmp_path, "lr_tolerance", "THRESHOLD_V1 = 4.0", "THRESHOLD_V1 = 3.0")
+    problems = ledger.check([edited], ledger.load())
+    assert any("lr_tolerance v1: its code changed" in p for p in problems), problems
+    edited = _edited_claim(tmp_path, "convergence", "float(s) for s, v in json.loads(curve) if v >= target",
+                           "float(s) for s, v in json.loads(curve) if v > target")
+    assert any("convergence v1: its code changed" in p for p in ledger.check([edited], ledger.load()))
+
+
+def test_comments_and_docstrings_are_not_changes(tmp_path):
+    edited = _edited_claim(tmp_path, "lr_tolerance", "def verdict_v1(t: pd.DataFrame):",
+                           "def verdict_v1(t: pd.DataFrame):  # a new comment\n    \"\"\"A new docstring.\"\"\"")
+    assert not [p for p in ledger.check([edited], ledger.load()) if "lr_tolerance" in p]
+
+
+def test_seed_rules():
+    def entry(version, seeds, **kw):
+        return Entry("c", version, "h", seeds, "why", **kw)
+
+    class Fake:
+        id, versions = "c", {1: None, 2: None, 3: None}
+
+    book = Ledger((100, 199), [entry(1, (0, 4)), entry(2, (3, 7)), entry(3, (150, 152))])
+    problems = " | ".join(p for p in ledger.check([], book))
+    assert "c v2: verdict seeds (3, 7) overlap v1's" in problems
+    assert "c v3: verdict seeds (150, 152) overlap the tuning seeds" in problems
+    ok = Ledger((100, 199), [entry(1, (0, 4)), entry(2, (0, 4), reuses=1), entry(3, (5, 9))])
+    assert [p for p in ledger.check([], ok) if "overlap" in p or "reuses" in p] == []
+    bad = Ledger((100, 199), [entry(1, (0, 4)), entry(2, (0, 3), reuses=1)])
+    assert any("reuses v1" in p for p in ledger.check([], bad))
+
+
+def _git(*args):
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+
+def test_confirmatory_only_on_clean_runs_made_after_the_registration(monkeypatch):
+    head, parent = _git("rev-parse", "HEAD"), _git("rev-parse", "HEAD~1")
+    monkeypatch.setattr(ledger, "registration_commit", lambda h: parent)
+    entry = Entry("c", 2, "h", (10, 14), "why")
+    after = pd.DataFrame({"git_commit": [head, parent], "git_dirty": [False, False], "status": "completed"})
+    assert ledger.status(entry, "h", after) == (ledger.CONFIRMATORY, [])
+    monkeypatch.setattr(ledger, "registration_commit", lambda h: head)
+    state, reasons = ledger.status(entry, "h", after)
+    assert state == ledger.EXPLORATORY and "1 of 2 runs were made by code older than its registration" in reasons[0]
+    assert ledger.status(entry, "changed", after)[0] == ledger.EXPLORATORY  # code differs from the hash
+    assert ledger.status(Entry("c", 2, "h", (0, 2), "why", reuses=1), "h", after.iloc[:1])[0] == ledger.EXPLORATORY
+
+
+def test_dirty_failed_and_foreign_runs_are_counted_and_left_out():
+    head = _git("rev-parse", "HEAD")
+    rows = pd.DataFrame({"git_commit": [head, head, head, "0" * 40, None],
+                         "git_dirty": [False, True, False, False, False],
+                         "status": ["completed", "completed", "failed", "diverged", "completed"]})
+    used, excluded = ledger.usable(rows)
+    assert list(used.index) == [0]
+    assert excluded == {"failed": 1, "dirty": 1, "unknown commit": 2}
+
+
+@pytest.mark.parametrize("claim", [c.id for c in all_claims()])
+def test_every_registered_version_names_its_seeds_and_reason(claim):
+    for number, version in by_id()[claim].versions.items():
+        e = ledger.load().get(claim, number)
+        assert e is not None and e.reason
+        assert (e.verdict_seeds is None) == (version.experiment is None)
