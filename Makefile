@@ -6,6 +6,7 @@ BIN     := $(VENV)/bin
 DATA    ?= data
 SHARED  ?= ../shared
 ARGS    ?= model=bn dataset.subset=10000 train.epochs=2
+BENCH_ARGS ?=
 PROFILE ?= quick
 
 .PHONY: install data test test-slow train reproduce-figures report bench lint clean
@@ -42,7 +43,7 @@ report: install
 	$(BIN)/python -m bnexp.report results/$(PROFILE)
 
 bench: install data
-	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/bench.py $(ARGS)
+	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check bnexp scripts tests

@@ -8,9 +8,13 @@ channels), before anything is written or trained.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -156,6 +160,8 @@ class TrainConfig:
     landscape_steps: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0])  # x current lr
     progress: bool = True  # progress bar when stderr is a terminal
     channels_last: bool = True  # NHWC memory layout: 15-30% faster convs on a CPU, faster on GPUs
+    checkpoint_minutes: float = 10.0  # also checkpoint inside an epoch this often (0: at epoch ends only)
+    keep_checkpoint: bool = False  # keep checkpoint.pt, saved at the end, once the run is complete
 
 
 @dataclass
@@ -220,9 +226,40 @@ def layer_widths(m: ModelConfig) -> list[int]:
 VGG_DEPTHS = (11, 13, 16, 19)
 
 
+def _floats(node, prefix: str = "") -> Iterator[tuple[str, float]]:
+    """Every float in a config dataclass (and its lists), with its dotted key."""
+    for f in fields(node):
+        value, key = getattr(node, f.name), f"{prefix}{f.name}"
+        if is_dataclass(value):
+            yield from _floats(value, f"{key}.")
+        elif isinstance(value, float):
+            yield key, value
+        elif isinstance(value, list):
+            yield from ((f"{key}[{k}]", v) for k, v in enumerate(value) if isinstance(v, float))
+
+
+def check_keys(dcfg: Any, prefix: str = "") -> None:
+    """Refuse keys the schema does not have. `+optim.lrr=0.1` gets past Hydra's struct mode (a
+    `+` may add keys) and would be stored and silently ignored."""
+    from omegaconf import DictConfig, OmegaConf
+
+    schema = OmegaConf.get_type(dcfg)
+    known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    for key in dcfg:
+        dotted = f"{prefix}{key}"
+        if known is not None and key not in known:
+            raise ConfigError(dotted, f"not a key of {schema.__name__} (a typo?)")
+        value = dcfg._get_node(key)
+        if isinstance(value, DictConfig) and key != "hydra":
+            check_keys(value, f"{dotted}.")
+
+
 def validate(cfg: Config) -> None:
     """Raise ConfigError for the first impossible value; types were checked at composition."""
     d, m, i, o, s, t = cfg.dataset, cfg.model, cfg.init, cfg.optim, cfg.schedule, cfg.train
+    for key, value in _floats(cfg):
+        _check(math.isfinite(value), key, f"must be a finite number, got {value}")
+    classes = 10 if d.name is Dataset.cifar10 else 20 if d.coarse_labels else 100
     _check(d.subset >= 0, "dataset.subset", f"must be >= 0 (0 = all), got {d.subset}")
     _check(d.val_size >= 0, "dataset.val_size", f"must be >= 0, got {d.val_size}")
     available = d.train_size - d.val_size
@@ -293,13 +330,17 @@ def validate(cfg: Config) -> None:
     _check(t.probe_unit >= 0 and (not t.probe_layer or t.probe_unit < min(layer_widths(m))), "train.probe_unit",
            f"{t.probe_unit} is not a unit of every layer (narrowest has {min(layer_widths(m))})")
     _check(t.diverge_loss > 0, "train.diverge_loss", f"must be > 0, got {t.diverge_loss}")
+    _check(t.checkpoint_minutes >= 0, "train.checkpoint_minutes", f"must be >= 0, got {t.checkpoint_minutes}")
     n_train = d.subset or available
+    _check(n_train >= classes, "dataset.subset",
+           f"{n_train} training images cannot hold one of each of the {classes} classes")
     _check(t.batch_size <= n_train, "train.batch_size",
            f"{t.batch_size} is larger than the {n_train} training images")
-    if m.arch is Arch.mlp and m.norm in (Norm.batch, Norm.ghost_batch, Norm.noisy_batch):
-        # (N, C) activations: a batch statistic over one image is undefined.
+    if m.arch is Arch.mlp and m.norm in (Norm.batch, Norm.ghost_batch, Norm.noisy_batch, Norm.frozen_batch):
+        # (N, C) activations: a batch statistic over one image is undefined (frozen BN calibrates
+        # its statistics on training batches first).
         per_stat = m.virtual_batch if m.norm is Norm.ghost_batch else t.batch_size
-        _check(per_stat >= 2, "train.batch_size" if m.norm is Norm.batch else "model.virtual_batch",
+        _check(per_stat >= 2, "model.virtual_batch" if m.norm is Norm.ghost_batch else "train.batch_size",
                "batch norm on a fully connected net needs at least 2 images per statistic")
 
     _check(cfg.threads >= 0, "threads", f"must be >= 0 (0 = default), got {cfg.threads}")
@@ -321,6 +362,12 @@ def one_line_error(e: BaseException) -> str | None:
         first = str(getattr(cause, "msg", cause)).strip().splitlines()[0]
         return f"{cause.full_key}: {first}"
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", str(e))
+    if missing:  # a misspelt option of a config group: name it and the options, not Hydra's search path
+        group, option = missing.groups()
+        at = lines.index(f"Available options in '{group}':") if f"Available options in '{group}':" in lines else -1
+        options = [ln for ln in lines[at + 1:] if not ln.startswith(("Config search path", "provider="))]
+        return f"{group}={option}: no such option" + (f" (options: {', '.join(options)})" if at >= 0 else "")
     key = next((ln.removeprefix("full_key:").strip() for ln in lines if ln.startswith("full_key:")), "")
     if key:  # a composition error inside a config file (a profile, a preset): the key, then the reason
         where = lines[0].split(":")[0] if lines[0].startswith("In '") else ""

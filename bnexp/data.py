@@ -7,6 +7,7 @@ than a DataLoader with per-image Python, and on a CPU avoids worker processes en
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ class _CifarUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
         ("numpy", "ndarray"): lambda: np.ndarray,
         ("numpy", "dtype"): lambda: np.dtype,
+        # Python 3 pickles bytes with protocol 2 as _codecs.encode(text, "latin1"): a file re-saved
+        # that way is still the official data. encode only turns a str into bytes.
+        ("_codecs", "encode"): lambda: codecs.encode,
     }
 
     def find_class(self, module: str, name: str):
@@ -70,19 +74,26 @@ def _load(path: Path) -> dict:
         raise DataError(f"{path}: truncated or corrupted ({e}); {HOW_TO_GET}") from None
     except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
         raise DataError(f"{path}: truncated or corrupted ({type(e).__name__}); {HOW_TO_GET}") from None
+    if isinstance(obj, dict):  # re-saved after loading with encoding="bytes" (the CIFAR page's recipe)
+        obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
     if not isinstance(obj, dict) or "data" not in obj:
         raise DataError(f"{path}: not a CIFAR batch (no 'data' entry); {HOW_TO_GET}")
     return obj
 
 
-def _images_labels(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+def _images_labels(path: Path, label_key: str, classes: int, part: str) -> tuple[np.ndarray, np.ndarray]:
     batch = _load(path)
     data, labels = batch["data"], batch.get(label_key)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: 'data' is not a uint8 (N, 3072) array; {HOW_TO_GET}")
-    if labels is None or len(labels) != len(data):
+    if labels is None or not hasattr(labels, "__len__") or len(labels) != len(data):
         raise DataError(f"{path}: '{label_key}' missing or not one per image; {HOW_TO_GET}")
-    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: '{label_key}' are not integer class indices ({labels.dtype}); {HOW_TO_GET}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise DataError(f"{path}: {part} labels outside [0, {classes}); {HOW_TO_GET}")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def read(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -95,13 +106,10 @@ def read(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
         raise DataError(f"{folder}: not found; {HOW_TO_GET}")
     key = "labels" if cfg.name is Dataset.cifar10 else ("coarse_labels" if cfg.coarse_labels else "fine_labels")
     classes = 10 if cfg.name is Dataset.cifar10 else (20 if cfg.coarse_labels else 100)
-    parts = [_images_labels(folder / f, key) for f in TRAIN_FILES[cfg.name]]
-    test_x, test_y = _images_labels(folder / TEST_FILES[cfg.name][0], key)
+    parts = [_images_labels(folder / f, key, classes, "training") for f in TRAIN_FILES[cfg.name]]
+    test_x, test_y = _images_labels(folder / TEST_FILES[cfg.name][0], key, classes, "test")
     train_x = np.concatenate([p[0] for p in parts])
     train_y = np.concatenate([p[1] for p in parts])
-    for y, name in ((train_y, "training"), (test_y, "test")):
-        if y.min() < 0 or y.max() >= classes:
-            raise DataError(f"{folder}: {name} labels outside [0, {classes}); {HOW_TO_GET}")
     return train_x, train_y, test_x, test_y, classes
 
 
@@ -205,11 +213,17 @@ class Data:
         x = x.sub_(self.mean[:, None, None]).div_(self.std[:, None, None])
         return x.contiguous(memory_format=self.memory_format)
 
-    def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch_order(self, gen: torch.Generator) -> torch.Tensor:
+        """The shuffled order of one epoch's training images (drawn from `gen`)."""
+        return torch.randperm(len(self.train), generator=gen, device=gen.device).to(self.device)
+
+    def train_batches(self, batch_size: int, gen: torch.Generator, order: torch.Tensor | None = None,
+                      start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of shuffled, augmented batches; the last incomplete batch is dropped
-        (a BN statistic over a stray handful of images would be a different experiment)."""
-        order = torch.randperm(len(self.train), generator=gen, device=gen.device).to(self.device)
-        for k in range(len(self.train) // batch_size):
+        (a BN statistic over a stray handful of images would be a different experiment).
+        `order` and `start` continue an epoch from a checkpoint: its order, and batches done."""
+        order = self.epoch_order(gen) if order is None else order.to(self.device)
+        for k in range(start, len(self.train) // batch_size):
             idx = order[k * batch_size:(k + 1) * batch_size]
             x = self.train.x[idx]
             if self.augment:

@@ -11,6 +11,7 @@ Metrics are in long form so that per-layer names (`grad_norm/<layer>`) need no s
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG, OVERRIDES, METRICS, SUMMARY = "config.yaml", "overrides.yaml", "metrics.parquet", "summary.json"
+CHECKPOINT = "checkpoint.pt"  # while a run is under way (bnexp/checkpoint.py)
 LOCK = ".lock"
 # Config entries that do not change what a run computes, left out of its key: where the data
 # lives, CPU threads, progress bars, logging, labels, and the profile's own table of values
@@ -37,16 +39,26 @@ METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()),
                            ("name", pa.string()), ("value", pa.float64())])
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+class RecordError(OSError):
+    """A record that cannot be written (full disk, read-only folder); one line."""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write whole or not at all: a temporary file renamed into place, removed if anything fails."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RecordError(f"{path}: could not be written ({e.strerror or e}); nothing partial was left") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_config(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(run_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True).encode())
-    _atomic_write(run_dir / OVERRIDES, OmegaConf.to_yaml(OmegaConf.create(list(overrides))).encode())
+    write_atomic(run_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True).encode())
+    write_atomic(run_dir / OVERRIDES, OmegaConf.to_yaml(OmegaConf.create(list(overrides))).encode())
 
 
 class MetricLog:
@@ -65,14 +77,16 @@ class MetricLog:
 
     def flush(self) -> None:
         table = pa.Table.from_pydict(self.rows, schema=METRIC_SCHEMA)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.path)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        write_atomic(self.path, sink.getvalue().to_pybytes())
 
 
-def run_key(cfg: DictConfig) -> str:
+def run_key(cfg: DictConfig, computation: dict[str, Any] | None = None) -> str:
     """12 hex digits identifying what a run computes: a hash of its resolved config without
-    KEY_EXCLUDES. Equal keys mean the same experiment, whenever and wherever it was run."""
+    KEY_EXCLUDES, and of `computation`, the facts outside the config that change its numbers
+    (device, CPU threads, torch version, data origin: bnexp.provenance.computation). Equal keys
+    mean the same numbers, whenever and wherever the run was made."""
     values = {k: OmegaConf.to_container(cfg[k], resolve=True, enum_to_str=True)
               if OmegaConf.is_config(cfg[k]) else cfg[k]
               for k in cfg if k not in KEY_EXCLUDES}  # never resolve `hydra`: it names the key
@@ -80,57 +94,65 @@ def run_key(cfg: DictConfig) -> str:
         head, _, tail = dotted.partition(".")
         if tail and isinstance(values.get(head), dict):
             values[head].pop(tail, None)
+    if computation is not None:
+        values["__computation__"] = computation
     blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def claim(run_dir: Path) -> bool:
-    """Take the run directory for this process; False if a live process on this host has it.
+_HELD: dict[Path, int] = {}  # run directory -> the open lock file this process holds
 
-    Two sweeps over the same results folder then never train the same run at once; a lock
-    left by a process that died is taken over.
+
+def claim(run_dir: Path) -> bool:
+    """Take the run directory for this process; False if another process holds it.
+
+    An exclusive flock on `.lock`, held for as long as this process trains the run: the kernel
+    gives it to one process only and drops it when the holder dies, however it dies, so a
+    stale lock is one nobody holds (no pid or host to guess from). The owner is written into
+    the file for people to read.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / LOCK
-    me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
+    path = run_dir / LOCK
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            host, _, pid = lock.read_text().partition(" ")
-            if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
-                return False
-            lock.unlink(missing_ok=True)  # stale
-            continue
-        os.write(fd, me.encode())
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        try:  # the holder before us may have removed the file after we opened it: lock the new one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
         os.close(fd)
-        return True
-    return False
-
-
-def release(run_dir: Path) -> None:
-    (run_dir / LOCK).unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    _HELD[run_dir.resolve()] = fd
     return True
 
 
+def release(run_dir: Path) -> None:
+    """Give the run directory back (remove the lock file while still holding it, then unlock)."""
+    fd = _HELD.pop(run_dir.resolve(), None)
+    if fd is None:
+        return
+    (run_dir / LOCK).unlink(missing_ok=True)
+    os.close(fd)
+
+
 def clear_partial(run_dir: Path) -> None:
-    """Remove what an interrupted run left, so that it starts again from nothing."""
-    for name in (CONFIG, OVERRIDES, METRICS, SUMMARY):
+    """Remove what an interrupted or failed attempt left. With a checkpoint the run continues
+    from it (only the failed attempt's summary goes); without one it starts from nothing."""
+    keep = {CHECKPOINT, CONFIG, OVERRIDES, METRICS} if (run_dir / CHECKPOINT).is_file() else set()
+    for name in {CONFIG, OVERRIDES, METRICS, SUMMARY} - keep:
         (run_dir / name).unlink(missing_ok=True)
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     assert summary["status"] in STATUSES, summary["status"]
-    _atomic_write(run_dir / SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(run_dir / SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
 
 
 # --- readers ----------------------------------------------------------------------------------

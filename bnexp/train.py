@@ -1,9 +1,11 @@
-"""Train one config and leave a complete run record: `bnexp-train [hydra overrides]`.
+"""Train one config and leave a complete run record: the step, the loop and its state.
 
 The step (forward, loss, backward, update, metrics) is a function of tensors that returns
 tensors, apart from the loop that feeds it, so several runs can later be packed into one
 batched step without touching the loop. The loop reads values back to the host only at log
-and eval points, which keeps a GPU free of per-step synchronisation.
+and eval points, which keeps a GPU free of per-step synchronisation. Everything the loop
+changes is in `LoopState`, which a checkpoint saves so that a killed run continues exactly.
+The command line (Hydra, locking, skipping, refusing) is bnexp/cli.py.
 """
 
 from __future__ import annotations
@@ -11,33 +13,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import platform
-import subprocess
+import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from tqdm import tqdm
 
+from bnexp import checkpoint, models, norms, optim, probes, provenance, records
 from bnexp import init as weight_init
-from bnexp import models, norms, optim, probes, records
-from bnexp.config import CONFIGS, Config, ConfigError, one_line_error, register, validate
-from bnexp.data import FOLDERS, Data, DataError
+from bnexp.config import Config, ConfigError, check_keys, validate
+from bnexp.data import Data
 
 log = logging.getLogger("bnexp")
-register()
-# `hydra.sweep.subdir: ${bnexp_run_key:}` names each sweep job's directory by what it computes.
-OmegaConf.register_new_resolver("bnexp_run_key", lambda *, _root_: records.run_key(_root_), replace=True)
 
 
 # --- the step ---------------------------------------------------------------------------------
@@ -106,10 +101,44 @@ def eval_all(model: nn.Module, data: Data, cfg: Config) -> dict[str, float]:
 
 # --- the loop ---------------------------------------------------------------------------------
 
+@dataclass
+class LoopState:
+    """Everything the loop changes: what a checkpoint saves so that a rerun continues exactly."""
+
+    step: int = 0  # optimiser steps done
+    epoch: int = 0  # the current epoch, from 0
+    batch: int = 0  # batches of the current epoch done
+    order: torch.Tensor | None = None  # the current epoch's image order (None: not drawn yet)
+    status: str = "completed"  # completed | diverged | failed
+    reason: str | None = None
+    best_test_acc: float = 0.0
+    last: dict[str, float] = field(default_factory=dict)  # the latest value of every metric
+    calibrated: int = 0  # batches that set frozen BN's statistics
+    train_s: float = 0.0  # seconds of training (evaluation excluded), over every attempt
+    eval_s: float = 0.0
+    attempts: int = 1  # 1 + the times the run continued from a checkpoint
+    # Means since the last log point, as device tensors so that no step waits for the host.
+    loss_sum: torch.Tensor | None = None  # () sum of loss x images
+    correct: torch.Tensor | None = None  # () images right
+    seen: int = 0  # images
+    loss_max: torch.Tensor | None = None  # () the largest batch loss so far (NaN propagates)
+
+
 def resolve_device(name: str) -> torch.device:
+    """The device a config names, refused on one line when this machine or torch build lacks it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        build = "" if torch.backends.cuda.is_built() else f" (torch {torch.__version__} is a CPU build)"
+        if count == 0:
+            raise ConfigError("device", f"{name} asked for, but no CUDA device is available{build}")
+        if device.index is not None and device.index >= count:
+            raise ConfigError("device", f"{name} asked for, but only {count} CUDA device(s) exist")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device", f"{name} asked for, but MPS is not available on this machine")
+    return device
 
 
 def build(cfg: Config, num_classes: int) -> nn.Module:
@@ -118,15 +147,35 @@ def build(cfg: Config, num_classes: int) -> nn.Module:
     return model
 
 
+def record_bytes(cfg: Config, model: nn.Module, total: int) -> int:
+    """A generous estimate of what the record and its checkpoint take on disk."""
+    params = sum(p.numel() for p in model.parameters())
+    checkpoint_bytes = 4 * params * (3 if cfg.optim.name.value == "sgd" else 4)  # weights, grads' state
+    layers = len(models.weight_layers(model))
+    rows = (total // cfg.train.log_every + 2) * (2 * layers + 8) + (total // max(cfg.train.landscape_every, 1)
+                                                                    if cfg.train.landscape_every else 0) * 3
+    return 2 * checkpoint_bytes + 64 * rows + (1 << 20)
+
+
+def check_disk(run_dir: Path, need: int) -> None:
+    """Refuse before training when the results folder cannot take the record."""
+    folder = next((p for p in (run_dir, *run_dir.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise records.RecordError(f"{folder}: {free / 2**20:.1f} MiB free, a run here needs about "
+                                  f"{need / 2**20:.1f} MiB; free some space or choose another results folder")
+
+
 def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dict | None = None
         ) -> dict[str, Any]:
     """Validate, train and record one run; returns the summary. Nothing is written to
-    `run_dir` until the config has passed every check and the data has loaded."""
+    `run_dir` until the config has passed every check and the data has loaded. A checkpoint in
+    `run_dir` is continued from."""
     started, t0 = datetime.now(UTC), time.perf_counter()
+    check_keys(dcfg)
     cfg: Config = OmegaConf.to_object(dcfg)  # type: ignore[assignment]
     validate(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(provenance.threads(cfg))
     device = resolve_device(cfg.device)
     data = Data(cfg.dataset, device, channels_last=cfg.train.channels_last)
     torch.manual_seed(cfg.seed)  # weights and dropout
@@ -147,23 +196,40 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
             probes.activation(model, cfg.train.probe_layer)
         except KeyError as e:
             raise ConfigError("train.probe_layer", e.args[0]) from None
-    records.write_config(run_dir, dcfg, list(overrides))
+    check_disk(run_dir, record_bytes(cfg, model, total))
+    ckpt = run_dir / records.CHECKPOINT
     metrics = records.MetricLog(run_dir)
+    state = LoopState()
+    if ckpt.is_file():
+        state = checkpoint.restore(ckpt, LoopState, model, opt, sched, gen, metrics)
+        state.attempts += 1
+        log.info("%s: continuing from the checkpoint at step %d", run_dir, state.step)
+    records.write_config(run_dir, dcfg, list(overrides))
     sink = wandb_sink(cfg, dcfg, run_dir)
-    state = dict(step=0, status="completed", reason=None, best_test_acc=0.0, train_s=0.0, last={}, calibrated=0)
-    extra = {"choices": _own(choices), "run_key": records.run_key(dcfg)}
+    environment = provenance.computation(cfg)
+    extra = {"choices": _own(choices), "run_key": records.run_key(dcfg, environment), "computation": environment}
+
+    def save() -> None:
+        checkpoint.save(ckpt, state, model, opt, sched, gen, metrics)
+
     try:
-        batches = (x for x, _ in _cycle(data, cfg, gen, cfg.model.calibration_batches))
-        state["calibrated"] = norms.calibrate(model, batches)
-        _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state, total, steps_per_epoch)
+        if state.step == 0 and state.order is None:
+            batches = (x for x, _ in _cycle(data, cfg, gen, cfg.model.calibration_batches))
+            state.calibrated = norms.calibrate(model, batches)
+        _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state, total, steps_per_epoch, save)
     except Exception as e:  # an interrupt (Ctrl-C) leaves the record incomplete instead
-        state["status"], state["reason"] = "failed", f"{type(e).__name__}: {e}"
-        metrics.flush()
-        records.write_summary(run_dir, _summary(cfg, state, started, t0, overrides, data, device, model) | extra)
+        state.status, state.reason = "failed", f"{type(e).__name__}: {e}"
+        if not isinstance(e, OSError):  # a write that failed would fail again
+            metrics.flush()
+            records.write_summary(run_dir, _summary(cfg, state, started, t0, overrides, data, device, model) | extra)
         raise
     metrics.flush()
     summary = _summary(cfg, state, started, t0, overrides, data, device, model) | extra
     records.write_summary(run_dir, summary)
+    if cfg.train.keep_checkpoint:
+        save()  # the trained model, for whoever wants to start from it
+    else:
+        ckpt.unlink(missing_ok=True)
     if sink:
         sink.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
         sink.finish()
@@ -188,58 +254,78 @@ def _cycle(data: Data, cfg: Config, gen: torch.Generator, n: int):
                 return
 
 
-def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state, total, steps_per_epoch):
+def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state: LoopState, total, steps_per_epoch,
+          save) -> None:
     t = cfg.train
-    bar = tqdm(total=total, disable=not (t.progress and sys.stderr.isatty()), unit="step", leave=False)
+    bar = tqdm(total=total, initial=state.step, disable=not (t.progress and sys.stderr.isatty()), unit="step",
+               leave=False)
     probe = (probes.activation(model, t.probe_layer), t.probe_unit) if t.probe_layer else None
-    zero = torch.zeros((), device=data.device)
-    loss_sum, correct, seen, loss_max = zero.clone(), zero.clone(), 0, zero.clone()
+    if state.loss_sum is None:
+        zero = torch.zeros((), device=data.device)
+        state.loss_sum, state.correct, state.loss_max = zero.clone(), zero.clone(), zero.clone()
     epochs = math.ceil(total / steps_per_epoch)
-    t_start, state["eval_s"] = time.perf_counter(), 0.0
+    t_start, eval_before, last_save = time.perf_counter(), state.eval_s, time.monotonic()
     model.train()
-    for epoch in range(epochs):
-        for x, y in data.train_batches(t.batch_size, gen):
-            step = state["step"]
+    done = state.step == total
+    while not done:
+        if state.order is None:
+            state.order, state.batch = data.epoch_order(gen), 0
+        for x, y in data.train_batches(t.batch_size, gen, state.order, state.batch):
+            step = state.step
             measure = step % t.log_every == 0
             lr_now = opt.param_groups[0]["lr"]
             probing = t.landscape_every and step % t.landscape_every == 0
             out = train_step(model, opt, x, y, layers, measure, probe,
                              [k * lr_now for k in t.landscape_steps] if probing else None)
             sched.step()
-            loss_sum += out.loss * len(y)
-            correct += out.correct
-            seen += len(y)
-            loss_max = torch.maximum(loss_max, out.loss)  # NaN propagates; checked at log points
-            state["step"] = step + 1
+            state.loss_sum += out.loss * len(y)
+            state.correct += out.correct
+            state.seen += len(y)
+            state.loss_max = torch.maximum(state.loss_max, out.loss)  # NaN propagates; checked at log points
+            state.step, state.batch = step + 1, state.batch + 1
             if out.landscape is not None:
                 _record(metrics, sink, step, step / steps_per_epoch, {k: float(v) for k, v in out.landscape.items()})
-            if measure or state["step"] == total:
-                values = _train_values(out, layers, lr_now, float(loss_sum) / seen, float(correct) / seen)
+            if measure or state.step == total:
+                values = _train_values(out, layers, lr_now, float(state.loss_sum) / state.seen,
+                                       float(state.correct) / state.seen)
                 _record(metrics, sink, step, step / steps_per_epoch, values)
-                state["last"] |= values
+                state.last |= values
                 bar.set_postfix(loss=f"{values['train/loss']:.3f}", acc=f"{values['train/acc']:.3f}")
-                loss_sum.zero_(), correct.zero_()
-                seen = 0
-                worst = float(loss_max)
+                state.loss_sum.zero_(), state.correct.zero_()
+                state.seen = 0
+                worst = float(state.loss_max)
                 if not math.isfinite(worst) or worst > t.diverge_loss:
-                    state["status"] = "diverged"
-                    state["reason"] = f"train loss {worst:.4g} at step {step} (bound {t.diverge_loss:g})"
+                    state.status = "diverged"
+                    state.reason = f"train loss {worst:.4g} at step {step} (bound {t.diverge_loss:g})"
                     break
-            if t.eval_every_steps and state["step"] % t.eval_every_steps == 0 and state["step"] < total:
+            if t.eval_every_steps and state.step % t.eval_every_steps == 0 and state.step < total:
                 _evaluate(cfg, model, data, metrics, sink, state, steps_per_epoch)
             bar.update(1)
-            if state["step"] == total:
+            if state.step == total:
                 break
-        done = state["step"] == total or state["status"] == "diverged"
-        if done or (epoch + 1) % t.eval_every == 0:
+            if t.checkpoint_minutes and time.monotonic() - last_save >= 60 * t.checkpoint_minutes:
+                _checkpoint(state, t_start, eval_before, save)
+                last_save = time.monotonic()
+        done = state.step == total or state.status == "diverged"
+        if done or (state.epoch + 1) % t.eval_every == 0:
             values = _evaluate(cfg, model, data, metrics, sink, state, steps_per_epoch)
-            log.info("epoch %d/%d step %d: train/loss %.4f test/acc %.4f", epoch + 1, epochs,
-                     state["step"], state["last"].get("train/loss", float("nan")), values["test/acc"])
-            metrics.flush()  # an interrupted run keeps its metrics up to here
-        if done:
-            break
-    state["train_s"] = time.perf_counter() - t_start - state["eval_s"]
+            log.info("epoch %d/%d step %d: train/loss %.4f test/acc %.4f", state.epoch + 1, epochs,
+                     state.step, state.last.get("train/loss", float("nan")), values["test/acc"])
+            metrics.flush()  # the metrics so far, readable while the run goes on
+        if not done:
+            state.epoch, state.order, state.batch = state.epoch + 1, None, 0
+            _checkpoint(state, t_start, eval_before, save)
+            last_save = time.monotonic()
+    state.train_s += time.perf_counter() - t_start - (state.eval_s - eval_before)
     bar.close()
+
+
+def _checkpoint(state: LoopState, t_start: float, eval_before: float, save) -> None:
+    """Save with the training time up to now, keeping the running count unchanged."""
+    spent = time.perf_counter() - t_start - (state.eval_s - eval_before)
+    state.train_s += spent
+    save()
+    state.train_s -= spent
 
 
 def _train_values(out: StepOut, layers: dict[str, nn.Parameter], lr: float, loss: float, acc: float
@@ -255,14 +341,14 @@ def _train_values(out: StepOut, layers: dict[str, nn.Parameter], lr: float, loss
     return values
 
 
-def _evaluate(cfg, model, data, metrics, sink, state, steps_per_epoch) -> dict[str, float]:
+def _evaluate(cfg, model, data, metrics, sink, state: LoopState, steps_per_epoch) -> dict[str, float]:
     """Evaluate, record and remember; the time spent is kept out of the training time."""
     t0 = time.perf_counter()
     values = eval_all(model, data, cfg)
-    state["best_test_acc"] = max(state["best_test_acc"], values["test/acc"])
-    state["last"] |= values
-    _record(metrics, sink, state["step"], state["step"] / steps_per_epoch, values)
-    state["eval_s"] += time.perf_counter() - t0
+    state.best_test_acc = max(state.best_test_acc, values["test/acc"])
+    state.last |= values
+    _record(metrics, sink, state.step, state.step / steps_per_epoch, values)
+    state.eval_s += time.perf_counter() - t0
     return values
 
 
@@ -276,59 +362,37 @@ def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
-def _summary(cfg: Config, state: dict, started: datetime, t0: float, overrides, data: Data,
+def _summary(cfg: Config, state: LoopState, started: datetime, t0: float, overrides, data: Data,
              device: torch.device, model: nn.Module) -> dict[str, Any]:
-    last = state["last"]
-    images = state["step"] * cfg.train.batch_size
+    last = state.last
+    images = state.step * cfg.train.batch_size
     return {
-        "status": state["status"],
-        "reason": state["reason"],
+        "status": state.status,
+        "reason": state.reason,
         "name": cfg.name,
         "test_acc": _finite(last.get("test/acc")),
         "test_loss": _finite(last.get("test/loss")),
-        "best_test_acc": state["best_test_acc"],
+        "best_test_acc": state.best_test_acc,
         "val_acc": _finite(last.get("val/acc")),
         "test_batchstats_acc": _finite(last.get("test_batchstats/acc")),
         "train_loss": _finite(last.get("train/loss")),
         "train_acc": _finite(last.get("train/acc")),
-        "steps": state["step"],
-        "epochs": state["step"] * cfg.train.batch_size / len(data.train),
+        "steps": state.step,
+        "epochs": state.step * cfg.train.batch_size / len(data.train),
         "images": images,
         "train_images": len(data.train),
-        "images_per_s": images / state["train_s"] if state["train_s"] else None,
-        "train_s": state["train_s"],
+        "images_per_s": images / state.train_s if state.train_s else None,
+        "train_s": state.train_s,
         "wall_s": time.perf_counter() - t0,
+        "attempts": state.attempts,
         "seed": cfg.seed,
         "overrides": list(overrides),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "frozen_bn_calibration_batches": state["calibrated"],
-        "data_source": _data_source(cfg),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
-        "threads": torch.get_num_threads(),
-        "git_commit": _git("rev-parse", "HEAD"),
-        # Dirty = any change to the code, untracked files included; results/ is data the
-        # harness writes itself (a regenerated report must not taint the next runs).
-        "git_dirty": bool(_git("status", "--porcelain", "--", ":(top)", ":(top,exclude)results")),
+        "frozen_bn_calibration_batches": state.calibrated,
+        **provenance.describe(cfg, device),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-def _data_source(cfg: Config) -> str | None:
-    """What scripts/get_data.py wrote about where the files came from (official or JPEG copy)."""
-    marker = Path(cfg.dataset.root) / FOLDERS[cfg.dataset.name] / "SOURCE"
-    return marker.read_text().strip() if marker.is_file() else None
-
-
-def _git(*args: str) -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def wandb_sink(cfg: Config, dcfg: DictConfig, run_dir: Path):
@@ -341,81 +405,3 @@ def wandb_sink(cfg: Config, dcfg: DictConfig, run_dir: Path):
                       tags=list(cfg.logger.tags), config=OmegaConf.to_container(dcfg, resolve=True))
 
 
-# --- entry point ------------------------------------------------------------------------------
-
-
-@hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
-def main(dcfg: DictConfig) -> float | None:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    if records.is_done(run_dir):
-        return _skip(run_dir, dcfg)
-    if not records.claim(run_dir):
-        log.warning("%s: another process is training this run; skipped", run_dir)
-        return None
-    try:
-        if records.is_done(run_dir):  # finished by another process since the first look
-            return _skip(run_dir, dcfg)
-        records.clear_partial(run_dir)  # an interrupted or crashed earlier attempt starts over
-        summary = run(dcfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices))
-    except (ConfigError, DataError, OmegaConfBaseException) as e:
-        records.release(run_dir)
-        _remove_empty(run_dir)  # Hydra made it; a refused config leaves nothing behind
-        _refuse(one_line_error(e) or str(e) if isinstance(e, OmegaConfBaseException) else str(e))
-    except Exception:
-        if hc.mode != RunMode.MULTIRUN:
-            raise
-        # In a sweep a crashed run is one result among many: its summary says `failed`, and
-        # the other runs go on.
-        log.exception("%s: run failed; recorded as failed", run_dir)
-        return None
-    finally:
-        records.release(run_dir)
-    return summary["test_acc"]
-
-
-def _skip(run_dir: Path, dcfg: DictConfig) -> float | None:
-    """A complete record of this very config is the result; one of another config is an error."""
-    if records.run_key(records.read_config(run_dir)) != records.run_key(dcfg):
-        _refuse(f"{run_dir} holds the record of a different config; choose another hydra.run.dir")
-    log.info("%s: complete record found; skipped", run_dir)
-    return records.read_summary(run_dir)["test_acc"]
-
-
-def _refuse(message: str) -> None:
-    """One line on stderr and exit status 2 (SystemExit passes through Hydra untouched)."""
-    print(f"bnexp-train: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _remove_empty(path: Path) -> None:
-    """Remove `path` if empty, then its empty parents up to the working directory."""
-    cwd, path = Path.cwd().resolve(), path.resolve()
-    while path.is_dir() and not any(path.iterdir()) and path != cwd:
-        path.rmdir()
-        if cwd not in path.parents:
-            break
-        path = path.parent
-
-
-def cli() -> None:
-    """`bnexp-train`: config mistakes end in one line on stderr and exit status 2."""
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's report
-    try:
-        main()
-    except Exception as e:
-        message = one_line_error(e)
-        if message is None:
-            raise
-        _refuse(message)
-
-
-if __name__ == "__main__":
-    # Call through the importable module, not __main__, so that launchers running jobs in other
-    # processes (joblib) pickle the task function by reference.
-    from bnexp.train import cli as _cli
-
-    _cli()

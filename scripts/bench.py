@@ -1,69 +1,146 @@
 #!/usr/bin/env python3
-"""Training throughput of model presets on real CIFAR-10, as images/s and as a ratio to the first.
+"""The harness's training step against a naive loop and against the compute bound: `make bench`.
 
-    python scripts/bench.py [--steps 30] [--batch 128] [--device auto] plain bn gn ...
+    python scripts/bench.py [--presets bn,plain] [--steps 30] [--repeats 3] [--batch 128] [--workers 2]
 
-Each preset trains `--steps` steps (after 3 warm-up steps) through the same `train_step` the
-harness uses; nothing is written. The ratios, not the absolute numbers, are what carries over
-between machines.
+For each model preset, three loops train the same model with the same `train_step`:
+    harness  bnexp's data path: uint8 images on the device, whole-batch crop and flip
+    naive    the usual way: a per-sample Dataset, a DataLoader with worker processes, per-image
+             random crop and flip in Python (what torchvision's transforms do, written out, since
+             torchvision does not load beside this CPU build of torch)
+    bound    the same step on one preloaded, already-augmented batch: the model's compute alone
+Each is timed `--repeats` times over `--steps` steps after warm-up; the ratios harness/naive and
+harness/bound, with min/median/max over repeats, go to results/bench/bench.json and the screen.
+Absolute images/s vary between machines; the ratios measured in one run are what carries over.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
+import statistics
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bnexp import models, optim
-from bnexp.config import CONFIGS, Config, register
-from bnexp.data import Data
+from bnexp.config import CONFIGS, register
+from bnexp.data import PAD, Data
 from bnexp.train import build, resolve_device, train_step
 
 
-def throughput(cfg: Config, data: Data, steps: int, device: torch.device) -> float:
+class NaiveCifar(torch.utils.data.Dataset):
+    """One image at a time, augmented in Python: the textbook input pipeline."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray):
+        self.x, self.y, self.mean, self.std = x, y, mean[:, None, None], std[:, None, None]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        img = np.pad(self.x[i], ((0, 0), (PAD, PAD), (PAD, PAD)))  # (3, 40, 40)
+        dy, dx = np.random.randint(0, 2 * PAD + 1, size=2)
+        img = img[:, dy:dy + 32, dx:dx + 32]
+        if np.random.rand() < 0.5:
+            img = img[:, :, ::-1]
+        img = (img.astype(np.float32) / 255.0 - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(img)), int(self.y[i])
+
+
+def timed(steps: int, batches, step) -> float:
+    """Images per second over `steps` steps drawn from the iterator `batches`."""
+    n = 0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        x, y = next(batches)
+        step(x, y)
+        n += len(y)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_preset(name: str, data: Data, a, device: torch.device) -> dict:
+    register()
+    cfg = OmegaConf.to_object(compose("config", [f"model={name}", f"train.batch_size={a.batch}"]))
     torch.manual_seed(0)
     model = build(cfg, data.classes).to(device).to(memory_format=torch.channels_last).train()
     opt = optim.optimizer(model, cfg.optim, cfg.optim.lr)
     layers = models.weight_layers(model)
-    gen = torch.Generator().manual_seed(0)
-    batches = iter(data.train_batches(cfg.train.batch_size, gen))
-    for _ in range(3):
-        x, y = next(batches)
-        train_step(model, opt, x, y, layers, measure=False)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for k in range(steps):
-        x, y = next(batches)
-        train_step(model, opt, x, y, layers, measure=k % 20 == 0)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * cfg.train.batch_size / (time.perf_counter() - t0)
+
+    def step(x, y):
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        train_step(model, opt, x, y.to(device), layers, measure=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def harness():
+        gen = torch.Generator().manual_seed(0)
+        while True:
+            yield from data.train_batches(a.batch, gen)
+
+    x_np = data.train.x.cpu().numpy()
+    naive_set = NaiveCifar(x_np, data.train.y.cpu().numpy(), data.mean.cpu().numpy(), data.std.cpu().numpy())
+
+    def naive():
+        while True:
+            yield from torch.utils.data.DataLoader(naive_set, batch_size=a.batch, shuffle=True, num_workers=a.workers,
+                                                   drop_last=True, persistent_workers=False)
+
+    one = next(harness())
+
+    def bound():
+        while True:
+            yield one
+
+    out = {}
+    for label, make in (("harness", harness), ("naive", naive), ("bound", bound)):
+        it = make()
+        timed(3, it, step)  # warm-up (and the DataLoader's workers started)
+        out[label] = [timed(a.steps, it, step) for _ in range(a.repeats)]
+        del it
+    ratios = {"harness/naive": [h / n for h, n in zip(out["harness"], out["naive"], strict=True)],
+              "harness/bound": [h / b for h, b in zip(out["harness"], out["bound"], strict=True)]}
+    summary = {k: {"min": min(v), "median": statistics.median(v), "max": max(v)} for k, v in (out | ratios).items()}
+    return {"images_per_s": out, "ratios": ratios, "summary": summary}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("presets", nargs="*", default=["plain", "bn", "gn", "ghost_bn", "resnet20", "vgg"])
+    p.add_argument("--presets", default="bn", help="comma-separated model presets")
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive loop")
     p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="results/bench/bench.json")
     a = p.parse_args()
-    register()
     device = resolve_device(a.device)
-    n_images = (a.steps + 3) * a.batch
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    results = {}
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        base = OmegaConf.to_object(compose("config", [f"dataset.subset={n_images}"]))
+        register()
+        base = OmegaConf.to_object(compose("config", [f"dataset.subset={max(4096, a.batch * (a.steps + 4))}"]))
         data = Data(base.dataset, device, channels_last=True)
-        first = None
-        print(f"{'preset':<14}{'images/s':>10}{'ratio':>8}   ({device}, batch {a.batch}, {a.steps} steps)")
-        for name in a.presets:
-            cfg = OmegaConf.to_object(compose("config", [f"model={name}", f"train.batch_size={a.batch}"]))
-            ips = throughput(cfg, data, a.steps, device)
-            first = first or ips
-            print(f"{name:<14}{ips:>10.0f}{ips / first:>8.2f}")
+        for name in a.presets.split(","):
+            results[name] = r = bench_preset(name, data, a, device)
+            s = r["summary"]
+            print(f"{name}: harness {s['harness']['median']:.0f} img/s, naive {s['naive']['median']:.0f}, bound "
+                  f"{s['bound']['median']:.0f}; harness/naive {s['harness/naive']['median']:.2f} "
+                  f"[{s['harness/naive']['min']:.2f}, {s['harness/naive']['max']:.2f}], harness/bound "
+                  f"{s['harness/bound']['median']:.2f} [{s['harness/bound']['min']:.2f}, "
+                  f"{s['harness/bound']['max']:.2f}] (median [min, max] of {a.repeats})")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "machine": platform.machine(), "steps": a.steps, "repeats": a.repeats, "batch": a.batch,
+            "workers": a.workers}
+    out.write_text(json.dumps({"meta": meta, "presets": results}, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import numpy as np
 class Py2Pickler(pickle._Pickler):
     """Protocol 2 as Python 2 wrote the official files: every str and bytes as a BINSTRING.
 
-    Python 3's own protocol-2 pickles wrap bytes in `_codecs.encode`, which the official files
-    never contain (and which bnexp's restricted reader therefore refuses).
+    Python 3's own protocol-2 pickles wrap bytes in `_codecs.encode` instead (`dump_py3`), which
+    bnexp's reader accepts too.
     """
 
     dispatch = pickle._Pickler.dispatch.copy()
@@ -31,6 +31,11 @@ class Py2Pickler(pickle._Pickler):
 def dump(path: Path, obj) -> None:
     with path.open("wb") as f:
         Py2Pickler(f, protocol=2).dump(obj)
+
+
+def dump_py3(path: Path, obj) -> None:
+    """As a genuine batch re-saved by Python 3 (protocol 2: bytes via `_codecs.encode`)."""
+    path.write_bytes(pickle.dumps(obj, protocol=2))
 
 
 def images(n: int, seed: int) -> np.ndarray:

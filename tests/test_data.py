@@ -11,7 +11,7 @@ import torch
 
 from bnexp.config import Dataset, DatasetConfig
 from bnexp.data import PAD, Data, DataError, augment, balanced_pick, read, split
-from tests.cifar_files import dump, images, write_cifar10, write_cifar100
+from tests.cifar_files import dump, dump_py3, images, write_cifar10, write_cifar100
 
 
 def test_reads_cifar10_in_the_official_layout(tmp_path):
@@ -85,6 +85,51 @@ def test_wrong_shapes_and_labels_are_rejected(tmp_path):
         read(DatasetConfig(root=str(tmp_path)))
     dump(folder / "data_batch_1", {"labels": [0, 12], "data": images(2, 0)})
     with pytest.raises(DataError, match=r"training labels outside \[0, 10\)"):
+        read(DatasetConfig(root=str(tmp_path)))
+
+
+def test_a_genuine_batch_re_pickled_by_python3_is_read_like_the_original(tmp_path):
+    folder = write_cifar10(tmp_path)
+    before = read(DatasetConfig(root=str(tmp_path)))
+    for name, encoding in (("data_batch_1", "latin1"), ("test_batch", "bytes")):  # str keys, bytes keys
+        with (folder / name).open("rb") as f:
+            batch = pickle.load(f, encoding=encoding)
+        dump_py3(folder / name, batch)
+    assert b"_codecs" in (folder / "test_batch").read_bytes()
+    after = read(DatasetConfig(root=str(tmp_path)))
+    for a, b in zip(before[:4], after[:4], strict=True):
+        assert np.array_equal(a, b)
+
+
+BAD_FILES = [
+    ({"labels": [0, 1], "data": np.zeros((2, 100), np.uint8)}, r"'data' is not a uint8 \(N, 3072\) array"),
+    ({"labels": [0, 1], "data": np.zeros((2, 3072), np.float32)}, r"'data' is not a uint8 \(N, 3072\) array"),
+    ({"labels": [0, 1], "data": np.zeros((2, 3, 1024), np.uint8)}, r"'data' is not a uint8 \(N, 3072\) array"),
+    ({"labels": [0, 1], "data": [[0] * 3072] * 2}, r"'data' is not a uint8 \(N, 3072\) array"),
+    ({"labels": [0], "data": np.zeros((2, 3072), np.uint8)}, r"'labels' missing or not one per image"),
+    ({"data": np.zeros((2, 3072), np.uint8)}, r"'labels' missing or not one per image"),
+    ({"labels": ["cat", "dog"], "data": np.zeros((2, 3072), np.uint8)}, r"'labels' are not integer class indices"),
+    ({"labels": [0.5, 1.0], "data": np.zeros((2, 3072), np.uint8)}, r"'labels' are not integer class indices"),
+    ({"labels": [0, 12], "data": np.zeros((2, 3072), np.uint8)}, r"training labels outside \[0, 10\)"),
+    ([1, 2, 3], r"not a CIFAR batch \(no 'data' entry\)"),
+]
+
+
+@pytest.mark.parametrize("writer", [dump, dump_py3], ids=["py2", "py3"])
+@pytest.mark.parametrize("content,message", BAD_FILES)
+def test_a_bad_batch_gets_its_own_one_line_reason_however_it_was_pickled(tmp_path, writer, content, message):
+    folder = write_cifar10(tmp_path)
+    writer(folder / "data_batch_1", content)
+    with pytest.raises(DataError, match=r"data_batch_1: " + message) as e:
+        read(DatasetConfig(root=str(tmp_path)))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x80\x02garbage", b"not a pickle at all"])
+def test_files_that_are_not_pickles_are_named(tmp_path, raw):
+    folder = write_cifar10(tmp_path)
+    (folder / "test_batch").write_bytes(raw)
+    with pytest.raises(DataError, match="test_batch: truncated or corrupted"):
         read(DatasetConfig(root=str(tmp_path)))
 
 

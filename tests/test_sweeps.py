@@ -5,13 +5,36 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pandas as pd
 from omegaconf import OmegaConf
 
 from bnexp import records
 from bnexp.claims import all_claims
+from bnexp.config import experiments
 from tests.conftest import ROOT, SHRINK, make_config
+
+
+def test_run_key_covers_what_changes_the_numbers_outside_the_config(tmp_path, real_data):
+    """CPU threads, the device, torch and the data files' origin change the numbers: they are in the
+    key (threads=0 means every core this process may use, so it equals that count spelled out)."""
+    from bnexp.cli import run_key
+
+    root = f"dataset.root={real_data}"
+    one, two = run_key(make_config(root, "threads=1")), run_key(make_config(root, "threads=2"))
+    assert one != two
+    cores = len(os.sched_getaffinity(0))
+    assert run_key(make_config(root, "threads=0")) == run_key(make_config(root, f"threads={cores}"))
+    copy = tmp_path / "cifar-10-batches-py"
+    copy.mkdir()
+    for f in (real_data / "cifar-10-batches-py").iterdir():
+        (copy / f.name).symlink_to(f)
+    (copy / "SOURCE").unlink(missing_ok=True)
+    (copy / "SOURCE").write_text("official files from www.cs.toronto.edu\n")
+    assert run_key(make_config(f"dataset.root={tmp_path}", "threads=1")) != one
+    # Not in the key: where the data lives when it is the same data, and labels.
+    assert run_key(make_config(root, "threads=1", "name=x")) == one
 
 
 def test_run_key_depends_on_what_is_computed_only():
@@ -26,17 +49,135 @@ def test_run_key_depends_on_what_is_computed_only():
     assert records.run_key(saved) == base  # a stored record has the key of its config
 
 
-def test_claim_refuses_a_live_lock_and_takes_over_a_stale_one(tmp_path):
-    assert records.claim(tmp_path / "run")
-    assert not records.claim(tmp_path / "run")  # this very process holds it
-    records.release(tmp_path / "run")
-    (tmp_path / "run" / records.LOCK).write_text(f"{os.uname().nodename} 999999999")  # no such process
-    assert records.claim(tmp_path / "run")
+def test_claim_refuses_a_held_lock_and_takes_over_one_whose_holder_died(tmp_path):
+    run = tmp_path / "run"
+    assert records.claim(run)
+    assert not records.claim(run)  # this very process holds it
+    records.release(run)
+    assert not (run / records.LOCK).exists()
+    (run / records.LOCK).write_text("")  # an empty file left behind is not a held lock
+    assert records.claim(run)
+    records.release(run)
+    # A holder killed with SIGKILL: the kernel drops its lock, the next claim succeeds.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from bnexp import records; assert records.claim(Path(sys.argv[1])); "
+                               "print('held', flush=True); time.sleep(60)", str(run)],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert holder.stdout.readline().strip() == "held"
+    assert not records.claim(run)
+    holder.kill()
+    holder.wait()
+    assert records.claim(run)
+    records.release(run)
+
+
+def _race(run: str, rounds: int, barrier, wins) -> None:
+    from pathlib import Path
+
+    for k in range(rounds):
+        barrier.wait()
+        if records.claim(Path(run) / str(k)):
+            wins.put(k)
+            barrier.wait()  # hold it until both have tried
+            records.release(Path(run) / str(k))
+        else:
+            barrier.wait()
+
+
+def test_two_processes_never_both_hold_a_run(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier, wins = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(str(tmp_path), 1000, barrier, wins)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    won = [wins.get(timeout=5) for _ in range(wins.qsize())] if wins.qsize() else []
+    assert all(p.exitcode == 0 for p in procs)
+    assert sorted(won) == list(range(1000))  # every round exactly one winner
+
+
+TINY = ["dataset.subset=256", "dataset.test_size=200", "train.batch_size=32", "threads=1"]
+
+
+def start_sweep(tmp_path, real_data, *args, **kw):
+    env = os.environ | {"BNEXP_DATA": str(real_data)}
+    return subprocess.Popen([sys.executable, "-m", "bnexp.cli", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                             "hydra.sweep.subdir=${bnexp_run_key:}", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, **kw)
+
+
+def test_a_job_that_fails_before_training_is_recorded_and_fails_the_sweep(tmp_path, real_data):
+    p = start_sweep(tmp_path, real_data, "train.probe_layer=last,nope", *TINY, "train.max_steps=2")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 1, err
+    assert "2 jobs: 1 completed, 1 failed" in err.splitlines()[-1]
+    runs = {records.read_summary(d)["status"]: d for d in records.find_runs(tmp_path / "sweep")}
+    assert set(runs) == {"completed", "failed"}
+    assert records.read_summary(runs["failed"])["reason"].startswith("train.probe_layer:")
+    assert records.read_config(runs["failed"]).train.probe_layer == "nope"  # the report can place it
+    # A rerun skips the completed job, tries the failed one again, and says so.
+    p = start_sweep(tmp_path, real_data, "train.probe_layer=last,nope", *TINY, "train.max_steps=2")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 1 and "2 jobs: 0 completed, 1 failed, 1 skipped" in err.splitlines()[-1]
+
+
+def _limit_file_size():
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+
+def test_a_write_that_fails_leaves_no_partial_file_and_fails_the_sweep(tmp_path, real_data):
+    """The kernel refuses any file over 256 KiB: the first checkpoint (about 1 MiB) cannot be written."""
+    p = start_sweep(tmp_path, real_data, "seed=0,1", "model=bn", *TINY, "train.epochs=2",
+                    preexec_fn=_limit_file_size)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 1 and "2 jobs: 0 completed, 2 failed" in err.splitlines()[-1], err[-2000:]
+    for d in records.find_runs(tmp_path / "sweep"):
+        reason = records.read_summary(d)["reason"]
+        assert "checkpoint.pt: could not be written (File too large); nothing partial was left" in reason
+    assert not [f for f in (tmp_path / "sweep").rglob("*") if f.name.endswith(".tmp")]
+
+
+def test_killing_a_joblib_sweep_stops_its_workers(tmp_path, real_data):
+    p = start_sweep(tmp_path, real_data, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
+                    "model=bn", "dataset.subset=2048", "dataset.test_size=200", "threads=1", "train.epochs=50")
+    deadline, locks = time.monotonic() + 180, []
+    while time.monotonic() < deadline and len(locks) < 2:
+        locks = [f for f in (tmp_path / "sweep").glob("*/.lock") if f.read_text().strip()]
+        time.sleep(0.2)
+    assert len(locks) == 2, p.stderr.read() if p.poll() is not None else "no two jobs started"
+    workers = [int(f.read_text().split()[1]) for f in locks]
+    p.terminate()  # SIGTERM, as a scheduler or `kill` sends it
+    p.wait(timeout=60)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived its sweep"
+    for f in locks:  # a rerun started now can take every run again
+        assert records.claim(f.parent)
+        records.release(f.parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie has died; only its entry is left
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False
 
 
 def sweep(tmp_path, real_data, *args):
     env = os.environ | {"BNEXP_DATA": str(real_data)}
-    cmd = [sys.executable, "-m", "bnexp.train", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    cmd = [sys.executable, "-m", "bnexp.cli", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}",
            "hydra.sweep.subdir=${bnexp_run_key:}", "model=plain,bn", *SHRINK, "train.max_steps=2", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
@@ -83,7 +224,11 @@ def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
         assert drawn == sorted(c.id for c in all_claims() if c.figure), drawn
     else:
         assert "dirty left out" in report
+    n = len(table)
+    assert f"reproduce smoke: {n} runs in {len(experiments())} sweeps, 0 already complete" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"reproduce smoke: {n} jobs: ")
+    assert (out / "logs" / "landscape.log").read_text().count("epoch 1/1") == 3  # the jobs' output, kept
     # Idempotent: a second call trains nothing.
     again = subprocess.run([sys.executable, "scripts/reproduce.py", "--profile", "smoke", "--results", str(tmp_path),
                             "--only", "landscape"], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
-    assert again.returncode == 0 and "epoch 1/1" not in again.stdout + again.stderr
+    assert again.returncode == 0 and "landscape: 3 jobs: 0 completed, 0 failed, 3 skipped" in again.stderr

@@ -98,12 +98,12 @@ def test_cli_run_and_multirun_write_records_where_hydra_says(tmp_path, real_data
     env = os.environ | {"BNEXP_DATA": str(real_data)}
     common = [*SHRINK, "train.max_steps=2"]
     single = tmp_path / "single"
-    r = subprocess.run([sys.executable, "-m", "bnexp.train", f"hydra.run.dir={single}", "model=gn", *common],
+    r = subprocess.run([sys.executable, "-m", "bnexp.cli", f"hydra.run.dir={single}", "model=gn", *common],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads((single / "summary.json").read_text())["choices"]["model"] == "gn"
     sweep = tmp_path / "sweep"
-    r = subprocess.run([sys.executable, "-m", "bnexp.train", "-m", f"hydra.sweep.dir={sweep}", "model=plain,bn",
+    r = subprocess.run([sys.executable, "-m", "bnexp.cli", "-m", f"hydra.sweep.dir={sweep}", "model=plain,bn",
                         *common], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     runs = sorted(records.find_runs(sweep))

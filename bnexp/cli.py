@@ -1,0 +1,224 @@
+"""`bnexp-train [hydra overrides]` (or `python -m bnexp.cli`): one run, or a sweep with `-m`.
+
+- A mistake in a config, the data or the results folder is one line on stderr and exit status
+  2, with nothing written. A sweep checks every job's config, the device and the data before
+  the first job trains.
+- Each job is skipped when its record is complete, continued from its checkpoint when it has
+  one, and locked so that two processes never train it at once.
+- Every job of a sweep ends with a summary on disk, a failure included, and the sweep ends with
+  a tally (completed / diverged / failed / skipped / no record) and exit status 1 if any job
+  failed or left no record.
+- A worker process of the joblib launcher dies with the sweep that started it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bnexp import provenance, records, sweep
+from bnexp.config import CONFIGS, Config, ConfigError, one_line_error, register
+from bnexp.data import DataError
+from bnexp.train import run
+
+log = logging.getLogger("bnexp")
+register()
+
+
+def run_key(root: DictConfig) -> str:
+    """The key of what a config computes on this machine: its values and its computation."""
+    try:
+        cfg: Config = OmegaConf.to_object(sweep.without_hydra(root))  # type: ignore[assignment]
+        return records.run_key(root, provenance.computation(cfg))
+    except Exception:  # a config that cannot run gets refused by name before it is used
+        return records.run_key(root)
+
+
+# `hydra.sweep.subdir: ${bnexp_run_key:}` names each sweep job's directory by what it computes.
+OmegaConf.register_new_resolver("bnexp_run_key", lambda *, _root_: run_key(_root_), replace=True)
+FAILED_JOBS = 0  # set by the sweep callback; cli() turns it into the exit status
+
+
+class SweepCallback(Callback):
+    """Checks every job before the first runs; counts what they left when the sweep ends."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        t0 = time.perf_counter()
+        _check_writable(Path(config.hydra.sweep.dir))
+        try:
+            jobs = sweep.expand(config)
+        except Exception as e:
+            _refuse(one_line_error(e) or str(e))
+        problem = sweep.check(jobs)
+        if problem:
+            _refuse(problem)
+        self.dirs = [j.dir for j in jobs]
+        self.done_before = sweep.done(self.dirs)
+        log.info("sweep: %d jobs checked in %.1f s, %d already complete", len(jobs), time.perf_counter() - t0,
+                 len(self.done_before))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        global FAILED_JOBS
+        result = sweep.tally(self.dirs, self.done_before)
+        FAILED_JOBS = result.failed
+        print(f"bnexp sweep {config.hydra.sweep.dir}: {result}", file=sys.stderr, flush=True)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
+def main(dcfg: DictConfig) -> str:
+    """One job; returns its outcome (completed, diverged, failed, skipped, busy)."""
+    hc = HydraConfig.get()
+    in_sweep = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
+    _die_with_parent()
+    try:
+        return _job(dcfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices))
+    except (ConfigError, DataError, OmegaConfBaseException, OSError) as e:
+        message = one_line_error(e) if isinstance(e, OmegaConfBaseException) else None
+        message = message or (str(e) if not isinstance(e, OSError) or isinstance(e, records.RecordError)
+                              else f"{e.filename or run_dir}: {e.strerror or e}")
+        if not in_sweep:
+            _remove_empty(run_dir)  # Hydra made it; a refused run leaves nothing behind
+            _refuse(message)
+        log.error("%s: failed: %s", run_dir, message)
+        _record_failure(run_dir, dcfg, list(hc.overrides.task), dict(hc.runtime.choices), message)
+        return "failed"
+    except Exception as e:
+        if not in_sweep:
+            raise
+        # In a sweep a crashed run is one result among many: its summary says `failed` (written
+        # by the loop), and the other runs go on.
+        log.exception("%s: run failed; recorded as failed", run_dir)
+        if not records.is_complete(run_dir):
+            _record_failure(run_dir, dcfg, list(hc.overrides.task), dict(hc.runtime.choices),
+                            f"{type(e).__name__}: {e}")
+        return "failed"
+
+
+def _job(dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -> str:
+    if records.is_done(run_dir):
+        return _skip(run_dir, dcfg)
+    if not records.claim(run_dir):
+        log.warning("%s: another process is training this run; skipped", run_dir)
+        return "busy"
+    try:
+        if records.is_done(run_dir):  # finished by another process since the first look
+            return _skip(run_dir, dcfg)
+        records.clear_partial(run_dir)  # a checkpoint is continued from; anything else starts over
+        return run(dcfg, run_dir, overrides, choices)["status"]
+    finally:
+        records.release(run_dir)
+
+
+def _skip(run_dir: Path, dcfg: DictConfig) -> str:
+    """A complete record of this very computation is the result; one of another is an error."""
+    if records.read_summary(run_dir).get("run_key") != run_key(dcfg):
+        raise ConfigError("hydra.run.dir", f"{run_dir} holds the record of a different config or machine; "
+                                           "choose another hydra.run.dir")
+    log.info("%s: complete record found; skipped", run_dir)
+    return "skipped"
+
+
+def _record_failure(run_dir: Path, dcfg: DictConfig, overrides: list[str], choices: dict, reason: str) -> None:
+    """A summary (and config) for a sweep job that failed before the loop could write one."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            records.write_config(run_dir, dcfg, overrides)
+        except OmegaConfBaseException:  # a value that does not resolve: keep it unresolved
+            records.write_config(run_dir, OmegaConf.create(OmegaConf.to_container(dcfg, resolve=False)), overrides)
+        records.MetricLog(run_dir).flush()
+        records.write_summary(run_dir, {"status": "failed", "reason": reason, "steps": 0, "seed": dcfg.get("seed"),
+                                        "overrides": overrides, "run_key": run_key(dcfg),
+                                        "choices": {k: v for k, v in choices.items() if not k.startswith("hydra/")},
+                                        "git_commit": provenance._git("rev-parse", "HEAD")})
+    except OSError as e:  # nothing can be written here: the sweep's tally counts it as `no record`
+        log.error("%s: the failure could not be recorded either (%s)", run_dir, e)
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse a results folder that cannot take a file, before anything runs."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".bnexp-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        _refuse(f"{e.filename or folder}: the results folder is not writable ({e.strerror or e})")
+
+
+def _die_with_parent() -> None:
+    """A joblib (loky) worker dies with the process that started it, however that one ends, so
+    that killing a sweep never leaves orphans training (and holding runs' locks)."""
+    if not multiprocessing.current_process().name.startswith("LokyProcess") or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the call took effect
+        os._exit(1)
+
+
+def _refuse(message: str) -> None:
+    """One line on stderr and exit status 2 (SystemExit passes through Hydra untouched)."""
+    print(f"bnexp-train: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _remove_empty(path: Path) -> None:
+    """Remove `path` if empty (a lock file aside), then its empty parents up to the working directory."""
+    cwd, path = Path.cwd().resolve(), path.resolve()
+    (path / records.LOCK).unlink(missing_ok=True)
+    while path.is_dir() and not any(path.iterdir()) and path != cwd:
+        try:
+            path.rmdir()
+        except OSError:  # a mount point, or not ours to remove
+            break
+        if cwd not in path.parents:
+            break
+        path = path.parent
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def cli() -> None:
+    """`bnexp-train`: config mistakes end in one line on stderr and exit status 2; a sweep with
+    failed jobs ends with exit status 1; SIGTERM stops a sweep like Ctrl-C (workers included)."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's report
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("bnexp-train: interrupted; rerun the same command to continue", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        message = one_line_error(e)
+        if message is None and isinstance(e, OSError):  # Hydra could not make its output folder
+            message = f"{e.filename or ''}: {e.strerror or e}"
+        if message is None:
+            raise
+        _refuse(message)
+    if FAILED_JOBS:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    # Call through the importable module, not __main__, so that launchers running jobs in other
+    # processes (joblib) pickle the task function by reference.
+    from bnexp.cli import cli as _cli
+
+    _cli()

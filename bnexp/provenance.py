@@ -1,0 +1,70 @@
+"""What produced a run: code version, environment, data. Two uses:
+
+- `computation(cfg)`: the facts outside the config that change a run's numbers on this machine
+  (device, CPU threads, torch version, the data files' origin). They are part of the run key
+  (bnexp.records.run_key), so a record is only ever reused for exactly the same computation.
+- `describe(cfg, device)`: everything the summary records about where and with what it ran.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bnexp.config import Config
+from bnexp.data import FOLDERS
+
+
+def threads(cfg: Config) -> int:
+    """CPU threads a run uses: `threads`, or every core this process may use. Pinned explicitly
+    (torch.set_num_threads) because CPU results differ between thread counts."""
+    return cfg.threads or len(os.sched_getaffinity(0))
+
+
+def device_type(cfg: Config) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else torch.device(cfg.device).type
+
+
+def data_source(cfg: Config) -> str | None:
+    """What scripts/get_data.py wrote about where the files came from (official or JPEG copy)."""
+    marker = Path(cfg.dataset.root) / FOLDERS[cfg.dataset.name] / "SOURCE"
+    return marker.read_text().strip() if marker.is_file() else None
+
+
+def computation(cfg: Config) -> dict[str, Any]:
+    """The environment that changes the numbers: equal for two runs only if they compute alike."""
+    kind = device_type(cfg)
+    env: dict[str, Any] = {"device": kind, "torch": torch.__version__, "data_source": data_source(cfg)}
+    if kind == "cpu":
+        env["threads"] = threads(cfg)
+    elif kind == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(torch.device(cfg.device) if cfg.device != "auto" else None)
+    return env
+
+
+def _git(*args: str) -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def describe(cfg: Config, device: torch.device) -> dict[str, Any]:
+    return {
+        "data_source": data_source(cfg),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+        "threads": torch.get_num_threads(),
+        "git_commit": _git("rev-parse", "HEAD"),
+        # Dirty = any change to the code, untracked files included; results/ is data the
+        # harness writes itself (a regenerated report must not taint the next runs).
+        "git_dirty": bool(_git("status", "--porcelain", "--", ":(top)", ":(top,exclude)results")),
+    }

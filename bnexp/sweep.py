@@ -1,0 +1,124 @@
+"""A sweep as a list of jobs, known before any of them runs: their configs (checked up front),
+where each will write its record, and at the end a tally of what each left on disk.
+
+Used by the command line's sweep callback (bnexp/cli.py) and by scripts/reproduce.py for its
+overall progress. The expansion is Hydra's basic sweeper's own (its `split_arguments`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from bnexp import data, records
+from bnexp.config import Config, ConfigError, check_keys, one_line_error, validate
+from bnexp.train import resolve_device
+
+
+@dataclass
+class Job:
+    overrides: list[str]
+    config: DictConfig  # the job's composed config, hydra node included
+    dir: Path  # where its record goes
+    swept: tuple[str, ...] = ()  # the keys that vary across the sweep
+
+    @property
+    def label(self) -> str:
+        """The job by the values that tell it apart (`optim.lr=-1`)."""
+        own = [o for o in self.overrides if o.split("=", 1)[0] in self.swept]
+        return " ".join(own or self.overrides)
+
+
+def without_hydra(config: DictConfig) -> DictConfig:
+    """The job's own config, as Hydra hands it to the task: the `hydra` node removed."""
+    body = copy.deepcopy(config)
+    with read_write(body), open_dict(body):
+        body.pop("hydra", None)
+    return body
+
+
+def expand(master: DictConfig) -> list[Job]:
+    """Every job of the sweep `master` describes (hydra.sweeper.params x the command line)."""
+    loader = GlobalHydra.instance().config_loader()
+    params = [f"{k}={v}" for k, v in (master.hydra.sweeper.params or {}).items()]
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + list(master.hydra.overrides.task))
+    swept = tuple(o.get_key_element() for o in parsed if o.is_sweep_override())
+    jobs = []
+    for num, overrides in enumerate(BasicSweeper.split_arguments(parsed, None)[0]):
+        cfg = loader.load_sweep_config(master, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.num = num
+            cfg.hydra.job.id = f"job_{num}"
+        jobs.append(Job(list(overrides), cfg, Path(master.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir), swept))
+    return jobs
+
+
+def _check_data(cfg) -> None:
+    """The files can be read and the split can be drawn (each distinct data set once)."""
+    _, train_y, _, _, classes = data.read(cfg)
+    data.split(train_y, cfg, classes)
+
+
+def check(jobs: list[Job]) -> str | None:
+    """The first problem of any job, as one line naming the job and the key; None if all can run:
+    config values, and what only this machine knows (the device, the data files)."""
+    seen_data, seen_device = set(), set()
+    for job in jobs:
+        try:
+            body = without_hydra(job.config)
+            check_keys(body)
+            cfg: Config = OmegaConf.to_object(body)  # type: ignore[assignment]
+            validate(cfg)
+            if cfg.device not in seen_device:
+                resolve_device(cfg.device)
+                seen_device.add(cfg.device)
+            data_key = (cfg.dataset.root, cfg.dataset.name, cfg.dataset.coarse_labels)
+            if data_key not in seen_data:
+                _check_data(cfg.dataset)
+                seen_data.add(data_key)
+        except ConfigError as e:
+            return f"job {job.label}: {e}"
+        except Exception as e:
+            message = one_line_error(e) or str(e)
+            return f"job {job.label}: {message}"
+    return None
+
+
+@dataclass
+class Tally:
+    total: int
+    counts: Counter  # completed / diverged / failed / skipped / no record
+
+    @property
+    def failed(self) -> int:
+        return self.counts["failed"] + self.counts["no record"]
+
+    def __str__(self) -> str:
+        order = ("completed", "diverged", "failed", "skipped", "no record")
+        return f"{self.total} jobs: " + ", ".join(f"{self.counts[k]} {k}" for k in order if self.counts[k] or
+                                                   k in ("completed", "failed"))
+
+
+def done(dirs: list[Path]) -> set[Path]:
+    return {d for d in dirs if records.is_done(d)}
+
+
+def tally(dirs: list[Path], done_before: set[Path]) -> Tally:
+    """What every job left: its summary's status, `skipped` if it was complete before the sweep
+    began, `no record` if it left no summary (killed, or it could not write)."""
+    counts: Counter = Counter()
+    for d in dirs:
+        if d in done_before:
+            counts["skipped"] += 1
+        elif records.is_complete(d):
+            counts[records.read_summary(d)["status"]] += 1
+        else:
+            counts["no record"] += 1
+    return Tally(len(dirs), counts)
