@@ -36,12 +36,25 @@ def data_source(cfg: Config) -> str | None:
     return marker.read_text().strip() if marker.is_file() else None
 
 
+def cpu() -> str:
+    """The CPU model and the instruction set torch dispatches to: CPU kernels differ between them
+    (a rerun of the same config on an AVX-512 and an AVX2 machine gives different numbers)."""
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def computation(cfg: Config) -> dict[str, Any]:
     """The environment that changes the numbers: equal for two runs only if they compute alike."""
     kind = device_type(cfg)
     env: dict[str, Any] = {"device": kind, "torch": torch.__version__, "data_source": data_source(cfg)}
     if kind == "cpu":
         env["threads"] = threads(cfg)
+        env["cpu"] = cpu()
     elif kind == "cuda":
         env["gpu"] = torch.cuda.get_device_name(torch.device(cfg.device) if cfg.device != "auto" else None)
     return env
@@ -63,6 +76,7 @@ def describe(cfg: Config, device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "threads": torch.get_num_threads(),
+        "cpu": cpu(),
         "git_commit": _git("rev-parse", "HEAD"),
         # Dirty = any change to the code, untracked files included; results/ is data the
         # harness writes itself (a regenerated report must not taint the next runs).

@@ -223,16 +223,19 @@ def _deviations(outcomes: list[list[Outcome]], book: ledger.Ledger) -> list[str]
 def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) -> list[str]:
     o = headline(per_claim)
     c, v = o.claim, o.version
-    run = (f"`bnexp-train -m experiment={v.experiment} profile={profile}`" if v.experiment else "")
+    evidence = []
+    if v.measure:
+        evidence.append("exact check in `bnexp/exact.py`, measured when the table was built (the tests assert "
+                        "the same)")
+    if v.experiment:
+        seeds = f"{o.entry.verdict_seeds[0]}-{o.entry.verdict_seeds[1]}" if o.entry else "all"
+        evidence.append(f"{_runs(o)} runs of `bnexp-train -m experiment={v.experiment} profile={profile}`, "
+                        f"seeds {seeds}")
     lines = ["", f"## {c.id}", "", f"**{c.statement}** ({c.source})", "",
              f"- Verdict (v{o.number}): **{o.result.verdict}**, {o.status}"
              + (f" ({'; '.join(o.reasons)})" if o.reasons else ""),
              f"- Criterion: {v.criterion}", f"- Method: {v.method}", f"- Published: {c.published}",
-             "- Evidence: " + (f"{_runs(o)} runs of {run}, seeds "
-                               + (f"{o.entry.verdict_seeds[0]}-{o.entry.verdict_seeds[1]}" if o.entry else "all")
-                               if v.experiment else "")
-             + ("exact check in `bnexp/exact.py`, measured when the table was built (the tests assert the same)"
-                if v.measure else "")]
+             "- Evidence: " + "; ".join(evidence)]
     lines += [f"- {d}" for d in o.result.detail]
     lines += ["", "| version | registered | verdict | effect [95% CI] | status | runs | criterion | why this version |",
               "|---|---|---|---|---|---|---|---|"]
