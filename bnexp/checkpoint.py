@@ -17,9 +17,10 @@ from torch import nn
 from bnexp import records
 
 
-def save(path: Path, state, model: nn.Module, opt: torch.optim.Optimizer, sched, gen: torch.Generator,
-         metrics: records.MetricLog) -> None:
+def save(path: Path, run_key: str, state, model: nn.Module, opt: torch.optim.Optimizer, sched,
+         gen: torch.Generator, metrics: records.MetricLog) -> None:
     payload = {
+        "run_key": run_key,  # a checkpoint only ever continues the computation that wrote it
         "state": dataclasses.asdict(state),
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
@@ -31,6 +32,11 @@ def save(path: Path, state, model: nn.Module, opt: torch.optim.Optimizer, sched,
     buffer = io.BytesIO()  # serialised first, so that a failing disk only ever sees one plain write
     torch.save(payload, buffer)
     records.write_atomic(path, buffer.getvalue())
+
+
+def key(path: Path) -> str | None:
+    """The run key of the run that wrote the checkpoint."""
+    return torch.load(path, map_location="cpu", weights_only=True).get("run_key")
 
 
 def restore(path: Path, state_type, model: nn.Module, opt: torch.optim.Optimizer, sched, gen: torch.Generator,

@@ -211,7 +211,7 @@ def _deviations(outcomes: list[list[Outcome]], book: ledger.Ledger) -> list[str]
              "their verdicts are recomputed from this table."]
     by_claim = {per_claim[0].claim.id: {o.number: o for o in per_claim} for per_claim in outcomes}
     for i, d in enumerate(book.deviations, 1):
-        where = f"**{d.claim}**" if d.claim else "**all claims**"
+        where = f"**{d.claim}**" if d.claim else "**protocol**"
         lines += ["", f"{i}. {where}" + (f" (commit {d.commit})" if d.commit else "") + f": {d.text}"]
         for n in d.versions:
             o = by_claim.get(d.claim, {}).get(n)

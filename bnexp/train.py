@@ -197,20 +197,24 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
         except KeyError as e:
             raise ConfigError("train.probe_layer", e.args[0]) from None
     check_disk(run_dir, record_bytes(cfg, model, total))
+    environment = provenance.computation(cfg)
+    key = records.run_key(dcfg, environment)
     ckpt = run_dir / records.CHECKPOINT
     metrics = records.MetricLog(run_dir)
     state = LoopState()
     if ckpt.is_file():
+        if checkpoint.key(ckpt) != key:
+            raise ConfigError("hydra.run.dir", f"{run_dir} holds a checkpoint of another config or machine; "
+                                               "choose another hydra.run.dir or delete it")
         state = checkpoint.restore(ckpt, LoopState, model, opt, sched, gen, metrics)
         state.attempts += 1
         log.info("%s: continuing from the checkpoint at step %d", run_dir, state.step)
     records.write_config(run_dir, dcfg, list(overrides))
     sink = wandb_sink(cfg, dcfg, run_dir)
-    environment = provenance.computation(cfg)
-    extra = {"choices": _own(choices), "run_key": records.run_key(dcfg, environment), "computation": environment}
+    extra = {"choices": _own(choices), "run_key": key, "computation": environment}
 
     def save() -> None:
-        checkpoint.save(ckpt, state, model, opt, sched, gen, metrics)
+        checkpoint.save(ckpt, key, state, model, opt, sched, gen, metrics)
 
     try:
         if state.step == 0 and state.order is None:

@@ -56,7 +56,7 @@ def verdict_v1(t: pd.DataFrame):
         return Result(INCONCLUSIVE, detail=[*detail, "no CNN arm"], derived={"best_lr": chosen})
     acc, dr = out["cnn"]
     v = combine(decide(acc, GAIN_V1, at_least=True), decide(dr, DRIFT_RATIO_V1, at_least=False))
-    detail.insert(0, f"criterion on the sigmoid CNN: accuracy gain >= {GAIN_V1:g} and percentile drift smaller "
+    detail.insert(0, f"criterion on the sigmoid CNN: accuracy gain >= {GAIN_V1:.2f} and percentile drift smaller "
                      "with BN")
     return from_estimate(v, acc, detail, {"best_lr": chosen})
 

@@ -39,7 +39,7 @@ def batchstats_gap(t: pd.DataFrame) -> list[str]:
 
 
 def verdict_v1(t: pd.DataFrame):
-    t = t.assign(err=1 - t["final_acc"])
+    t = t.assign(err=1 - t["final_acc"], per_stat=t["per_stat"].astype(int))
     lo, hi = t["per_stat"].min(), t["per_stat"].max()
 
     def err(a: str, b: int) -> pd.Series:
