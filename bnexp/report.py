@@ -56,7 +56,7 @@ class Outcome:
                 "n_seeds": r.n_seeds, "n_runs_used": len(self.used), "n_runs_excluded": sum(self.excluded.values()),
                 "excluded": self.excluded, "method": self.version.method, "criterion": self.version.criterion,
                 "experiment": self.version.experiment, "registered_commit": self.registered,
-                "verdict_seeds": list(self.entry.verdict_seeds) if self.entry else None,
+                "verdict_seeds": list(self.entry.verdict_seeds) if self.entry and self.entry.verdict_seeds else None,
                 "version_reason": self.entry.reason if self.entry else None, "detail": r.detail}
 
 
@@ -228,7 +228,7 @@ def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) ->
         evidence.append("exact check in `bnexp/exact.py`, measured when the table was built (the tests assert "
                         "the same)")
     if v.experiment:
-        seeds = f"{o.entry.verdict_seeds[0]}-{o.entry.verdict_seeds[1]}" if o.entry else "all"
+        seeds = f"{o.entry.verdict_seeds[0]}-{o.entry.verdict_seeds[1]}" if o.entry and o.entry.verdict_seeds else "all"
         evidence.append(f"{_runs(o)} runs of `bnexp-train -m experiment={v.experiment} profile={profile}`, "
                         f"seeds {seeds}")
     lines = ["", f"## {c.id}", "", f"**{c.statement}** ({c.source})", "",
