@@ -123,8 +123,7 @@ def write(results: Path | str) -> Path:
     if (results / RUNS).is_file():
         old_table, old_curves = read(results)[:2]
         table = _merge(table, old_table)
-        curves = _merge(curves, old_curves[~old_curves.set_index(ID).index.isin(curves.set_index(ID).index)]) \
-            if len(old_curves) else curves
+        curves = _merge(curves, old_curves)
     results.mkdir(parents=True, exist_ok=True)
     _atomic(results / RUNS, lambda p: _ordered(table).to_csv(p, index=False))
     _atomic(results / CURVES, lambda p: curves.sort_values([*ID, "name", "step"], kind="stable")
