@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bnexp import provenance, records, sweep
+from bnexp.claims import ledger
 from bnexp.config import CONFIGS, Config, ConfigError, one_line_error, register
 from bnexp.data import DataError
 from bnexp.train import run
@@ -49,6 +50,8 @@ def run_key(root: DictConfig) -> str:
 
 # `hydra.sweep.subdir: ${bnexp_run_key:}` names each sweep job's directory by what it computes.
 OmegaConf.register_new_resolver("bnexp_run_key", lambda *, _root_: run_key(_root_), replace=True)
+# `seed: ${bnexp_seeds:${profile.seeds},<claim>}`: a sweep's seeds, from the ledger (verdict, tuning).
+OmegaConf.register_new_resolver("bnexp_seeds", lambda spec, claim: ledger.seeds_for(spec, claim), replace=True)
 FAILED_JOBS = 0  # set by the sweep callback; cli() turns it into the exit status
 
 
@@ -65,14 +68,15 @@ class SweepCallback(Callback):
         problem = sweep.check(jobs)
         if problem:
             _refuse(problem)
-        self.dirs = [j.dir for j in jobs]
-        self.done_before = sweep.done(self.dirs)
-        log.info("sweep: %d jobs checked in %.1f s, %d already complete", len(jobs), time.perf_counter() - t0,
-                 len(self.done_before))
+        self.jobs = jobs
+        self.done_before = sweep.done(records.find_runs(Path(config.hydra.sweep.dir)))
+        what = "bracket ends of a bisection" if sweep.is_bisection(config) else "jobs"
+        log.info("sweep: %d %s checked in %.1f s, %d runs already complete", len(jobs), what,
+                 time.perf_counter() - t0, len(self.done_before))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         global FAILED_JOBS
-        result = sweep.tally(self.dirs, self.done_before)
+        result = sweep.tally(sweep.launched(config, self.jobs), self.done_before)
         FAILED_JOBS = result.failed
         print(f"bnexp sweep {config.hydra.sweep.dir}: {result}", file=sys.stderr, flush=True)
 

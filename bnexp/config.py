@@ -44,6 +44,7 @@ class Norm(Enum):
     ghost_batch = "ghost_batch"  # BN statistics over virtual sub-batches ("images per GPU")
     frozen_batch = "frozen_batch"  # running statistics in training too, calibrated before step 0
     noisy_batch = "noisy_batch"  # BN, then per-channel noise redrawn every step (Santurkar et al.)
+    batch_renorm = "batch_renorm"  # Batch Renormalization (Ioffe 2017), over virtual batches like ghost BN
 
 
 class Activation(Enum):
@@ -101,7 +102,11 @@ class ModelConfig:
     width: int = 32  # channels of the first stage (cnn, vgg, resnet) or hidden units (mlp)
     norm: Norm = Norm.none
     groups: int = 8  # GroupNorm groups (norm=group)
-    virtual_batch: int = 16  # images per BN statistic (norm=ghost_batch)
+    virtual_batch: int = 16  # images per BN statistic (norm=ghost_batch, batch_renorm)
+    renorm_r_max: float = 3.0  # batch_renorm: the final clip of r = sigma_B / sigma (Ioffe 2017: 3)
+    renorm_d_max: float = 5.0  # batch_renorm: the final clip of d = (mu_B - mu) / sigma (Ioffe 2017: 5)
+    renorm_warmup: int = 0  # batch_renorm: steps of plain BN (r_max 1, d_max 0) before the clips open
+    renorm_ramp: int = 0  # batch_renorm: steps over which the clips open linearly (0: at once)
     calibration_batches: int = 20  # batches that set frozen BN's statistics (norm=frozen_batch)
     noise_shift: float = 0.5  # noisy_batch: per-channel shift ~ U(-shift, shift)
     noise_scale: float = 1.0  # noisy_batch: per-channel scale ~ U(1, 1 + scale)
@@ -109,6 +114,7 @@ class ModelConfig:
     eps: float = 1e-5
     activation: Activation = Activation.relu
     dropout: float = 0.0  # p after each activation: Conv -> Norm -> Act -> Dropout
+    head_dropout: float = 0.0  # p before the classifier (after global pooling), Inception's placement
 
 
 @dataclass
@@ -152,10 +158,11 @@ class TrainConfig:
     eval_every: int = 1  # epochs between test evaluations (and always at the end)
     eval_batch_size: int = 200  # images; larger batches run slower on a CPU (cache)
     eval_batch_stats: bool = False  # also evaluate with batch statistics (train-size batches)
+    recalibrate: int = 0  # >0: at the end, also evaluate with BN statistics re-estimated on this many batches
     diverge_loss: float = 1e3  # train loss above this (or non-finite) ends the run as `diverged`
     eval_every_steps: int = 0  # >0: also evaluate every this many steps (time-to-accuracy)
     probe_layer: str = ""  # activation whose input percentiles are logged: "", "last" or a module path
-    probe_unit: int = 0  # the unit (channel) of probe_layer
+    probe_unit: int = 0  # the unit (channel) of probe_layer; `preact/drift` covers all its units
     landscape_every: int = 0  # >0: loss-landscape probe every this many steps
     landscape_steps: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0])  # x current lr
     progress: bool = True  # progress bar when stderr is a terminal
@@ -273,6 +280,7 @@ def validate(cfg: Config) -> None:
 
     _check(m.width >= 1, "model.width", f"must be >= 1, got {m.width}")
     _check(0.0 <= m.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {m.dropout}")
+    _check(0.0 <= m.head_dropout < 1.0, "model.head_dropout", f"must be in [0, 1), got {m.head_dropout}")
     _check(0.0 <= m.momentum <= 1.0, "model.momentum", f"must be in [0, 1], got {m.momentum}")
     _check(m.eps > 0, "model.eps", f"must be > 0, got {m.eps}")
     if m.arch is Arch.cnn:
@@ -288,7 +296,12 @@ def validate(cfg: Config) -> None:
         _check(m.groups >= 1, "model.groups", f"must be >= 1, got {m.groups}")
         bad = [w for w in layer_widths(m) if w % m.groups]
         _check(not bad, "model.groups", f"{m.groups} groups do not divide {bad[0] if bad else 0} channels")
-    if m.norm is Norm.ghost_batch:
+    if m.norm is Norm.batch_renorm:
+        _check(m.renorm_r_max >= 1, "model.renorm_r_max", f"must be >= 1, got {m.renorm_r_max}")
+        _check(m.renorm_d_max >= 0, "model.renorm_d_max", f"must be >= 0, got {m.renorm_d_max}")
+        _check(m.renorm_warmup >= 0, "model.renorm_warmup", f"must be >= 0, got {m.renorm_warmup}")
+        _check(m.renorm_ramp >= 0, "model.renorm_ramp", f"must be >= 0, got {m.renorm_ramp}")
+    if m.norm in (Norm.ghost_batch, Norm.batch_renorm):
         _check(m.virtual_batch >= 1, "model.virtual_batch", f"must be >= 1, got {m.virtual_batch}")
         _check(t.batch_size % m.virtual_batch == 0, "model.virtual_batch",
                f"{m.virtual_batch} does not divide train.batch_size={t.batch_size}")
@@ -323,6 +336,7 @@ def validate(cfg: Config) -> None:
     _check(t.log_every >= 1, "train.log_every", f"must be >= 1, got {t.log_every}")
     _check(t.eval_every >= 1, "train.eval_every", f"must be >= 1, got {t.eval_every}")
     _check(t.eval_batch_size >= 1, "train.eval_batch_size", f"must be >= 1, got {t.eval_batch_size}")
+    _check(t.recalibrate >= 0, "train.recalibrate", f"must be >= 0, got {t.recalibrate}")
     _check(t.eval_every_steps >= 0, "train.eval_every_steps", f"must be >= 0, got {t.eval_every_steps}")
     _check(t.landscape_every >= 0, "train.landscape_every", f"must be >= 0, got {t.landscape_every}")
     _check(len(t.landscape_steps) > 0 and all(v > 0 for v in t.landscape_steps), "train.landscape_steps",
@@ -336,11 +350,13 @@ def validate(cfg: Config) -> None:
            f"{n_train} training images cannot hold one of each of the {classes} classes")
     _check(t.batch_size <= n_train, "train.batch_size",
            f"{t.batch_size} is larger than the {n_train} training images")
-    if m.arch is Arch.mlp and m.norm in (Norm.batch, Norm.ghost_batch, Norm.noisy_batch, Norm.frozen_batch):
+    if m.arch is Arch.mlp and m.norm in (Norm.batch, Norm.ghost_batch, Norm.noisy_batch, Norm.frozen_batch,
+                                         Norm.batch_renorm):
         # (N, C) activations: a batch statistic over one image is undefined (frozen BN calibrates
         # its statistics on training batches first).
-        per_stat = m.virtual_batch if m.norm is Norm.ghost_batch else t.batch_size
-        _check(per_stat >= 2, "model.virtual_batch" if m.norm is Norm.ghost_batch else "train.batch_size",
+        ghost = m.norm in (Norm.ghost_batch, Norm.batch_renorm)
+        per_stat = m.virtual_batch if ghost else t.batch_size
+        _check(per_stat >= 2, "model.virtual_batch" if ghost else "train.batch_size",
                "batch norm on a fully connected net needs at least 2 images per statistic")
 
     _check(cfg.threads >= 0, "threads", f"must be >= 0 (0 = default), got {cfg.threads}")

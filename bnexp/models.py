@@ -148,8 +148,15 @@ def build(m: ModelConfig, num_classes: int, zero_init_residual: bool = False) ->
     """The net a model config describes, with PyTorch's default init (see bnexp.init)."""
     args = (m.depth, m.width, num_classes, norm_layer(m), ACTIVATIONS[m.activation], m.dropout)
     if m.arch is Arch.resnet:
-        return resnet(*args, zero_init_residual=zero_init_residual)
-    return {Arch.cnn: cnn, Arch.vgg: vgg, Arch.mlp: mlp}[m.arch](*args)
+        model = resnet(*args, zero_init_residual=zero_init_residual)
+    else:
+        model = {Arch.cnn: cnn, Arch.vgg: vgg, Arch.mlp: mlp}[m.arch](*args)
+    if m.head_dropout > 0:  # before the classifier, keeping the classifier's name `fc`
+        head = model[-1]
+        parts = OrderedDict((n, c) for n, c in head.named_children() if n != "fc")
+        parts |= {"head_drop": nn.Dropout(m.head_dropout), "fc": head.fc}
+        model[-1] = nn.Sequential(parts)
+    return model
 
 
 def weight_layers(model: nn.Module) -> dict[str, nn.Parameter]:

@@ -61,9 +61,59 @@ class GhostBatchNorm(BatchNorm):
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
         # Unbiased variance for the running estimate, as torch's BN does.
         unbiased = var * (count / max(count - 1, 1))
-        self.running_mean.lerp_(mean.mean(0), self.momentum)
-        self.running_var.lerp_(unbiased.mean(0), self.momentum)
+        # momentum None: a cumulative average, as torch's BN does (used by `recalibrate`)
+        factor = self.momentum if self.momentum is not None else 1 / (int(self.num_batches_tracked) + 1)
+        self.running_mean.lerp_(mean.mean(0), factor)
+        self.running_var.lerp_(unbiased.mean(0), factor)
         self.num_batches_tracked.add_(1)
+
+
+class BatchRenorm(GhostBatchNorm):
+    """Batch Renormalization (Ioffe 2017), over virtual batches like ghost BN.
+
+    Training normalises each virtual batch by its own statistics and then corrects towards the
+    running ones: y = (x - mu_B) / sigma_B * r + d, with r = sigma_B / sigma and
+    d = (mu_B - mu) / sigma clipped to [1/r_max, r_max] and [-d_max, d_max] and treated as
+    constants in backprop. The clips open up over training: r_max from 1 to `r_max`, d_max from
+    0 to `d_max`, linearly over `ramp` steps after `warmup` steps of plain BN (the paper: r_max
+    1 -> 3, d_max 0 -> 5). With r = 1, d = 0 it is BN; eval uses the running statistics as BN.
+    """
+
+    def __init__(self, num_channels: int, virtual_batch: int, r_max: float, d_max: float, warmup: int, ramp: int,
+                 **kw):
+        super().__init__(num_channels, virtual_batch, **kw)
+        self.r_max, self.d_max, self.warmup, self.ramp = r_max, d_max, warmup, ramp
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training forwards so far
+
+    def limits(self) -> tuple[float, float]:
+        """(r_max, d_max) at the current step."""
+        t = int(self.steps)
+        frac = 1.0 if self.ramp <= 0 and t >= self.warmup else min(max((t - self.warmup) / max(self.ramp, 1), 0.0), 1.0)
+        return 1 + (self.r_max - 1) * frac, self.d_max * frac
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or getattr(self, "recalibrating", False):
+            return super().forward(x)
+        n, c = x.shape[:2]
+        g = n // self.virtual_batch
+        if g * self.virtual_batch != n:
+            raise ValueError(f"batch {n} is not a multiple of virtual_batch={self.virtual_batch}")
+        xg = x.reshape(g, self.virtual_batch, *x.shape[1:])
+        dims = [1, *range(3, xg.dim())]
+        var, mean = torch.var_mean(xg, dim=dims, unbiased=False, keepdim=True)  # (G, 1, C, 1..)
+        std = torch.sqrt(var + self.eps)
+        shape = (1, 1, c) + (1,) * (x.dim() - 2)
+        run_std = torch.sqrt(self.running_var + self.eps).reshape(shape)
+        r_max, d_max = self.limits()
+        with torch.no_grad():
+            r = (std / run_std).clamp(1 / r_max, r_max)
+            d = ((mean - self.running_mean.reshape(shape)) / run_std).clamp(-d_max, d_max)
+        y = ((xg - mean) / std * r + d).reshape_as(x)
+        if self.track_running_stats:
+            self._update_running(mean.reshape(g, c), var.reshape(g, c), xg[0].numel() // c)
+        self.steps.add_(1)
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        return y * self.weight.reshape(shape) + self.bias.reshape(shape)
 
 
 class FrozenBatchNorm(BatchNorm):
@@ -96,9 +146,11 @@ class NoisyBatchNorm(BatchNorm):
         super().__init__(num_channels, **kw)
         self.shift, self.scale = shift, scale
 
+    quiet = False  # set only by `recalibrate`: statistics of the noise-free network
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(x)
-        if not self.training:
+        if not self.training or self.quiet:
             return y
         shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
         s = 1 + self.scale * torch.rand(shape, device=x.device, dtype=x.dtype)
@@ -134,6 +186,8 @@ def norm_layer(m: ModelConfig) -> NormLayer | None:
         Norm.none: None,
         Norm.batch: partial(BatchNorm, **bn),
         Norm.ghost_batch: partial(GhostBatchNorm, virtual_batch=m.virtual_batch, **bn),
+        Norm.batch_renorm: partial(BatchRenorm, virtual_batch=m.virtual_batch, r_max=m.renorm_r_max,
+                                   d_max=m.renorm_d_max, warmup=m.renorm_warmup, ramp=m.renorm_ramp, **bn),
         Norm.frozen_batch: partial(FrozenBatchNorm, **bn),
         Norm.noisy_batch: partial(NoisyBatchNorm, shift=m.noise_shift, scale=m.noise_scale, **bn),
         Norm.group: partial(GroupNorm, groups=m.groups, eps=m.eps),
@@ -169,6 +223,37 @@ def calibrate(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
     finally:
         for m, momentum in zip(frozen, momenta, strict=True):
             m.momentum, m.calibrating = momentum, False
+        model.train(was_training)
+    return used
+
+
+@torch.no_grad()
+def recalibrate(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
+    """Re-estimate every BN layer's running statistics from `batches` with the weights as they
+    are now: a cumulative average over the batches, the rest of the model in eval mode (no
+    dropout), noisy BN without its noise. At a high learning rate the running averages lag
+    the weights; these are the statistics the final weights produce. Returns the batches used
+    (0 when there is no BN to recalibrate). Frozen BN keeps its statistics."""
+    layers = [m for m in batch_norms(model) if not isinstance(m, FrozenBatchNorm)]
+    if not layers:
+        return 0
+    was_training = model.training
+    model.eval()
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.train()
+        m.momentum = None  # a cumulative average
+        m.quiet = m.recalibrating = True
+    used = 0
+    try:
+        for x in batches:
+            model(x)
+            used += 1
+    finally:
+        for m, momentum in zip(layers, momenta, strict=True):
+            m.momentum = momentum
+            m.quiet = m.recalibrating = False
         model.train(was_training)
     return used
 

@@ -50,6 +50,19 @@ def unit_percentiles(x: torch.Tensor, unit: int) -> torch.Tensor:
     return torch.quantile(values, torch.tensor(PERCENTILES, device=values.device))
 
 
+def all_unit_percentiles(x: torch.Tensor) -> torch.Tensor:
+    """(3, units): the {15, 50, 85}th percentiles of every unit (channel) over batch and pixels."""
+    per_unit = x.transpose(0, 1).reshape(x.shape[1], -1).float()
+    return torch.quantile(per_unit, torch.tensor(PERCENTILES, device=x.device), dim=1)
+
+
+def drift(now: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """How far the units' input distributions moved since `ref`: the median over units of
+    |median now - median then| in units of the unit's initial 15-85 spread (both (3, units))."""
+    spread = (ref[2] - ref[0]).clamp_min(1e-12)
+    return ((now[1] - ref[1]).abs() / spread).median()
+
+
 def landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, etas: list[float]) -> dict[str, torch.Tensor]:
     """Loss and gradient along the negative gradient at step sizes `etas` (absolute lr units).
 
@@ -63,8 +76,15 @@ def landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, etas: list[flo
     grads = {n: p.grad.detach() for n, p in model.named_parameters() if p.grad is not None}
     g_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
     losses, changes, betas = [], [], []
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        start = torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
         for eta in etas:
+            # One draw of whatever is random in the forward (noisy BN's noise, dropout) for the
+            # whole probe, so that the step sizes differ only in the step.
+            torch.set_rng_state(start[0])
+            for d, state in zip(devices, start[1], strict=True):
+                torch.cuda.set_rng_state(state, d)
             moved = {n: (params[n] - eta * g).requires_grad_(True) for n, g in grads.items()}
             buffers = {n: b.clone() for n, b in model.named_buffers()}  # BN statistics untouched
             loss = F.cross_entropy(functional_call(model, {**params, **moved, **buffers}, (x,)), y)

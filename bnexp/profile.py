@@ -21,7 +21,10 @@ class Budget:
 
 @dataclass
 class LrToleranceBudget(Budget):
-    lrs: str = MISSING  # learning rates, per step at batch 128
+    depth: int = MISSING  # conv layers (the plain net must train at its own good lr)
+    low: float = MISSING  # the bisection's bracket in lr (per step at batch 128), ends never run
+    high: float = MISSING
+    steps: int = MISSING  # bisection rounds: probes per model and seed
 
 
 @dataclass
@@ -32,14 +35,16 @@ class ConvergenceBudget(Budget):
 
 @dataclass
 class InitInsensitivityBudget(Budget):
+    depth: int = MISSING  # conv layers (the plain net must train under careful init)
     schemes: str = MISSING  # init config-group options
     scales: str = MISSING  # multipliers of every conv/linear weight
 
 
 @dataclass
 class SmallBatchBudget(Budget):
-    b: int = MISSING  # images per BN statistic of the current job (swept over `batches`)
-    batches: str = MISSING
+    arms: str = MISSING  # cells of configs/arm/small_batch/ (small_batch/ghost2,...)
+    renorm_warmup: int = MISSING  # Batch Renorm: steps as BN before its clips open
+    renorm_ramp: int = MISSING  # Batch Renorm: steps over which r_max reaches 3 and d_max 5
 
 
 @dataclass
@@ -49,8 +54,9 @@ class DropoutRedundancyBudget(Budget):
 
 @dataclass
 class GradientFlowBudget(Budget):
-    depth: int = MISSING  # conv layers of the deeper CNN
+    depths: str = MISSING  # conv layers of the CNNs
     scales: str = MISSING
+    steps: int = MISSING  # training steps after the measurement at initialisation
 
 
 @dataclass
@@ -77,7 +83,8 @@ class Profile:
     test_size: int = MISSING  # class-balanced test images per evaluation
     width: int = MISSING  # channels of the CNNs' first stage
     depth: int = MISSING  # conv layers of the CNNs
-    seeds: str = MISSING  # training seeds of every sweep
+    seeds: str = MISSING  # every sweep's seeds: a list ("0,1"), verdict[:N] or tuning:N from the ledger
+    descriptive_seeds: str = MISSING  # seeds of sweeps no verdict reads (gn_groups)
     lr_tolerance: LrToleranceBudget = field(default_factory=LrToleranceBudget)
     convergence: ConvergenceBudget = field(default_factory=ConvergenceBudget)
     init_insensitivity: InitInsensitivityBudget = field(default_factory=InitInsensitivityBudget)

@@ -8,6 +8,7 @@ overall progress. The expansion is Hydra's basic sweeper's own (its `split_argum
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,17 @@ def without_hydra(config: DictConfig) -> DictConfig:
     return body
 
 
+def is_bisection(master: DictConfig) -> bool:
+    return str(master.hydra.sweeper.get("_target_", "")).endswith("BisectionSweeper")
+
+
 def expand(master: DictConfig) -> list[Job]:
-    """Every job of the sweep `master` describes (hydra.sweeper.params x the command line)."""
+    """Every job of the sweep `master` describes (hydra.sweeper.params x the command line). For
+    a bisection, whose probes depend on earlier outcomes, the jobs at every grid point's bracket
+    ends: the extremes of what it can launch, checked up front like any other sweep's jobs."""
     loader = GlobalHydra.instance().config_loader()
+    if is_bisection(master):
+        return _bisection_ends(master, loader)
     params = [f"{k}={v}" for k, v in (master.hydra.sweeper.params or {}).items()]
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + list(master.hydra.overrides.task))
     swept = tuple(o.get_key_element() for o in parsed if o.is_sweep_override())
@@ -58,6 +67,43 @@ def expand(master: DictConfig) -> list[Job]:
             cfg.hydra.job.id = f"job_{num}"
         jobs.append(Job(list(overrides), cfg, Path(master.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir), swept))
     return jobs
+
+
+def _bisection_ends(master: DictConfig, loader) -> list[Job]:
+    from hydra_plugins.bnexp_bisection import bisection_sweeper as bisection
+
+    conf = master.hydra.sweeper
+    problem = bisection.check(conf)
+    if problem:
+        raise ConfigError(problem.split(":")[0], problem.split(": ", 1)[1])
+    points = bisection.grid(conf.params, list(master.hydra.overrides.task), loader)
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(
+        [f"{k}={v}" for k, v in (conf.params or {}).items()] + list(master.hydra.overrides.task))
+    swept = (*(o.get_key_element() for o in parsed if o.is_sweep_override()), conf.key)
+    jobs = []
+    for overrides in bisection.ends(conf, points):
+        cfg = loader.load_sweep_config(master, list(overrides))
+        jobs.append(Job(list(overrides), cfg, Path(master.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir), swept))
+    return jobs
+
+
+def planned(master: DictConfig, jobs: list[Job] | None = None) -> int:
+    """How many runs the sweep will launch (`jobs`: what `expand` gave, if at hand)."""
+    jobs = jobs if jobs is not None else expand(master)
+    return len(jobs) // 2 * int(master.hydra.sweeper.steps) if is_bisection(master) else len(jobs)
+
+
+def launched(master: DictConfig, jobs: list[Job] | None = None) -> list[Path]:
+    """The record folders of the runs the sweep has launched so far (a grid: all of them)."""
+    if not is_bisection(master):
+        return [j.dir for j in (jobs if jobs is not None else expand(master))]
+    from hydra_plugins.bnexp_bisection.bisection_sweeper import STATE
+
+    try:
+        state = json.loads((Path(master.hydra.sweep.dir) / STATE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [Path(p["dir"]) for p in state["probes"]]
 
 
 def _check_data(cfg) -> None:

@@ -11,6 +11,7 @@ The command line (Hydra, locking, skipping, refusing) is bnexp/cli.py.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import shutil
@@ -44,6 +45,7 @@ class StepOut:
     grad_norm: torch.Tensor | None = None  # () global l2 norm of the gradient, when measured
     layer_grads: dict[str, torch.Tensor] | None = None  # l2 norm per weight layer, when measured
     preact: torch.Tensor | None = None  # (3,) percentiles of the probed unit's input, when measured
+    preact_units: torch.Tensor | None = None  # (3, units) the same for every unit of the probed layer
     landscape: dict[str, torch.Tensor] | None = None  # loss-landscape probe, when asked
 
 
@@ -64,6 +66,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
         out.layer_grads = {name: torch.linalg.vector_norm(w.grad) for name, w in layers.items() if w.grad is not None}
         if "x" in box:
             out.preact = probes.unit_percentiles(box["x"], probe[1])
+            out.preact_units = probes.all_unit_percentiles(box["x"])
     if etas:
         out.landscape = probes.landscape(model, x, y, etas)
     opt.step()
@@ -114,6 +117,7 @@ class LoopState:
     best_test_acc: float = 0.0
     last: dict[str, float] = field(default_factory=dict)  # the latest value of every metric
     calibrated: int = 0  # batches that set frozen BN's statistics
+    preact_ref: torch.Tensor | None = None  # (3, units) the probed layer's input percentiles at step 0
     train_s: float = 0.0  # seconds of training (evaluation excluded), over every attempt
     eval_s: float = 0.0
     attempts: int = 1  # 1 + the times the run continued from a checkpoint
@@ -221,6 +225,8 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
             batches = (x for x, _ in _cycle(data, cfg, gen, cfg.model.calibration_batches))
             state.calibrated = norms.calibrate(model, batches)
         _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state, total, steps_per_epoch, save)
+        if cfg.train.recalibrate and state.status == "completed":
+            _recalibrated(cfg, model, data, gen, metrics, sink, state, steps_per_epoch)
     except Exception as e:  # an interrupt (Ctrl-C) leaves the record incomplete instead
         state.status, state.reason = "failed", f"{type(e).__name__}: {e}"
         if not isinstance(e, OSError):  # a write that failed would fail again
@@ -292,6 +298,10 @@ def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state: LoopS
             if measure or state.step == total:
                 values = _train_values(out, layers, lr_now, float(state.loss_sum) / state.seen,
                                        float(state.correct) / state.seen)
+                if out.preact_units is not None:
+                    if state.preact_ref is None:
+                        state.preact_ref = out.preact_units
+                    values["preact/drift"] = float(probes.drift(out.preact_units, state.preact_ref))
                 _record(metrics, sink, step, step / steps_per_epoch, values)
                 state.last |= values
                 bar.set_postfix(loss=f"{values['train/loss']:.3f}", acc=f"{values['train/acc']:.3f}")
@@ -322,6 +332,23 @@ def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state: LoopS
             last_save = time.monotonic()
     state.train_s += time.perf_counter() - t_start - (state.eval_s - eval_before)
     bar.close()
+
+
+def _recalibrated(cfg, model, data, gen, metrics, sink, state: LoopState, steps_per_epoch) -> None:
+    """Test accuracy with BN statistics re-estimated from the final weights (on a copy of the
+    model; a model without BN statistics gets its own test accuracy)."""
+    t0 = time.perf_counter()
+    copy_ = copy.deepcopy(model)
+    used = norms.recalibrate(copy_, (x for x, _ in _cycle(data, cfg, gen, cfg.train.recalibrate)))
+    if used:
+        copy_.eval()
+        values = dict(zip(("test_recal/loss", "test_recal/acc"),
+                          evaluate(copy_, data.eval_batches(data.test, cfg.train.eval_batch_size)), strict=True))
+    else:
+        values = {"test_recal/loss": state.last["test/loss"], "test_recal/acc": state.last["test/acc"]}
+    state.last |= values
+    _record(metrics, sink, state.step, state.step / steps_per_epoch, values)
+    state.eval_s += time.perf_counter() - t0
 
 
 def _checkpoint(state: LoopState, t_start: float, eval_before: float, save) -> None:
@@ -379,6 +406,7 @@ def _summary(cfg: Config, state: LoopState, started: datetime, t0: float, overri
         "best_test_acc": state.best_test_acc,
         "val_acc": _finite(last.get("val/acc")),
         "test_batchstats_acc": _finite(last.get("test_batchstats/acc")),
+        "test_recal_acc": _finite(last.get("test_recal/acc")),
         "train_loss": _finite(last.get("train/loss")),
         "train_acc": _finite(last.get("train/acc")),
         "steps": state.step,

@@ -23,9 +23,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 import bnexp.cli  # noqa: F401  (registers the run-key resolver that the sweep configs name)
@@ -47,27 +49,46 @@ def sweep_args(name: str, a: argparse.Namespace, jobs: int) -> list[str]:
             f"threads={a.threads}", f"device={a.device}", f"hydra.sweep.dir={a.results}/{a.profile}/runs/{name}"]
 
 
-def plan(names: list[str], a: argparse.Namespace, jobs: int) -> dict[str, list[Path]]:
-    """Every job's record folder, per experiment, before anything runs."""
+@dataclass
+class Plan:
+    """One experiment's sweep, expanded before anything runs."""
+
+    master: DictConfig
+    jobs: list[sweep.Job]
+    total: int  # runs it will launch (a bisection's probes included)
+
+    def dirs(self) -> list[Path]:
+        """The record folders of its runs launched so far (a grid sweep: all of them)."""
+        return sweep.launched(self.master, self.jobs)
+
+
+def plan(names: list[str], a: argparse.Namespace, jobs: int) -> dict[str, Plan]:
+    """Every sweep's jobs, per experiment, before anything runs."""
     out = {}
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         for name in names:
             master = compose("config", sweep_args(name, a, jobs), return_hydra_config=True)
-            out[name] = [j.dir for j in sweep.expand(master)]
+            expanded = sweep.expand(master)
+            out[name] = Plan(master, expanded, sweep.planned(master, expanded))
     return out
 
 
 class Progress:
     """One bar over every job of every sweep, fed by what the jobs leave on disk."""
 
-    def __init__(self, dirs: dict[str, list[Path]]):
-        self.all = [d for ds in dirs.values() for d in ds]
-        self.before = sweep.done(self.all)
-        self.bar = tqdm(total=len(self.all), initial=len(self.before), unit="run", dynamic_ncols=True,
+    def __init__(self, plans: dict[str, Plan]):
+        self.plans = plans
+        self.total = sum(p.total for p in plans.values())
+        self.before = sweep.done([d for p in plans.values() for d in p.dirs()])
+        self.bar = tqdm(total=self.total, initial=len(self.before), unit="run", dynamic_ncols=True,
                         disable=not sys.stderr.isatty(), smoothing=0.1)
 
+    def tally(self, name: str | None = None) -> sweep.Tally:
+        chosen = [self.plans[name]] if name else self.plans.values()
+        return sweep.tally([d for p in chosen for d in p.dirs()], self.before)
+
     def update(self, name: str) -> None:
-        t = sweep.tally(self.all, self.before)
+        t = self.tally()
         finished = t.total - t.counts["no record"]
         self.bar.set_description(name)
         self.bar.set_postfix(skipped=t.counts["skipped"], failed=t.counts["failed"], refresh=False)
@@ -112,9 +133,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     root = Path(a.results) / a.profile
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    dirs = plan(chosen, a, jobs)
-    progress = Progress(dirs)
-    print(f"reproduce {a.profile}: {len(progress.all)} runs in {len(chosen)} sweeps, {len(progress.before)} already "
+    plans = plan(chosen, a, jobs)
+    progress = Progress(plans)
+    print(f"reproduce {a.profile}: {progress.total} runs in {len(chosen)} sweeps, {len(progress.before)} already "
           f"complete; {jobs} jobs x {a.threads} threads; logs in {root / 'logs'}", file=sys.stderr, flush=True)
     failed, totals, t0 = [], Counter(), time.perf_counter()
     try:
@@ -122,7 +143,7 @@ def main() -> None:
             t1 = time.perf_counter()
             cmd = [sys.executable, "-m", "bnexp.cli", "-m", *sweep_args(name, a, jobs)]
             code = run_sweep(cmd, root / "logs" / f"{name}.log", progress, name)
-            result = sweep.tally(dirs[name], progress.before)
+            result = progress.tally(name)
             totals += result.counts
             if code != 0:
                 failed.append(name)
@@ -132,8 +153,8 @@ def main() -> None:
         progress.bar.close()
         sys.exit("reproduce: interrupted; rerun the same command to continue")
     progress.bar.close()
-    print(f"reproduce {a.profile}: {sweep.Tally(len(progress.all), totals)} in {(time.perf_counter() - t0) / 60:.1f} "
-          "min", file=sys.stderr)
+    minutes = (time.perf_counter() - t0) / 60
+    print(f"reproduce {a.profile}: {sweep.Tally(sum(totals.values()), totals)} in {minutes:.1f} min", file=sys.stderr)
     endpoints.write(root)
     print(f"wrote {write_report(root, a.profile)}")
     if failed:

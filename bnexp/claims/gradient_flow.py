@@ -52,11 +52,53 @@ def verdict_v1(t: pd.DataFrame):
     return from_estimate(v, bn, detail)
 
 
+# --- v2: the size of the gradient across init scales -------------------------------------------
+
+BN_MAX_V2 = 10.0  # BN's gradient norm at init changes by at most this factor across the init scales
+PLAIN_MIN_V2 = 100.0  # plain's changes by at least this factor
+DEPTH_V2 = 15  # the depth the criterion reads (other depths are reported)
+
+
+def endpoints_v2(rec: Record) -> dict:
+    g = rec.metric("grad_norm")
+    at_init = g[g["step"] == 0]["value"]
+    return {"final_acc": final_acc(rec), "grad_init": float(at_init.iloc[0]) if len(at_init) else float("nan"),
+            "grad_train_median": float(g[g["step"] > 0]["value"].median()) if (g["step"] > 0).any() else float("nan")}
+
+
+def verdict_v2(t: pd.DataFrame):
+    def span(rows: pd.DataFrame) -> pd.Series:
+        """Per (model, seed): largest / smallest gradient norm at init over the init scales."""
+        g = rows.groupby(["choice_model", "seed"])["grad_init"]
+        return g.max() / g.min().clip(lower=1e-300)
+
+    s = span(t[t["depth"] == DEPTH_V2])
+    bn, plain = t_interval(s["bn"], log=True), t_interval(s["plain"], log=True)
+    v = combine(decide(bn, BN_MAX_V2, at_least=False), decide(plain, PLAIN_MIN_V2, at_least=True))
+    scales = ", ".join(f"{x:g}" for x in sorted(t["init_scale"].unique()))
+    detail = [f"depth {DEPTH_V2}: gradient norm at init, largest / smallest over init scales {scales}: BN {bn} "
+              f"(criterion <= {BN_MAX_V2:g}), plain {plain} (criterion >= {PLAIN_MIN_V2:g})"]
+    for depth in sorted(set(t["depth"]) - {DEPTH_V2}):
+        d = span(t[t["depth"] == depth])
+        detail.append(f"depth {depth}: the same ratio, BN {t_interval(d['bn'], log=True)}, "
+                      f"plain {t_interval(d['plain'], log=True)}")
+    by = t.groupby(["depth", "choice_model", "init_scale"])
+    detail.append("median gradient norm at init: " + ", ".join(
+        f"d{d} {m} x{x:g}: {v:.2g}" for (d, m, x), v in by["grad_init"].median().items()))
+    detail.append("median gradient norm over the training steps: " + ", ".join(
+        f"d{d} {m} x{x:g}: {v:.2g}" for (d, m, x), v in by["grad_train_median"].median().items()))
+    return from_estimate(v, plain, detail)
+
+
 VERSIONS = {
     1: Version(f"max/min per-layer gradient norm at init stays <= {BN_MAX_V1:g}x with BN at every init scale while "
                f"plain's exceeds {PLAIN_MIN_V1:g}x at its worst scale",
                "per-seed worst spread over scales; 95% t-intervals on the log spread",
                endpoints_v1, verdict_v1, "gradient_flow"),
+    2: Version(f"at depth {DEPTH_V2}, the gradient norm at initialisation changes by <= {BN_MAX_V2:g}x across the "
+               f"init scales with BN and by >= {PLAIN_MIN_V2:g}x without; the headline effect is plain's factor",
+               "per-seed largest/smallest gradient norm over the init scales; 95% t-intervals on its log",
+               endpoints_v2, verdict_v2, "gradient_flow"),
 }
 
 
@@ -70,6 +112,8 @@ def curves(rec: Record) -> pd.DataFrame:
 
 
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    if "grad_init" in t and t["grad_init"].notna().all():
+        return _figure_v2(t, curves)
     c = curves.merge(t[["key", "choice_model", "init_scale"]], on="key").rename(columns={"choice_model": "model"})
     init = c[c["name"].str.startswith("layer/")]
     init = init.assign(layer=init["name"].str.split("/").str[1].astype(int))
@@ -82,5 +126,25 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
                  seed=0, ax=axes[1])
     axes[1].set(yscale="log", xlabel="training step", ylabel="max / min over layers",
                 title="Spread of per-layer gradient norms over training")
+    fig.tight_layout()
+    return fig
+
+
+def _figure_v2(t: pd.DataFrame, curves: pd.DataFrame) -> plt.Figure:
+    """Left: the gradient norm at init against the init scale, per depth. Right: per layer, deepest net."""
+    t = t.rename(columns={"choice_model": "model"})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    sns.lineplot(t, x="init_scale", y="grad_init", hue="model", style="depth", marker="o", errorbar=("ci", 95),
+                 seed=0, ax=axes[0])
+    axes[0].set(xscale="log", yscale="log", xlabel="init scale (every weight x s)", ylabel="gradient norm at init",
+                title="Gradient size at initialisation vs init scale")
+    deep = t[t["depth"] == t["depth"].max()]
+    c = curves.merge(deep[["key", "model", "init_scale"]], on="key")
+    init = c[c["name"].str.startswith("layer/")]
+    init = init.assign(layer=init["name"].str.split("/").str[1].astype(int))
+    sns.lineplot(init, x="layer", y="value", hue="model", style="init_scale", marker="o", errorbar=("ci", 95),
+                 seed=0, ax=axes[1])
+    axes[1].set(yscale="log", xlabel="layer (input -> classifier)", ylabel="gradient norm",
+                title=f"Per-layer gradient norm at init, depth {int(t['depth'].max())}")
     fig.tight_layout()
     return fig

@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Version, final_acc, from_estimate
-from bnexp.claims.stats import decide, paired, t_interval
+from bnexp.claims.common import Version, arm, final_acc, from_estimate
+from bnexp.claims.stats import INCONCLUSIVE, decide, paired, t_interval
 from bnexp.records import Record
 
 STATEMENT = "BN removes the need for careful initialisation."
@@ -42,14 +42,64 @@ def verdict_v1(t: pd.DataFrame):
     return from_estimate(decide(ratio, THRESHOLD_V1, at_least=False), ratio, detail)
 
 
+# --- v2: how much of careful init's accuracy survives other inits ---------------------------------
+
+REFERENCE_V2 = ("kaiming_normal", 1.0)  # careful init: He, unscaled
+CHANCE_V2 = 0.1
+THRESHOLD_V2 = 0.3  # BN keeps at least this much more (as a fraction of its reference gain) than plain
+GUARD_V2 = 0.2  # plain must train under careful init (mean accuracy >= this), or nothing is decided
+
+
+def endpoints_v2(rec: Record) -> dict:
+    return {"final_acc": final_acc(rec), "arm": arm(rec)}
+
+
+def kept_v2(t: pd.DataFrame) -> pd.DataFrame:
+    """Per (arm, seed): each cell's gain over chance as a fraction of the reference cell's (at most 1),
+    averaged over the cells, reference included; and the reference accuracy."""
+    def one(g: pd.DataFrame) -> pd.Series:
+        ref = g[(g["init_scheme"] == REFERENCE_V2[0]) & ((g["init_scale"] - REFERENCE_V2[1]).abs() < 1e-9)]
+        ref_acc = float(ref["final_acc"].iloc[0]) if len(ref) else float("nan")
+        frac = ((g["final_acc"] - CHANCE_V2) / max(ref_acc - CHANCE_V2, 1e-6)).clip(lower=0.0, upper=1.0)
+        return pd.Series({"kept": float(frac.mean()), "reference": ref_acc, "cells": len(g)})
+
+    return t.groupby(["arm", "seed"])[["init_scheme", "init_scale", "final_acc"]].apply(one)
+
+
+def verdict_v2(t: pd.DataFrame):
+    k = kept_v2(t)
+    diff = t_interval(paired(k["kept"]["bn"], k["kept"]["plain"], lambda a, b: a - b))
+    plain_ref = t_interval(k["reference"]["plain"])
+    v = decide(diff, THRESHOLD_V2, at_least=True)
+    detail = [f"share of the careful-init accuracy gain kept across inits, BN - plain: {diff} "
+              f"(criterion >= {THRESHOLD_V2:g})",
+              f"kept: BN {t_interval(k['kept']['bn'])}, plain {t_interval(k['kept']['plain'])}",
+              f"accuracy under careful init ({REFERENCE_V2[0]} x{REFERENCE_V2[1]:g}): BN "
+              f"{t_interval(k['reference']['bn'])}, plain {plain_ref} (guard: plain >= {GUARD_V2:g})"]
+    if not plain_ref.mean >= GUARD_V2:
+        detail.append("plain did not train under careful init, so what other inits cost it cannot be measured")
+        v = INCONCLUSIVE
+    table = t.groupby(["arm", "init_scheme", "init_scale"])["final_acc"].mean()
+    for model, g in table.groupby(level=0):
+        detail.append(f"{model} mean test acc: " + ", ".join(f"{s} x{c:g}: {a:.3f}" for (_, s, c), a in g.items()))
+    return from_estimate(v, diff, detail)
+
+
 VERSIONS = {
     1: Version(f"accuracy spread over init schemes x scales with BN <= {THRESHOLD_V1:.3g} of plain's",
                "per-seed ratio of spreads, paired by seed; 95% t-interval on the log ratio",
                endpoints_v1, verdict_v1, "init_insensitivity"),
+    2: Version(f"each model at its own tuned lr, averaged over init schemes x scales, BN keeps >= "
+               f"{THRESHOLD_V2:g} more of its careful-init ({REFERENCE_V2[0]} x{REFERENCE_V2[1]:g}) accuracy gain "
+               f"over chance than plain does; undecided unless plain reaches >= {GUARD_V2:g} under careful init",
+               "per-seed difference of the kept share, paired by seed; 95% t-interval",
+               endpoints_v2, verdict_v2, "init_insensitivity"),
 }
 
 
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    if "arm" in t and t["arm"].notna().all():
+        t = t.assign(choice_model=t["arm"])
     models = sorted(t["choice_model"].unique())
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):

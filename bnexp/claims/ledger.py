@@ -85,6 +85,31 @@ def load(path: Path = LEDGER) -> Ledger:
     return Ledger(tuple(raw["tuning_seeds"]), entries, deviations)
 
 
+def seeds_for(spec, claim: str, path: Path = LEDGER) -> str:
+    """The seeds a profile asks for, in Hydra's sweep syntax ("3,4,5"): `spec` is a list as it
+    stands ("0,1,2"), `verdict` (every verdict seed of the claim's newest registered version
+    that has runs), `verdict:N` (the first N of them) or `tuning:N` (the first N tuning seeds).
+    Sweeps read their seeds here, so a verdict sweep cannot run on seeds its version did not register."""
+    spec = str(spec)
+    kind, _, count = spec.partition(":")
+    if kind not in ("verdict", "tuning"):
+        return spec
+    book = load(path)
+    if kind == "tuning":
+        seeds = list(range(book.tuning_seeds[0], book.tuning_seeds[1] + 1))
+    else:
+        own = [e for e in book.entries if e.claim == claim and e.verdict_seeds]
+        if not own:
+            raise ValueError(f"profile.seeds={spec}: claim {claim} has no registered verdict seeds (ledger.yaml)")
+        seeds = list(max(own, key=lambda e: e.version).seeds())
+    if count:
+        if not count.isdigit() or not 0 < int(count) <= len(seeds):
+            raise ValueError(f"profile.seeds={spec}: {kind} has {len(seeds)} seeds for {claim}; "
+                             f"N must be in 1..{len(seeds)}")
+        seeds = seeds[:int(count)]
+    return ",".join(map(str, seeds))
+
+
 # --- code hashes ------------------------------------------------------------------------------
 
 def _normalised(obj) -> str:

@@ -7,7 +7,7 @@ import pandas as pd
 import seaborn as sns
 
 from bnexp.claims.common import Version, final_acc, from_estimate
-from bnexp.claims.stats import decide, paired, t_interval
+from bnexp.claims.stats import bracket_interval, decide, paired, t_interval
 from bnexp.records import Record
 
 STATEMENT = "BN tolerates far higher learning rates."
@@ -45,15 +45,72 @@ def verdict_v1(t: pd.DataFrame):
     return from_estimate(decide(ratio, THRESHOLD_V1, at_least=True), ratio, detail)
 
 
+# --- v2: the trainability boundary, found by bisection ----------------------------------------
+
+LOW_V2, HIGH_V2 = 0.01, 100.0  # the bracket the bisection starts from (assumed, never run)
+TRAINS_V2 = 0.20  # a run trains: completed, and test accuracy (recalibrated BN statistics) >= 2x chance
+THRESHOLD_V2 = 4.0  # BN's boundary / plain's
+
+
+def endpoints_v2(rec: Record) -> dict:
+    recal = rec.summary.get("test_recal_acc")
+    acc = float(recal) if recal is not None else final_acc(rec)
+    return {"final_acc": final_acc(rec), "recal_acc": acc,
+            "trains": bool(rec.summary["status"] == "completed" and acc >= TRAINS_V2)}
+
+
+def brackets_v2(t: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, seed): the largest lr that trained (or the bracket's low end) and the
+    smallest that did not (or its high end), over every probe of that model and seed."""
+    def bracket(g: pd.DataFrame) -> pd.Series:
+        ok, bad = g.loc[g["trains"].astype(bool), "lr"], g.loc[~g["trains"].astype(bool), "lr"]
+        return pd.Series({"low": max(ok.max() if len(ok) else LOW_V2, LOW_V2),
+                          "high": min(bad.min() if len(bad) else HIGH_V2, HIGH_V2), "probes": len(g)})
+
+    return t.groupby(["choice_model", "seed"])[["lr", "trains"]].apply(bracket)
+
+
+def verdict_v2(t: pd.DataFrame):
+    b = brackets_v2(t)
+    lows = paired(b["low"]["bn"], b["high"]["plain"], lambda a, c: a / c)
+    highs = paired(b["high"]["bn"], b["low"]["plain"], lambda a, c: a / c)
+    ratio = bracket_interval(lows, highs, log=True)
+    detail = [f"trainability boundary (largest lr with test accuracy >= {TRAINS_V2:g} after recalibrating BN "
+              f"statistics), BN / plain = {ratio}"]
+    for model, g in b.groupby(level=0):
+        cells = ", ".join(f"s{seed}: [{row.low:.3g}, {row.high:.3g}]" for (_, seed), row in g.iterrows())
+        detail.append(f"{model} boundary brackets: {cells}")
+    if "gn" in b.index.get_level_values(0):
+        gn = bracket_interval(paired(b["low"]["gn"], b["high"]["plain"], lambda a, c: a / c),
+                              paired(b["high"]["gn"], b["low"]["plain"], lambda a, c: a / c), log=True)
+        detail.append(f"GN / plain = {gn}")
+    lag = t[(t["choice_model"] == "bn") & (t["status"] == "completed")]
+    if len(lag):
+        gap = (lag["recal_acc"] - lag["final_acc"]).groupby(lag["lr"] >= 1.0).mean()
+        detail.append("BN accuracy gained by recalibrating its statistics: " + ", ".join(
+            f"{'lr >= 1' if big else 'lr < 1'}: {v * 100:+.1f} points" for big, v in gap.items()))
+    return from_estimate(decide(ratio, THRESHOLD_V2, at_least=True), ratio, detail,
+                         {"brackets": {f"{m} s{s}": [r.low, r.high] for (m, s), r in b.iterrows()}})
+
+
 VERSIONS = {
     1: Version(f"largest lr whose accuracy is within {GOOD_V1 * 100:.0f} points of the model's best is "
                f">= {THRESHOLD_V1:g}x higher with BN than plain",
                "per-seed ratio of grid learning rates, paired by seed; 95% t-interval on the log ratio",
                endpoints_v1, verdict_v1, "lr_tolerance"),
+    2: Version(f"trainability boundary (largest constant lr, no warm-up, at which a run completes with test "
+               f"accuracy >= {TRAINS_V2:g}, BN's with statistics recalibrated on the final weights) is >= "
+               f"{THRESHOLD_V2:g}x higher with BN than plain; boundaries bisected in log lr from "
+               f"[{LOW_V2:g}, {HIGH_V2:g}]",
+               "per-seed bracket of the BN/plain boundary ratio, paired by seed; the interval runs from the lower "
+               "end of the low ratios' 95% log t-interval to the upper end of the high ratios'",
+               endpoints_v2, verdict_v2, "lr_tolerance"),
 }
 
 
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    if "recal_acc" in t and t["recal_acc"].notna().all():
+        return _figure_v2(t)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     t = t.rename(columns={"choice_model": "model"})
     sns.lineplot(t, x="lr", y="final_acc", hue="model", marker="o", errorbar=("ci", 95), seed=0, ax=ax)
@@ -63,4 +120,20 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
                         edgecolor="black")
     ax.set(xscale="log", xlabel="learning rate (per step, batch 128)", ylabel="final test accuracy",
            title="Accuracy vs learning rate (X = diverged)")
+    return fig
+
+
+def _figure_v2(t: pd.DataFrame) -> plt.Figure:
+    """Every bisection probe: accuracy against lr, BN also with recalibrated statistics."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    t = t.rename(columns={"choice_model": "model"})
+    sns.scatterplot(t, x="lr", y="final_acc", hue="model", style="status", s=50, ax=ax)
+    bn = t[t["model"] == "bn"].sort_values("lr")
+    if len(bn):
+        ax.scatter(bn["lr"], bn["recal_acc"], marker="^", facecolors="none", edgecolors="C1", s=60,
+                   label="bn, recalibrated statistics")
+    ax.axhline(TRAINS_V2, color="grey", ls="--", lw=1, label="trains")
+    ax.set(xscale="log", xlabel="learning rate (constant, no warm-up)", ylabel="final test accuracy",
+           title="Bisection probes: accuracy vs learning rate")
+    ax.legend(fontsize=8, loc="upper left")
     return fig

@@ -67,15 +67,64 @@ def verdict_v1(t: pd.DataFrame):
     return from_estimate(v, bn_rise, detail)
 
 
+# --- v2: the statistics apart from the optimiser ------------------------------------------------
+
+RISE_V2 = 0.05  # BN's test error rises at least this much from 128 to 2 images per statistic
+SMALL_V2, LARGE_V2 = "ghost2", "bn"  # the cells compared: 2 and 128 images per statistic, batch 128
+PER_DEVICE_V2 = {"bn": 128, "ghost16": 16, "ghost4": 4, "ghost2": 2, "renorm4": 4, "renorm2": 2,
+                 "gn": 128, "paper_bn2": 2, "paper_gn2": 2}
+
+
+def endpoints_v2(rec: Record) -> dict:
+    recal = rec.summary.get("test_recal_acc")
+    return {"final_acc": final_acc(rec), "arm": arm(rec),
+            "recal_acc": float(recal) if recal is not None else final_acc(rec)}
+
+
+def verdict_v2(t: pd.DataFrame):
+    t = t.assign(err=1 - t["final_acc"])
+
+    def err(cell: str) -> pd.Series:
+        return per_seed(t[t["arm"] == cell], "err")
+
+    rise = t_interval(paired(err(SMALL_V2), err(LARGE_V2), lambda a, b: a - b))
+    gap = t_interval(paired(err(SMALL_V2), err("gn"), lambda a, b: a - b))
+    v = combine(decide(rise, RISE_V2, at_least=True), decide(gap, 0.0, at_least=True))
+    detail = [f"BN test error at 2 minus 128 images per statistic (optimiser batch 128 for both): {rise} "
+              f"(criterion >= {RISE_V2:g})",
+              f"BN error at 2 images per statistic minus GN error (both batch 128): {gap} (criterion > 0)"]
+    for remedy, base in (("renorm2", "ghost2"), ("renorm4", "ghost4")):
+        if remedy in set(t["arm"]) and base in set(t["arm"]):
+            detail.append(f"Batch Renorm minus BN error at {PER_DEVICE_V2[base]} images per statistic: "
+                          f"{t_interval(paired(err(remedy), err(base), lambda a, b: a - b))}")
+    if {"paper_bn2", "paper_gn2"} <= set(t["arm"]):
+        detail.append("Wu & He's protocol at 2 images per device (batch 16, 8 devices, lr 0.1*N/32, same epochs), "
+                      f"descriptive: BN error {err('paper_bn2').mean():.3f}, GN error {err('paper_gn2').mean():.3f}, "
+                      f"BN - GN = {t_interval(paired(err('paper_bn2'), err('paper_gn2'), lambda a, b: a - b))}")
+    means = t.groupby("arm")[["err", "recal_acc", "test_batchstats_acc"]].mean()
+    detail.append("mean test error by cell: " + ", ".join(f"{a}: {r.err:.3f}" for a, r in means.iterrows()))
+    detail.append("test error with statistics recalibrated on the final weights (per-device, as in training): "
+                  + ", ".join(f"{a}: {1 - r.recal_acc:.3f}" for a, r in means.iterrows()))
+    return from_estimate(v, rise, detail)
+
+
 VERSIONS = {
     1: Version(f"BN error rises >= {RISE_V1 * 100:g} points from the largest to the smallest batch; GN's rise "
                f"<= 1/{GN_DIVISOR_V1} of BN's; GN beats BN at the smallest batch",
                "per-seed differences of test error, paired by seed; 95% t-intervals",
                endpoints_v1, verdict_v1, "small_batch"),
+    2: Version(f"at one optimiser batch (128) and lr, BN's test error with statistics over 2 images per device "
+               f"(ghost BN) exceeds that with statistics over all 128 by >= {RISE_V2 * 100:g} points, and GN "
+               "(same batch and lr) has a lower error than BN at 2 images per device",
+               "per-seed differences of test error (running statistics, as deployed), paired by seed; 95% "
+               "t-intervals; both criteria must hold",
+               endpoints_v2, verdict_v2, "small_batch"),
 }
 
 
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    if "per_stat" not in t or t["per_stat"].isna().any() or "ghost2" in set(t["arm"]):
+        return _figure_v2(t)
     t = t.assign(err=100 * (1 - t["final_acc"]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(t, x="per_stat", y="err", hue="arm", marker="o", errorbar=("ci", 95), seed=0, ax=ax)
@@ -85,4 +134,23 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     ax.invert_xaxis()  # as in Wu & He's Figure 1: batch shrinking to the right
     ax.set(xlabel="images per BN statistic (batch size; ghost BN: virtual batch in 128)",
            ylabel="test error (%)", title="Test error vs batch size")
+    return fig
+
+
+def _figure_v2(t: pd.DataFrame) -> plt.Figure:
+    """Test error by images per device: BN (ghost), Batch Renorm, GN, and the paper's protocol."""
+    t = t.assign(err=100 * (1 - t["final_acc"]), per_device=t["arm"].map(PER_DEVICE_V2),
+                 family=t["arm"].map(lambda a: "paper protocol " + a[6:8] if a.startswith("paper") else
+                                     "GN" if a == "gn" else "Batch Renorm" if a.startswith("renorm") else "BN"))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    sns.lineplot(t, x="per_device", y="err", hue="family", marker="o", errorbar=("ci", 95), seed=0, ax=ax)
+    gn = t[t["arm"] == "gn"]["err"]
+    if len(gn):
+        ax.axhline(gn.mean(), color="grey", ls="--", lw=1, label="GN (batch 128)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([2, 4, 16, 128], ["2", "4", "16", "128"])
+    ax.invert_xaxis()
+    ax.set(xlabel="images per BN statistic (per device); optimiser batch 128 unless 'paper protocol'",
+           ylabel="test error (%)", title="Test error vs images per device")
+    ax.legend(fontsize=8)
     return fig
