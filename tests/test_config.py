@@ -102,7 +102,7 @@ def test_experiments_claims_and_profiles_agree():
     from bnexp.config import experiments
     from bnexp.profile import Profile
 
-    budgets = {f.name for f in fields(Profile)} - {"name", "test_size", "width", "depth", "seeds"}
+    budgets = {f.name for f in fields(Profile)} - {"name", "test_size", "width", "depth", "seeds", "descriptive_seeds"}
     read = {v.experiment for c in all_claims() for v in c.versions.values() if v.experiment}
     assert set(experiments()) == budgets == read
     for name in ("smoke", "quick", "full"):

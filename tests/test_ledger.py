@@ -95,3 +95,21 @@ def test_every_registered_version_names_its_seeds_and_reason(claim):
         e = ledger.load().get(claim, number)
         assert e is not None and e.reason
         assert (e.verdict_seeds is None) == (version.experiment is None)
+
+
+def test_sweeps_take_their_seeds_from_the_ledger(tmp_path):
+    from bnexp.claims.ledger import seeds_for
+
+    path = tmp_path / "ledger.yaml"
+    path.write_text("tuning_seeds: [9000, 9999]\nversions:\n"
+                    "  - {claim: c, version: 1, hash: h1, verdict_seeds: [0, 2], reason: r}\n"
+                    "  - {claim: c, version: 2, hash: h2, verdict_seeds: [3, 10], reason: r}\n"
+                    "  - {claim: e, version: 1, hash: h3, verdict_seeds: null, reason: r}\n")
+    assert seeds_for("verdict", "c", path) == "3,4,5,6,7,8,9,10"  # the newest version's
+    assert seeds_for("verdict:5", "c", path) == "3,4,5,6,7"
+    assert seeds_for("tuning:2", "c", path) == "9000,9001"
+    assert seeds_for("0,1", "c", path) == "0,1"
+    for spec, claim, message in (("verdict", "e", "no registered verdict seeds"), ("verdict:9", "c", "N must be"),
+                                 ("verdict:x", "c", "N must be")):
+        with pytest.raises(ValueError, match=message):
+            seeds_for(spec, claim, path)

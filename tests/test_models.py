@@ -85,3 +85,12 @@ def test_mlp_is_the_ioffe_szegedy_net():
 def test_weight_layers_are_named_in_depth_order():
     names = list(models.weight_layers(models.build(ModelConfig(depth=3), 10)))
     assert names == ["0.conv", "2.conv", "4.conv", "5.fc"]
+
+
+def test_head_dropout_sits_before_the_classifier_and_keeps_its_name():
+    for arch, depth in ((Arch.cnn, 3), (Arch.mlp, 2), (Arch.resnet, 8), (Arch.vgg, 11)):
+        net = models.build(ModelConfig(arch=arch, depth=depth, width=8, head_dropout=0.5), 10)
+        names = [n for n, _ in net[-1].named_children()]
+        assert names[-2:] == ["head_drop", "fc"] and net[-1].head_drop.p == 0.5, (arch, names)
+        assert "fc" in {n.split(".")[-1] for n in models.weight_layers(net)}
+    assert not any(isinstance(m, nn.Dropout) for m in models.build(ModelConfig(depth=3, width=8), 10).modules())

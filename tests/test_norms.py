@@ -153,3 +153,80 @@ def test_noisy_bn_moves_the_output_distribution_every_step_in_training_only():
     bn = BatchNorm(4).double().eval()
     bn.load_state_dict(noisy.state_dict())
     assert torch.equal(noisy(x), bn(x))
+
+
+# --- Batch Renorm and recalibration ------------------------------------------------------------
+
+def _renorm(limits_open: bool, virtual: int = 4) -> "BatchRenorm":
+    from bnexp.norms import BatchRenorm
+
+    m = BatchRenorm(3, virtual, r_max=3.0, d_max=5.0, warmup=0 if limits_open else 10**6, ramp=0).double()
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor([1.5, 0.5, 2.0]))
+        m.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        m.running_mean.copy_(torch.tensor([0.5, -1.0, 0.0]))
+        m.running_var.copy_(torch.tensor([4.0, 0.25, 1.0]))
+    return m
+
+
+def test_batch_renorm_before_its_clips_open_is_ghost_bn_forward_and_backward():
+    x = rand(8, 3, 5, 5).requires_grad_()
+    renorm, ghost = _renorm(limits_open=False), GhostBatchNorm(3, 4).double()
+    ghost.load_state_dict({k: v for k, v in renorm.state_dict().items() if k != "steps"})
+    a, b = renorm(x), ghost(x)
+    ga, = torch.autograd.grad(a.square().sum(), x)
+    gb, = torch.autograd.grad(b.square().sum(), x)
+    assert torch.allclose(a, b, atol=1e-12) and torch.allclose(ga, gb, atol=1e-12)
+    assert torch.allclose(renorm.running_var, ghost.running_var) and int(renorm.steps) == 1
+
+
+def test_batch_renorm_corrects_each_virtual_batch_towards_the_running_statistics():
+    m = _renorm(limits_open=True)
+    x = rand(8, 3, 5, 5) * 3 + 1
+    mu, sd = m.running_mean.clone().view(1, 1, 3, 1, 1), torch.sqrt(m.running_var + m.eps).view(1, 1, 3, 1, 1)
+    xg = x.view(2, 4, 3, 5, 5)
+    var, mean = torch.var_mean(xg, dim=(1, 3, 4), unbiased=False, keepdim=True)
+    std = torch.sqrt(var + m.eps)
+    r, d = (std / sd).clamp(1 / 3, 3), ((mean - mu) / sd).clamp(-5, 5)
+    want = ((xg - mean) / std * r + d).view_as(x) * m.weight.view(1, 3, 1, 1) + m.bias.view(1, 3, 1, 1)
+    assert torch.allclose(m(x), want, atol=1e-12)
+    # r and d are constants in backprop: the gradient is that of BN scaled by r per virtual batch
+    x.requires_grad_()
+    g, = torch.autograd.grad((m(x) * rand(8, 3, 5, 5, seed=1)).sum(), x)
+    assert torch.isfinite(g).all()
+
+
+def test_batch_renorm_limits_open_over_the_ramp():
+    from bnexp.norms import BatchRenorm
+
+    m = BatchRenorm(2, 2, r_max=3.0, d_max=5.0, warmup=10, ramp=20)
+    seen = []
+    for t in (0, 10, 20, 30, 100):
+        m.steps.fill_(t)
+        seen.append(m.limits())
+    assert seen == [(1.0, 0.0), (1.0, 0.0), (2.0, 2.5), (3.0, 5.0), (3.0, 5.0)]
+
+
+def test_recalibrate_sets_the_statistics_the_current_weights_produce():
+    from bnexp.norms import NoisyBatchNorm, recalibrate
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), NoisyBatchNorm(4, shift=0.5, scale=1.0), nn.ReLU(), nn.Dropout(0.5),
+                        nn.Conv2d(4, 4, 3), BatchNorm(4)).double()
+    batches = [rand(6, 3, 9, 9, seed=s) for s in range(3)]
+    assert recalibrate(net, iter(batches)) == 3
+    assert net.training and net[1].momentum == 0.1 and not net[1].quiet  # everything put back
+    # noise-free, dropout off, a cumulative average over the batches: as a direct computation
+    with torch.no_grad():
+        z = [net[0](b) for b in batches]
+        mean = torch.stack([v.mean((0, 2, 3)) for v in z]).mean(0)
+        var = torch.stack([v.var((0, 2, 3), unbiased=True) for v in z]).mean(0)
+    assert torch.allclose(net[1].running_mean, mean, atol=1e-12)
+    assert torch.allclose(net[1].running_var, var, atol=1e-12)
+
+
+def test_recalibrate_is_a_no_op_without_batch_statistics():
+    from bnexp.norms import recalibrate
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), GroupNorm(4, 2))
+    assert recalibrate(net, iter([rand(2, 3, 8, 8, dtype=torch.float32)])) == 0

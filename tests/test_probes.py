@@ -69,3 +69,23 @@ def test_evaluation_every_few_steps_for_time_to_accuracy(tmp_path, real_data):
     evals = records.metrics_wide(records.read_metrics(run_dir)).dropna(subset=["test/acc"])
     assert list(evals["step"]) == [2, 4, 6]
     assert summary["best_test_acc"] == evals["test/acc"].max()
+
+
+def test_drift_is_the_median_shift_of_every_unit_in_units_of_its_initial_spread():
+    ref = probes.all_unit_percentiles(torch.randn(64, 5, 4, 4, generator=torch.Generator().manual_seed(0)))
+    assert ref.shape == (3, 5) and float(probes.drift(ref, ref)) == 0.0
+    moved = ref.clone()
+    moved[1] += 2 * (ref[2] - ref[0])  # every median moves by twice its unit's 15-85 spread
+    assert abs(float(probes.drift(moved, ref)) - 2.0) < 1e-5
+
+
+def test_a_landscape_probe_draws_the_noise_once_for_all_its_step_sizes():
+    torch.manual_seed(0)
+    net = models.build(ModelConfig(depth=3, width=4, norm=Norm.noisy_batch), 10).train()
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    F.cross_entropy(net(x), y).backward()
+    state = torch.get_rng_state()
+    got = probes.landscape(net, x, y, [1e-12, 1e-12])
+    # two equal (vanishing) steps: the same noise gives the same loss, so the range is zero
+    assert float(got["landscape/loss_range"]) < 1e-6
+    assert torch.equal(torch.get_rng_state(), state)  # training's random stream is untouched

@@ -5,6 +5,7 @@ hand-made tables."""
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -65,3 +66,84 @@ def test_small_batch_pairs_the_gn_and_bn_rises_by_seed():
     res = by_id()["small_batch"].versions[1].verdict(t)
     assert res.verdict == "reproduced", res.detail
     assert res.effect == pytest.approx((0.3 + 0.2 + 0.35) / 3)
+
+
+# --- v2 verdicts on hand-made tables -----------------------------------------------------------
+
+def test_lr_tolerance_v2_brackets_each_boundary_from_the_probes_and_pairs_the_ratio_by_seed():
+    rows = []
+    for seed, (plain_ok, bn_ok) in {3: (0.05, 2.0), 4: (0.04, 1.5), 5: (0.06, 3.0)}.items():
+        for model, ok in (("plain", plain_ok), ("bn", bn_ok)):
+            for lr in (1.0, 0.1, 0.0316, 0.0562, 0.075, 10.0, 3.16, 1.78, 2.37):
+                passed = lr <= ok
+                rows.append({"seed": seed, "choice_model": model, "lr": lr, "trains": passed,
+                             "status": "completed", "final_acc": 0.3 if passed else 0.1,
+                             "recal_acc": 0.3 if passed else 0.1})
+    t = pd.DataFrame(rows).sample(frac=1, random_state=1)
+    v = by_id()["lr_tolerance"].versions[2]
+    from bnexp.claims import lr_tolerance
+
+    brackets = lr_tolerance.brackets_v2(t)
+    assert (brackets.loc[("plain", 3), "low"], brackets.loc[("plain", 3), "high"]) == (0.0316, 0.0562)
+    assert (brackets.loc[("bn", 5), "low"], brackets.loc[("bn", 5), "high"]) == (2.37, 3.16)
+    res = v.verdict(t)
+    assert res.verdict == "reproduced" and res.ci_low >= 4, res.detail
+    # every plain probe failing: its bracket starts at the assumed low end of 0.01
+    t.loc[t["choice_model"] == "plain", "trains"] = False
+    assert lr_tolerance.brackets_v2(t).loc[("plain", 4), "low"] == lr_tolerance.LOW_V2
+
+
+def test_init_insensitivity_v2_decides_nothing_when_plain_never_trains():
+    from bnexp.claims import init_insensitivity as ii
+
+    def table(plain_ref: float) -> pd.DataFrame:
+        rows = []
+        for seed in (3, 4, 5):
+            for scheme in ("kaiming_normal", "default"):
+                for scale in (0.1, 1.0, 10.0):
+                    careful = (scheme, scale) == ii.REFERENCE_V2
+                    rows.append({"seed": seed, "arm": "bn", "init_scheme": scheme, "init_scale": scale,
+                                 "final_acc": 0.40 - 0.01 * seed * (not careful)})
+                    rows.append({"seed": seed, "arm": "plain", "init_scheme": scheme, "init_scale": scale,
+                                 "final_acc": plain_ref + 0.002 * seed if careful else 0.1})
+        return pd.DataFrame(rows)
+
+    good = ii.verdict_v2(table(0.3))
+    assert good.verdict == "reproduced", good.detail  # BN keeps ~0.9 of its gain, plain 1/6
+    assert good.effect == pytest.approx(ii.kept_v2(table(0.3))["kept"]["bn"].mean() - 1 / 6, rel=1e-2)
+    bad = ii.verdict_v2(table(0.12))
+    assert bad.verdict == "inconclusive" and any("did not train under careful init" in d for d in bad.detail)
+
+
+def test_gradient_flow_v2_reads_the_gradient_size_across_scales_at_the_criterion_depth():
+    from bnexp.claims import gradient_flow as gf
+
+    rows = []
+    for seed in (3, 4, 5):
+        for depth in (6, gf.DEPTH_V2):
+            for scale in (0.5, 1.0, 2.0):
+                rows.append({"seed": seed, "choice_model": "bn", "depth": depth, "init_scale": scale,
+                             "grad_init": (1.0 + 0.1 * seed * scale) / scale, "grad_train_median": 1.0})
+                rows.append({"seed": seed, "choice_model": "plain", "depth": depth, "init_scale": scale,
+                             "grad_init": (1.0 + 0.1 * seed * scale) * scale ** (depth - 1),
+                             "grad_train_median": 1.0})
+    res = gf.verdict_v2(pd.DataFrame(rows))
+    assert res.verdict == "reproduced", res.detail
+    want = [(1 + 0.2 * s) / (1 + 0.05 * s) * 4.0 ** (gf.DEPTH_V2 - 1) for s in (3, 4, 5)]  # plain's x2 / x0.5
+    assert res.effect == pytest.approx(float(np.exp(np.log(want).mean())), rel=1e-9)
+
+
+def test_small_batch_v2_needs_both_the_rise_and_gn_beating_bn_at_two_images():
+    from bnexp.claims import small_batch as sb
+
+    def table(gn_err: float) -> pd.DataFrame:
+        rows = []
+        for seed, bump in ((3, 0.0), (4, 0.01), (5, -0.01)):
+            for cell, err in (("bn", 0.60), ("ghost2", 0.70 + bump), ("gn", gn_err + bump / 2)):
+                rows.append({"seed": seed, "arm": cell, "final_acc": 1 - err, "recal_acc": 1 - err,
+                             "test_batchstats_acc": None})
+        return pd.DataFrame(rows).sample(frac=1, random_state=2)
+
+    assert sb.verdict_v2(table(0.62)).verdict == "reproduced"
+    res = sb.verdict_v2(table(0.80))  # BN degrades, but GN is worse still
+    assert res.verdict == "not reproduced" and res.effect == pytest.approx(0.10), res.detail
