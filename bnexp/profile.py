@@ -29,7 +29,7 @@ class LrToleranceBudget(Budget):
 
 @dataclass
 class ConvergenceBudget(Budget):
-    lrs: str = MISSING
+    depth: int = MISSING  # conv layers (the plain net must reach the target)
     eval_every_steps: int = MISSING  # test accuracy every this many steps
 
 
@@ -42,6 +42,9 @@ class InitInsensitivityBudget(Budget):
 
 @dataclass
 class SmallBatchBudget(Budget):
+    arch: str = MISSING  # the net (Wu & He used ResNet-50)
+    depth: int = MISSING
+    width: int = MISSING
     arms: str = MISSING  # cells of configs/arm/small_batch/ (small_batch/ghost2,...)
     renorm_warmup: int = MISSING  # Batch Renorm: steps as BN before its clips open
     renorm_ramp: int = MISSING  # Batch Renorm: steps over which r_max reaches 3 and d_max 5
@@ -49,7 +52,7 @@ class SmallBatchBudget(Budget):
 
 @dataclass
 class DropoutRedundancyBudget(Budget):
-    ps: str = MISSING  # dropout probabilities
+    width: int = MISSING  # hidden units of the fully connected net
 
 
 @dataclass
@@ -63,11 +66,12 @@ class GradientFlowBudget(Budget):
 class SigmoidBudget(Budget):
     fc_subset: int = MISSING  # the fully connected arm's training images
     fc_epochs: int = MISSING
-    lrs: str = MISSING
+    lr: float = MISSING  # one lr shared by BN and plain (tuned on tuning seeds)
 
 
 @dataclass
 class LandscapeBudget(Budget):
+    depth: int = MISSING  # conv layers (the plain net must train at the shared lr)
     lr: float = MISSING  # one constant lr shared by every model
     every: int = MISSING  # steps between landscape probes
 
@@ -81,8 +85,10 @@ class GnGroupsBudget(Budget):
 class Profile:
     name: str = MISSING  # also the results folder: results/<name>/
     test_size: int = MISSING  # class-balanced test images per evaluation
-    width: int = MISSING  # channels of the CNNs' first stage
-    depth: int = MISSING  # conv layers of the CNNs
+    arch: str = MISSING  # the conv net of the experiments that do not fix one: cnn, vgg or resnet
+    width: int = MISSING  # channels of its first stage
+    depth: int = MISSING  # its depth (cnn: conv layers; vgg: 11/13/16/19; resnet: 6n+2)
+    val_size: int = MISSING  # training images held out as a validation split
     seeds: str = MISSING  # every sweep's seeds: a list ("0,1"), verdict[:N] or tuning:N from the ledger
     descriptive_seeds: str = MISSING  # seeds of sweeps no verdict reads (gn_groups)
     lr_tolerance: LrToleranceBudget = field(default_factory=LrToleranceBudget)

@@ -157,7 +157,7 @@ def test_noisy_bn_moves_the_output_distribution_every_step_in_training_only():
 
 # --- Batch Renorm and recalibration ------------------------------------------------------------
 
-def _renorm(limits_open: bool, virtual: int = 4) -> "BatchRenorm":
+def _renorm(limits_open: bool, virtual: int = 4):
     from bnexp.norms import BatchRenorm
 
     m = BatchRenorm(3, virtual, r_max=3.0, d_max=5.0, warmup=0 if limits_open else 10**6, ramp=0).double()

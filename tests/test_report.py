@@ -147,3 +147,74 @@ def test_small_batch_v2_needs_both_the_rise_and_gn_beating_bn_at_two_images():
     assert sb.verdict_v2(table(0.62)).verdict == "reproduced"
     res = sb.verdict_v2(table(0.80))  # BN degrades, but GN is worse still
     assert res.verdict == "not reproduced" and res.effect == pytest.approx(0.10), res.detail
+
+
+def test_convergence_v2_counts_steps_to_a_fixed_target_and_censors_at_twice_the_plan():
+    from bnexp.claims import convergence as cv
+
+    def table(reached: dict) -> pd.DataFrame:
+        rows = []
+        for seed, (bn_at, plain_at) in reached.items():
+            for cell, at in (("bn", bn_at), ("plain", plain_at), ("bn_shared", 32)):
+                curve = [[s, 0.3 if at is not None and s >= at else 0.15] for s in range(8, 139, 8)]
+                rows.append({"seed": seed, "arm": cell, "lr": {"bn": 0.1}.get(cell, 0.03), "steps": 138,
+                             "acc_curve": json.dumps(curve), "final_acc": curve[-1][1]})
+        return pd.DataFrame(rows)
+
+    res = cv.verdict_v2(table({3: (8, 56), 4: (16, 64), 5: (8, 48), 6: (8, None)}))
+    want = [8 / 56, 16 / 64, 8 / 48, 8 / (2 * 138)]  # seed 6's plain never reaches the target: 276 steps
+    assert res.effect == pytest.approx(float(np.exp(np.log(want).mean())))
+    assert any("BN at plain's lr" in d for d in res.detail) and "never reached: plain 1" in res.detail[-1]
+    assert cv.verdict_v2(table({3: (8, 56), 4: (8, 64), 5: (8, 48)})).verdict == "reproduced"
+
+
+def test_dropout_redundancy_v2_is_undecided_unless_dropout_helps_the_plain_net():
+    from bnexp.claims import dropout_redundancy as dr
+
+    def table(plain_gain: float, bn_gain: float) -> pd.DataFrame:
+        rows = []
+        for seed, wobble in ((3, 0.0), (4, 0.004), (5, -0.004)):
+            for cell, acc in (("plain_p0", 0.38), ("plain_pbest", 0.38 + plain_gain + wobble),
+                              ("bn_p0", 0.39), ("bn_pbest", 0.39 + bn_gain - wobble)):
+                rows.append({"seed": seed, "arm": cell, "final_acc": acc, "train_acc": 1.0,
+                             "dropout": 0.0 if cell.endswith("p0") else 0.2})
+        return pd.DataFrame(rows)
+
+    assert dr.verdict_v2(table(0.04, 0.0)).verdict == "reproduced"
+    assert dr.verdict_v2(table(0.014, 0.026)).verdict == "not reproduced"
+    res = dr.verdict_v2(table(0.0, 0.0))
+    assert res.verdict == "inconclusive" and "did not clearly help" in res.detail[-1]
+
+
+def test_sigmoid_v2_needs_the_accuracy_gain_on_the_cnn_and_less_drift_in_the_mlp():
+    from bnexp.claims import sigmoid as sg
+
+    def table(cnn_gap: float, drift_bn: float) -> pd.DataFrame:
+        rows = []
+        for seed, w in ((3, 1.0), (4, 1.1), (5, 0.9)):
+            rows += [{"seed": seed, "arm": "cnn", "norm": "none", "lr": 0.05, "final_acc": 0.1, "drift_all": 2.5 * w},
+                     {"seed": seed, "arm": "cnn", "norm": "batch", "lr": 0.05, "final_acc": 0.1 + cnn_gap + w / 100,
+                      "drift_all": 0.04},
+                     {"seed": seed, "arm": "fc", "norm": "none", "lr": 0.05, "final_acc": 0.37, "drift_all": 5.8 * w},
+                     {"seed": seed, "arm": "fc", "norm": "batch", "lr": 0.05, "final_acc": 0.41,
+                      "drift_all": drift_bn}]
+        return pd.DataFrame(rows)
+
+    assert sg.verdict_v2(table(0.26, 0.06)).verdict == "reproduced"
+    assert sg.verdict_v2(table(0.26, 20.0)).verdict == "not reproduced"  # BN's inputs drift more
+    assert sg.verdict_v2(table(0.10, 0.06)).verdict == "not reproduced"
+
+
+def test_landscape_v2_leaves_out_the_probe_at_initialisation(tmp_path):
+    from bnexp.claims import landscape as ls
+
+    class Rec:
+        def __init__(self):
+            self.summary = {"test_acc": 0.3, "test_recal_acc": 0.35, "status": "completed"}
+            self.config = {"dataset": {"name": "cifar10", "coarse_labels": False}}
+
+        def metric(self, prefix):
+            return pd.DataFrame({"name": ["landscape/loss_range"] * 3, "step": [0, 10, 20], "value": [5.0, 0.1, 0.3]})
+
+    e = ls.endpoints_v2(Rec())
+    assert e["loss_range_after_init"] == pytest.approx(0.2) and e["recal_acc"] == 0.35

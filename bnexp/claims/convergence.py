@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Version, final_acc, from_estimate
+from bnexp.claims.common import Version, arm, final_acc, from_estimate
 from bnexp.claims.stats import decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -72,6 +72,39 @@ def verdict_v1(t: pd.DataFrame):
                             f"{CENSOR_V1 * planned:.0f} steps ({CENSOR_V1}x the planned length)")
 
 
+# --- v2: a fixed target; each model at its lr tuned on tuning seeds -----------------------------
+
+TARGET_V2 = 0.2  # test accuracy (twice chance), fixed before the runs
+CENSOR_V2 = 2  # a run that never reaches it counts twice the planned length
+THRESHOLD_V2 = 0.5  # BN's steps / plain's
+
+
+def endpoints_v2(rec: Record) -> dict:
+    return endpoints_v1(rec) | {"arm": arm(rec)}
+
+
+def verdict_v2(t: pd.DataFrame):
+    planned = float(t["steps"].max())
+    t = t.assign(to_target=t["acc_curve"].map(lambda c: _first_step(c, TARGET_V2)).fillna(CENSOR_V2 * planned))
+
+    def steps(cell: str) -> pd.Series:
+        return per_seed(t[t["arm"] == cell], "to_target")
+
+    ratio = t_interval(paired(steps("bn"), steps("plain"), lambda a, b: a / b), log=True)
+    lrs = t.groupby("arm")["lr"].first()
+    detail = [f"steps to {TARGET_V2:g} test accuracy, each at its own lr (BN {lrs.get('bn', float('nan')):g}, plain "
+              f"{lrs.get('plain', float('nan')):g}; tuned on tuning seeds): BN / plain = {ratio}; runs that never "
+              f"reach it count {CENSOR_V2 * planned:.0f} steps ({CENSOR_V2}x the planned length)"]
+    if "bn_shared" in set(t["arm"]):
+        shared = t_interval(paired(steps("bn_shared"), steps("plain"), lambda a, b: a / b), log=True)
+        detail.append(f"BN at plain's lr ({lrs['bn_shared']:g}) / plain = {shared}")
+    never = t[t["to_target"] >= CENSOR_V2 * planned].groupby("arm").size()
+    means = t.groupby("arm")["to_target"].mean()
+    detail.append("mean steps to target: " + ", ".join(f"{a}: {v:.0f}" for a, v in means.items())
+                  + ("; never reached: " + ", ".join(f"{a} {n}" for a, n in never.items()) if len(never) else ""))
+    return from_estimate(decide(ratio, THRESHOLD_V2, at_least=False), ratio, detail, {"target": TARGET_V2})
+
+
 _CRITERION = (f"steps to {TARGET_FRAC_V1:.0%} of plain's best accuracy, each at its best lr: "
               f"BN <= {THRESHOLD_V1:g}x plain")
 _METHOD = "per-seed ratio of steps, paired by seed; 95% t-interval on the log ratio; best lr by mean over seeds"
@@ -80,6 +113,11 @@ VERSIONS = {
                _METHOD, endpoints_v1, verdict_v0, "convergence"),
     1: Version(f"{_CRITERION}; a run that never reaches the target counts {CENSOR_V1}x the planned length",
                _METHOD, endpoints_v1, verdict_v1, "convergence"),
+    2: Version(f"steps to {TARGET_V2:g} test accuracy (fixed), each model at its own lr tuned on tuning seeds, "
+               f"constant lr: BN <= {THRESHOLD_V2:g}x plain; a run that never reaches it counts {CENSOR_V2}x the "
+               "planned length",
+               "per-seed ratio of steps, paired by seed; 95% t-interval on the log ratio",
+               endpoints_v2, verdict_v2, "convergence"),
 }
 
 
@@ -88,6 +126,8 @@ def curves(rec: Record) -> pd.DataFrame:
 
 
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
+    if "arm" in t and t["arm"].notna().all():  # v2: arms, each at its own lr
+        t = t.assign(choice_model=t["arm"])
     m = curves[curves["name"] == "test/acc"].merge(t[["key", "choice_model", "lr"]], on="key")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(m.rename(columns={"choice_model": "model"}), x="step", y="value", hue="model", style="lr",

@@ -51,11 +51,55 @@ def verdict_v1(t: pd.DataFrame):
     return from_estimate(v, loss, detail)
 
 
+# --- v2: probes after initialisation; noisy BN on noise-free statistics -------------------------
+
+RATIO_V2 = 0.5  # BN's loss range and gradient change along the gradient, as a fraction of plain's
+NOISY_GAP_V2 = 0.03  # noisy BN (statistics re-estimated without noise) within this much accuracy of BN
+
+
+def endpoints_v2(rec: Record) -> dict:
+    """Each probe's mean over the probed steps after initialisation (step 0 left out: the loss
+    surface at the initial weights is not the one training moves through)."""
+    m = rec.metric("landscape/")
+    means = m[m["step"] > 0].groupby("name")["value"].mean()
+    recal = rec.summary.get("test_recal_acc")
+    return ({"final_acc": final_acc(rec), "recal_acc": float(recal) if recal is not None else final_acc(rec)}
+            | {f"{n.split('/')[1]}_after_init": float(v) for n, v in means.items()})
+
+
+def verdict_v2(t: pd.DataFrame):
+    def seeds(model: str, column: str) -> pd.Series:
+        return per_seed(t[t["choice_model"] == model], column)
+
+    def ratio(column: str):
+        return t_interval(paired(seeds("bn", column), seeds("plain", column), lambda a, b: a / b), log=True)
+
+    loss, grad = ratio("loss_range_after_init"), ratio("grad_change_after_init")
+    noisy = t_interval(paired(seeds("bn", "recal_acc"), seeds("noisy_bn", "recal_acc"), lambda a, b: a - b))
+    v = combine(decide(loss, RATIO_V2, at_least=False), decide(grad, RATIO_V2, at_least=False),
+                decide(noisy, NOISY_GAP_V2, at_least=False))
+    acc = t.groupby("choice_model")[["final_acc", "recal_acc"]].mean()
+    detail = [f"loss range along the gradient after init, BN / plain: {loss} (criterion <= {RATIO_V2:g})",
+              f"gradient change along the gradient after init, BN / plain: {grad} (criterion <= {RATIO_V2:g})",
+              f"BN - noisy BN test accuracy, both on noise-free recalibrated statistics: {noisy} "
+              f"(criterion <= {NOISY_GAP_V2:g})",
+              f"effective beta-smoothness after init, BN / plain: {ratio('beta_after_init')}",
+              "mean test acc (running statistics / recalibrated): " + ", ".join(
+                  f"{k}: {r.final_acc:.3f} / {r.recal_acc:.3f}" for k, r in acc.iterrows()),
+              f"one lr shared by every model: {t['lr'].iloc[0]:g}"]
+    return from_estimate(v, loss, detail)
+
+
 VERSIONS = {
     1: Version(f"loss range and gradient change along the gradient <= {RATIO_V1:g}x with BN; noisy BN within "
                f"{NOISY_GAP_V1 * 100:g} points of BN",
                "per-seed ratios and differences, paired by seed; 95% t-intervals (log for ratios)",
                endpoints_v1, verdict_v1, "landscape"),
+    2: Version(f"over the probes after initialisation, at one lr at which both nets train: loss range and gradient "
+               f"change along the gradient <= {RATIO_V2:g}x with BN; noisy BN (one noise draw per probe, evaluated "
+               f"on statistics re-estimated without noise) within {NOISY_GAP_V2 * 100:g} points of BN",
+               "per-seed ratios and differences, paired by seed; 95% t-intervals (log for ratios); all three must hold",
+               endpoints_v2, verdict_v2, "landscape"),
 }
 
 
@@ -65,6 +109,9 @@ def curves(rec: Record) -> pd.DataFrame:
 
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     m = curves.merge(t[["key", "choice_model"]], on="key").rename(columns={"choice_model": "model"})
+    if "recal_acc" in t and t["recal_acc"].notna().all():  # v2: probes after init, noise-free statistics
+        m = m[m["step"] > 0]
+        t = t.assign(final_acc=t["recal_acc"])
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for ax, name in zip(axes[:3], ("landscape/loss_range", "landscape/grad_change", "landscape/beta"), strict=True):
         sns.lineplot(m[m["name"] == name], x="step", y="value", hue="model", errorbar=("ci", 95), seed=0, ax=ax)

@@ -61,10 +61,53 @@ def verdict_v1(t: pd.DataFrame):
     return from_estimate(v, acc, detail, {"best_lr": chosen})
 
 
+# --- v2: one shared lr; drift over every unit, in units of its initial spread --------------------
+
+GAIN_V2 = 0.20  # sigmoid CNN: BN's test accuracy minus plain's
+DRIFT_RATIO_V2 = 0.5  # Ioffe's fully connected net: BN's drift / plain's at most this
+
+
+def endpoints_v2(rec: Record) -> dict:
+    """Drift: the last logged `preact/drift` (median over the probed layer's units of how far the
+    unit's median input moved since step 0, in units of its initial 15-85 percentile spread)."""
+    d = rec.metric("preact/drift")
+    return {"final_acc": final_acc(rec), "arm": arm(rec),
+            "drift_all": float(d["value"].iloc[-1]) if len(d) else float("nan")}
+
+
+def verdict_v2(t: pd.DataFrame):
+    def by(a: str, norm: str, column: str) -> pd.Series:
+        return per_seed(t[(t["arm"] == a) & (t["norm"] == norm)], column)
+
+    acc = t_interval(paired(by("cnn", "batch", "final_acc"), by("cnn", "none", "final_acc"), lambda x, y: x - y))
+    drift = t_interval(paired(by("fc", "batch", "drift_all"), by("fc", "none", "drift_all"),
+                              lambda x, y: x / max(y, 1e-12)), log=True)
+    v = combine(decide(acc, GAIN_V2, at_least=True), decide(drift, DRIFT_RATIO_V2, at_least=False))
+    lr = ", ".join(f"{a} {x:g}" for a, x in t.groupby("arm")["lr"].first().items())
+    detail = [f"sigmoid CNN: BN - plain test accuracy = {acc} (criterion >= {GAIN_V2:g})",
+              f"3 x 100 sigmoid net (Ioffe's Fig. 1 setting): drift of the last layer's sigmoid inputs, BN / plain "
+              f"= {drift} (criterion <= {DRIFT_RATIO_V2:g})",
+              f"one lr shared by BN and plain in each arm: {lr}"]
+    if "fc" in set(t["arm"]):
+        fc_acc = paired(by("fc", "batch", "final_acc"), by("fc", "none", "final_acc"), lambda x, y: x - y)
+        detail.append(f"3 x 100 net: BN - plain test accuracy = {t_interval(fc_acc)}")
+    means = t.groupby(["arm", "norm"])[["final_acc", "drift_all"]].mean()
+    detail.append("mean test acc / final drift: " + ", ".join(
+        f"{a} {'BN' if n == 'batch' else 'plain'}: {r.final_acc:.3f} / {r.drift_all:.3g}"
+        for (a, n), r in means.iterrows()))
+    return from_estimate(v, acc, detail)
+
+
 VERSIONS = {
     1: Version(f"sigmoid CNN: BN accuracy >= plain + {GAIN_V1 * 100:g} points, and smaller percentile drift with BN",
                "per-seed differences (accuracy) and ratios (drift), paired by seed; 95% t-intervals (log for the "
                "ratio); best lr by mean over seeds", endpoints_v1, verdict_v1, "sigmoid"),
+    2: Version(f"at one lr shared by both nets: the sigmoid CNN's test accuracy is >= {GAIN_V2 * 100:g} points higher "
+               f"with BN, and in Ioffe's 3 x 100 sigmoid net the drift of the last layer's sigmoid inputs (median "
+               f"over units of the shift of each unit's median since step 0, in units of its initial 15-85 "
+               f"spread) is <= {DRIFT_RATIO_V2:g}x plain's",
+               "per-seed differences (accuracy) and ratios (drift), paired by seed; 95% t-intervals (log for the "
+               "ratio); both criteria must hold", endpoints_v2, verdict_v2, "sigmoid"),
 }
 
 
@@ -75,8 +118,10 @@ def curves(rec: Record) -> pd.DataFrame:
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     best = result.derived.get("best_lr", {})
     chosen = pd.concat([t[(t["arm"] == a) & (t["norm"] == n) & np.isclose(t["lr"], lr)]
-                        for a, lrs in best.items() for n, lr in lrs.items()]) if best else t.iloc[:0]
+                        for a, lrs in best.items() for n, lr in lrs.items()]) if best else t  # v2: one lr
     pre = curves.merge(chosen[["key", "arm", "norm"]], on="key")
+    if not best:
+        return _figure_v2(pre)
     arms = sorted(pre["arm"].unique())
     fig, axes = plt.subplots(max(len(arms), 1), 3, figsize=(15, 3.6 * max(len(arms), 1)), squeeze=False)
     for row, a in zip(axes, arms, strict=False):
@@ -88,5 +133,24 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
         sns.barplot(chosen[chosen["arm"] == a], x="norm", y="final_acc", order=["none", "batch"],
                     errorbar=("ci", 95), seed=0, ax=row[2])
         row[2].set(title=f"{a}: test accuracy at best lr", ylabel="final test accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def _figure_v2(pre: pd.DataFrame) -> plt.Figure:
+    """Per arm: one unit's input percentiles without and with BN, and the drift over every unit."""
+    arms = sorted(pre["arm"].unique())
+    fig, axes = plt.subplots(max(len(arms), 1), 3, figsize=(15, 3.6 * max(len(arms), 1)), squeeze=False)
+    for row, a in zip(axes, arms, strict=False):
+        mine = pre[pre["arm"] == a]
+        for ax, norm in zip(row[:2], ("none", "batch"), strict=True):
+            g = mine[(mine["norm"] == norm) & mine["name"].str.match(r"preact/p\d+$")]
+            sns.lineplot(g, x="step", y="value", hue="name", errorbar=("ci", 95), seed=0, ax=ax)
+            ax.set(title=f"{a}, {'BN' if norm == 'batch' else 'no norm'}: one unit's sigmoid input",
+                   xlabel="training step", ylabel="percentile value")
+        d = mine[mine["name"] == "preact/drift"].assign(norm=lambda x: x["norm"].map({"none": "plain", "batch": "BN"}))
+        sns.lineplot(d, x="step", y="value", hue="norm", errorbar=("ci", 95), seed=0, ax=row[2])
+        row[2].set(yscale="symlog", title=f"{a}: drift of every unit's median input",
+                   xlabel="training step", ylabel="median shift / initial spread")
     fig.tight_layout()
     return fig

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""What a profile costs on this machine: every sweep's runs and steps, timed from a few real steps.
+
+    python scripts/cost.py --profile full [--only small_batch] [--steps 5] [--jobs 4] [--device cuda]
+
+For each experiment the sweep is expanded as `make reproduce-figures` would (a bisection counts
+its probes); each distinct model of the sweep trains `--steps` optimiser steps on real data after
+two warm-up steps, and an evaluation pass is timed the same way. The estimate is then, per run,
+steps x seconds per step + evaluations x seconds per evaluation, summed over the sweep's runs and
+divided by the parallel jobs. It is an estimate from measured throughput, not a timing of the
+sweep: data loading, checkpoints and jobs contending for one device are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import bnexp.cli  # noqa: F401  (registers the resolvers the sweep configs name)
+from bnexp import optim, provenance, sweep
+from bnexp.config import CONFIGS, Config, experiments
+from bnexp.data import Data
+from bnexp.train import build, evaluate, resolve_device, train_step
+
+
+def per_run(cfg: Config, train_images: int) -> tuple[int, int]:
+    """(optimiser steps, evaluations) of one run of `cfg`."""
+    t = cfg.train
+    per_epoch = train_images // t.batch_size
+    steps = min(per_epoch * t.epochs, t.max_steps) if t.max_steps else per_epoch * t.epochs
+    epochs = math.ceil(steps / max(per_epoch, 1))
+    evals = math.ceil(epochs / t.eval_every) + (steps // t.eval_every_steps if t.eval_every_steps else 0)
+    return steps, evals
+
+
+def time_model(cfg: Config, data: Data, device: torch.device, n: int) -> tuple[float, float]:
+    """(seconds per optimiser step, seconds per evaluation pass) of `cfg`'s model here."""
+    torch.manual_seed(0)
+    model = build(cfg, data.classes).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = optim.optimizer(model, cfg.optim, optim.peak_lr(cfg.optim, cfg.train.batch_size))
+    batches = data.train_batches(cfg.train.batch_size, torch.Generator().manual_seed(0))
+    model.train()
+    for i, (x, y) in enumerate(batches):
+        if i == 2:  # two warm-up steps (allocation, kernel selection)
+            _sync(device)
+            t0 = time.perf_counter()
+        if i == 2 + n:
+            break
+        train_step(model, opt, x, y, {}, measure=False)
+    _sync(device)
+    step_s = (time.perf_counter() - t0) / n
+    model.eval()
+    t0 = time.perf_counter()
+    evaluate(model, data.eval_batches(data.test, cfg.train.eval_batch_size))
+    _sync(device)
+    return step_s, time.perf_counter() - t0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="full")
+    p.add_argument("--only", default="")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per distinct model")
+    p.add_argument("--jobs", type=int, default=1, help="parallel jobs the sweeps would run")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args()
+    names = [e for e in experiments() if not a.only or e in a.only.split(",")]
+    device = resolve_device(a.device)
+    total_h = 0.0
+    print(f"{'experiment':20} {'runs':>5} {'steps/run':>9} {'s/step':>8} {'s/eval':>7} {'hours':>7}  (jobs {a.jobs}, "
+          f"{device})")
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        for name in names:
+            master = compose("config", [f"experiment={name}", f"profile={a.profile}", f"device={a.device}",
+                                        f"threads={a.threads}", "hydra/launcher=basic"], return_hydra_config=True)
+            jobs = sweep.expand(master)
+            runs = sweep.planned(master, jobs)
+            timed: dict[str, tuple[float, float]] = {}
+            seconds, steps_seen = 0.0, []
+            for job in jobs[:: 2 if sweep.is_bisection(master) else 1]:
+                cfg: Config = OmegaConf.to_object(sweep.without_hydra(job.config))  # type: ignore[assignment]
+                torch.set_num_threads(provenance.threads(cfg))
+                model_key = OmegaConf.to_yaml(OmegaConf.structured(cfg.model)) + str(cfg.train.batch_size)
+                data = Data(cfg.dataset, device, channels_last=cfg.train.channels_last)
+                if model_key not in timed:
+                    timed[model_key] = time_model(cfg, data, device, a.steps)
+                step_s, eval_s = timed[model_key]
+                steps, evals = per_run(cfg, len(data.train))
+                per = steps * step_s + evals * eval_s
+                seconds += per * (runs / len(jobs[:: 2 if sweep.is_bisection(master) else 1]))
+                steps_seen.append(steps)
+            hours = seconds / 3600 / a.jobs
+            total_h += hours
+            mean_step = sum(s for s, _ in timed.values()) / len(timed)
+            mean_eval = sum(e for _, e in timed.values()) / len(timed)
+            print(f"{name:20} {runs:5d} {round(sum(steps_seen) / len(steps_seen)):9d} {mean_step:8.3f} "
+                  f"{mean_eval:7.2f} {hours:7.2f}", flush=True)
+    print(f"{'total':20} {'':5} {'':9} {'':8} {'':7} {total_h:7.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Every profile composes every experiment into jobs that pass every check, and the full profile's
+models (VGG-11, ResNet-20, the MLP, the CNNs at full width) train a few real steps, so a user with a
+GPU does not learn of a broken config hours into a sweep."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import bnexp.cli  # noqa: F401  (the resolvers the sweep configs name)
+from bnexp import sweep
+from bnexp.config import CONFIGS, experiments
+from bnexp.train import run
+
+
+def expand(profile: str, name: str, data) -> tuple:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        master = compose("config", [f"experiment={name}", f"profile={profile}", f"dataset.root={data}",
+                                    "hydra/launcher=basic"], return_hydra_config=True)
+        return master, sweep.expand(master)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+def test_every_experiment_of_every_profile_expands_into_jobs_that_pass_every_check(profile, real_data):
+    for name in experiments():
+        master, jobs = expand(profile, name, real_data)
+        assert jobs and sweep.check(jobs) is None, (profile, name)
+        assert sweep.planned(master, jobs) >= len(jobs) // 2
+
+
+def _distinct_models(jobs) -> list:
+    """One job per distinct model config (arch, norm, width, depth, batch), first of each."""
+    seen, out = set(), []
+    for job in jobs:
+        m, t = job.config.model, job.config.train
+        key = (m.arch, m.norm, m.width, m.depth, m.dropout, m.virtual_batch, t.batch_size)
+        if key not in seen:
+            seen.add(key)
+            out.append(job)
+    return out
+
+
+@pytest.mark.parametrize("name", experiments())
+def test_the_full_profile_trains_a_few_steps_of_every_model_it_sweeps(name, real_data, tmp_path):
+    _, jobs = expand("full", name, real_data)
+    for i, job in enumerate(_distinct_models(jobs)[:4]):
+        cfg = sweep.without_hydra(job.config)
+        # Two steps, a small test set: the models, the data split and every option are the full profile's.
+        cfg = OmegaConf.merge(cfg, {"train": {"max_steps": 2, "eval_batch_size": 100, "checkpoint_minutes": 0,
+                                              "recalibrate": min(cfg.train.recalibrate, 2)},
+                                    "dataset": {"test_size": 100}, "threads": 2})
+        summary = run(cfg, tmp_path / str(i))
+        assert summary["status"] in ("completed", "diverged") and summary["steps"] >= 1, (name, job.label)
+        assert summary["train_images"] == cfg.dataset.subset  # 45,000: the 45k / 5k split
