@@ -46,7 +46,8 @@ def time_model(cfg: Config, data: Data, device: torch.device, n: int) -> tuple[f
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = optim.optimizer(model, cfg.optim, optim.peak_lr(cfg.optim, cfg.train.batch_size))
-    batches = data.train_batches(cfg.train.batch_size, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    batches = (b for _ in iter(int, 1) for b in data.train_batches(cfg.train.batch_size, gen))  # epochs on end
     model.train()
     for i, (x, y) in enumerate(batches):
         if i == 2:  # two warm-up steps (allocation, kernel selection)
@@ -81,7 +82,7 @@ def main() -> None:
     names = [e for e in experiments() if not a.only or e in a.only.split(",")]
     device = resolve_device(a.device)
     total_h = 0.0
-    print(f"{'experiment':20} {'runs':>5} {'steps/run':>9} {'s/step':>8} {'s/eval':>7} {'hours':>7}  (jobs {a.jobs}, "
+    print(f"{'experiment':20} {'runs':>5} {'steps/run':>9} {'s/step':>8} {'s/eval':>7} {'minutes':>8}  (jobs {a.jobs}, "
           f"{device})")
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         for name in names:
@@ -108,8 +109,8 @@ def main() -> None:
             mean_step = sum(s for s, _ in timed.values()) / len(timed)
             mean_eval = sum(e for _, e in timed.values()) / len(timed)
             print(f"{name:20} {runs:5d} {round(sum(steps_seen) / len(steps_seen)):9d} {mean_step:8.3f} "
-                  f"{mean_eval:7.2f} {hours:7.2f}", flush=True)
-    print(f"{'total':20} {'':5} {'':9} {'':8} {'':7} {total_h:7.2f}")
+                  f"{mean_eval:7.2f} {60 * hours:8.1f}", flush=True)
+    print(f"{'total':20} {'':5} {'':9} {'':8} {'':7} {60 * total_h:8.1f}  ({total_h:.2f} h)")
 
 
 if __name__ == "__main__":

@@ -51,3 +51,20 @@ def test_the_full_profile_trains_a_few_steps_of_every_model_it_sweeps(name, real
         summary = run(cfg, tmp_path / str(i))
         assert summary["status"] in ("completed", "diverged") and summary["steps"] >= 1, (name, job.label)
         assert summary["train_images"] == cfg.dataset.subset  # 45,000: the 45k / 5k split
+
+
+def test_cost_estimates_every_sweep_from_timed_steps(real_data):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    r = subprocess.run([sys.executable, "scripts/cost.py", "--profile", "smoke", "--only", "gradient_flow,lr_tolerance",
+                        "--steps", "1", "--threads", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       env=os.environ | {"BNEXP_DATA": str(real_data)})
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[1:]}
+    assert rows["gradient_flow"][:2] == ["4", "2"]  # 2 models x 2 scales, 2 steps each (smoke)
+    assert rows["lr_tolerance"][0] == "6"  # a bisection: 3 models x 1 seed x 2 probes
+    assert float(rows["total"][0]) > 0
