@@ -102,7 +102,8 @@ def test_experiments_claims_and_profiles_agree():
     from bnexp.config import experiments
     from bnexp.profile import Profile
 
-    budgets = {f.name for f in fields(Profile)} - {"name", "test_size", "width", "depth", "seeds", "descriptive_seeds"}
+    general = {"name", "test_size", "arch", "width", "depth", "val_size", "seeds", "descriptive_seeds"}
+    budgets = {f.name for f in fields(Profile)} - general
     read = {v.experiment for c in all_claims() for v in c.versions.values() if v.experiment}
     assert set(experiments()) == budgets == read
     for name in ("smoke", "quick", "full"):

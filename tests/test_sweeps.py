@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
@@ -252,9 +253,9 @@ def test_a_bisection_sweep_brackets_each_point_and_resumes_by_retracing_its_path
         lo, hi = 0.01, 1000.0
         for probe in [q for q in state["probes"] if q["point"] == b["point"]]:
             assert abs(probe["value"] - (lo * hi) ** 0.5) <= 1e-5 * probe["value"]  # the geometric midpoint
-            summary = records.read_summary(probe["dir"])
+            summary = records.read_summary(Path(probe["dir"]))
             assert summary["status"] in ("completed", "diverged")
-            assert records.read_config(probe["dir"]).optim.lr == probe["value"]
+            assert records.read_config(Path(probe["dir"])).optim.lr == probe["value"]
             assert probe["passed"] == (summary["status"] == "completed" and summary["train_loss"] <= 1e3)
             lo, hi = (probe["value"], hi) if probe["passed"] else (lo, probe["value"])
         assert (b["low"], b["high"]) == (lo, hi)
