@@ -14,7 +14,7 @@ STATEMENT = "BN removes the need for careful initialisation."
 SOURCE = "Ioffe & Szegedy 2015; the BN notes"
 PUBLISHED = ("Qualitative: BN 'reduces the dependence of gradients on the scale of the parameters or of their "
              "initial values'.")
-UNIT = "ratio"
+UNIT = "ratio (v1); share of gain, BN - plain (v2)"
 ORDER = 30
 
 # --- v1: the criterion as first written ----------------------------------------------------------
