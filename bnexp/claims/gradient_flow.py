@@ -134,16 +134,17 @@ def _figure_v2(t: pd.DataFrame, curves: pd.DataFrame) -> plt.Figure:
     """Left: the gradient norm at init against the init scale, per depth. Right: per layer, deepest net."""
     t = t.rename(columns={"choice_model": "model"})
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    sns.lineplot(t, x="init_scale", y="grad_init", hue="model", style="depth", marker="o", errorbar=("ci", 95),
-                 seed=0, ax=axes[0])
+    order = sorted(t["model"].unique())  # the same colour for a model in both panels
+    sns.lineplot(t, x="init_scale", y="grad_init", hue="model", hue_order=order, style="depth", marker="o",
+                 errorbar=("ci", 95), seed=0, ax=axes[0])
     axes[0].set(xscale="log", yscale="log", xlabel="init scale (every weight x s)", ylabel="gradient norm at init",
                 title="Gradient size at initialisation vs init scale")
     deep = t[t["depth"] == t["depth"].max()]
     c = curves.merge(deep[["key", "model", "init_scale"]], on="key")
     init = c[c["name"].str.startswith("layer/")]
     init = init.assign(layer=init["name"].str.split("/").str[1].astype(int))
-    sns.lineplot(init, x="layer", y="value", hue="model", style="init_scale", marker="o", errorbar=("ci", 95),
-                 seed=0, ax=axes[1])
+    sns.lineplot(init, x="layer", y="value", hue="model", hue_order=order, style="init_scale", marker="o",
+                 errorbar=("ci", 95), seed=0, ax=axes[1])
     axes[1].set(yscale="log", xlabel="layer (input -> classifier)", ylabel="gradient norm",
                 title=f"Per-layer gradient norm at init, depth {int(t['depth'].max())}")
     fig.tight_layout()

@@ -109,15 +109,17 @@ def curves(rec: Record) -> pd.DataFrame:
 
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     m = curves.merge(t[["key", "choice_model"]], on="key").rename(columns={"choice_model": "model"})
+    accuracy = "test accuracy"
     if "recal_acc" in t and t["recal_acc"].notna().all():  # v2: probes after init, noise-free statistics
         m = m[m["step"] > 0]
         t = t.assign(final_acc=t["recal_acc"])
+        accuracy = "test accuracy, statistics recalibrated without noise"
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for ax, name in zip(axes[:3], ("landscape/loss_range", "landscape/grad_change", "landscape/beta"), strict=True):
         sns.lineplot(m[m["name"] == name], x="step", y="value", hue="model", errorbar=("ci", 95), seed=0, ax=ax)
         ax.set(yscale="log", xlabel="training step", ylabel=name.split("/")[1], title=name.split("/")[1])
     sns.barplot(t.rename(columns={"choice_model": "model"}), x="model", y="final_acc", errorbar=("ci", 95), seed=0,
                 ax=axes[3])
-    axes[3].set(title="test accuracy", ylabel="final test accuracy", xlabel="model")
+    axes[3].set(title=accuracy, ylabel="final test accuracy", xlabel="model")
     fig.tight_layout()
     return fig
