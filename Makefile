@@ -9,7 +9,7 @@ ARGS    ?= model=bn dataset.subset=10000 train.epochs=2
 BENCH_ARGS ?=
 PROFILE ?= quick
 
-.PHONY: install data test test-slow train reproduce-figures report bench lint clean
+.PHONY: install data test test-slow train reproduce-figures report bench lint clean wandb-sync wandb-dashboard
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,16 @@ train: install data
 # Every claim's sweep, then the report: results/$(PROFILE)/{REPORT.md,claims.json,figures/}.
 # Idempotent: complete runs are skipped, so an interrupted call resumes.
 reproduce-figures: install data
-	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(ARGS_REPRODUCE)
+	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(if $(WANDB),--wandb) $(ARGS_REPRODUCE)
+
+# The standard views of a project as a wandb workspace (needs a login): ENTITY=you PROFILE=quick.
+wandb-dashboard: install
+	$(BIN)/python scripts/dashboard.py --entity $(ENTITY) --profile $(PROFILE) --save
+
+# Upload every offline wandb run under results/ (runs and report runs) once there is a network and a login.
+wandb-sync: install
+	@dirs=$$(find results -type d -name 'offline-run-*' | sort); \
+	if [ -n "$$dirs" ]; then $(BIN)/wandb sync $$dirs; else echo "wandb-sync: no offline runs under results/"; fi
 
 # The report alone, from the runs already under results/$(PROFILE)/runs.
 report: install

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from bnexp import checkpoint, models, norms, optim, probes, provenance, records
+from bnexp import checkpoint, models, norms, optim, probes, provenance, records, tracking
 from bnexp import init as weight_init
 from bnexp.config import Config, ConfigError, check_keys, validate
 from bnexp.data import Data
@@ -214,8 +214,10 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
         state.attempts += 1
         log.info("%s: continuing from the checkpoint at step %d", run_dir, state.step)
     records.write_config(run_dir, dcfg, list(overrides))
-    sink = wandb_sink(cfg, dcfg, run_dir)
+    sink, warning = tracking.start(cfg, dcfg, run_dir, key, _own(choices), list(overrides), _rows(metrics))
     extra = {"choices": _own(choices), "run_key": key, "computation": environment}
+    if cfg.logger.wandb:
+        extra["wandb"] = {"mode": cfg.logger.mode, "id": key if sink else None, "warning": warning}
 
     def save() -> None:
         checkpoint.save(ckpt, key, state, model, opt, sched, gen, metrics)
@@ -229,9 +231,14 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
             _recalibrated(cfg, model, data, gen, metrics, sink, state, steps_per_epoch)
     except Exception as e:  # an interrupt (Ctrl-C) leaves the record incomplete instead
         state.status, state.reason = "failed", f"{type(e).__name__}: {e}"
+        summary = _summary(cfg, state, started, t0, overrides, data, device, model) | extra
         if not isinstance(e, OSError):  # a write that failed would fail again
             metrics.flush()
-            records.write_summary(run_dir, _summary(cfg, state, started, t0, overrides, data, device, model) | extra)
+            records.write_summary(run_dir, summary)
+        tracking.finish(sink, summary, failed=True)
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM: the record stays incomplete, the wandb run ends failed
+        tracking.finish(sink, None, failed=True)
         raise
     metrics.flush()
     summary = _summary(cfg, state, started, t0, overrides, data, device, model) | extra
@@ -240,10 +247,16 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
         save()  # the trained model, for whoever wants to start from it
     else:
         ckpt.unlink(missing_ok=True)
-    if sink:
-        sink.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
-        sink.finish()
+    tracking.finish(sink, summary, failed=False)
     return summary
+
+
+def _rows(metrics: records.MetricLog) -> list[dict[str, Any]]:
+    """The metric rows a continued run restored from its checkpoint, one per step, for wandb."""
+    by_step: dict[int, dict[str, float]] = {}
+    for step, name, value in zip(metrics.rows["step"], metrics.rows["name"], metrics.rows["value"], strict=True):
+        by_step.setdefault(int(step), {})[name] = value
+    return [{"step": k, "values": v} for k, v in sorted(by_step.items())]
 
 
 def _own(choices: dict | None) -> dict[str, str]:
@@ -425,15 +438,3 @@ def _summary(cfg: Config, state: LoopState, started: datetime, t0: float, overri
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-def wandb_sink(cfg: Config, dcfg: DictConfig, run_dir: Path):
-    """A wandb run mirroring the metrics, or None. Imported lazily: wandb is slow to import."""
-    if not cfg.logger.wandb or cfg.logger.mode == "disabled":
-        return None
-    import wandb
-
-    return wandb.init(project=cfg.logger.project, name=cfg.name, dir=str(run_dir), mode=cfg.logger.mode,
-                      tags=list(cfg.logger.tags), config=OmegaConf.to_container(dcfg, resolve=True))
-
-

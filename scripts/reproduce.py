@@ -46,7 +46,8 @@ def ordered_experiments() -> list[str]:
 
 def sweep_args(name: str, a: argparse.Namespace, jobs: int) -> list[str]:
     return [f"experiment={name}", f"profile={a.profile}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}",
-            f"threads={a.threads}", f"device={a.device}", f"hydra.sweep.dir={a.results}/{a.profile}/runs/{name}"]
+            f"threads={a.threads}", f"device={a.device}", f"hydra.sweep.dir={a.results}/{a.profile}/runs/{name}",
+            *(["logger=wandb"] if a.wandb else [])]
 
 
 @dataclass
@@ -123,6 +124,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=0, help="parallel jobs (default: cores / threads)")
     p.add_argument("--device", default="auto")
     p.add_argument("--results", default="results")
+    p.add_argument("--wandb", action="store_true",
+                   help="mirror every run to wandb (offline unless WANDB_MODE says otherwise) and log a report run")
     a = p.parse_args()
     jobs = a.jobs or max(1, (os.cpu_count() or 1) // a.threads)
     only = [e for e in a.only.split(",") if e]
@@ -157,6 +160,11 @@ def main() -> None:
     print(f"reproduce {a.profile}: {sweep.Tally(sum(totals.values()), totals)} in {minutes:.1f} min", file=sys.stderr)
     endpoints.write(root)
     print(f"wrote {write_report(root, a.profile)}")
+    if a.wandb:
+        from bnexp.tracking import report_run
+
+        folder = report_run(root, a.profile, mode=os.environ.get("WANDB_MODE", "offline"))
+        print(f"wandb report run: {folder or 'not started (see the warning above)'}")
     if failed:
         sys.exit(f"reproduce: the sweeps of {', '.join(failed)} had failures; their logs say why, and a rerun "
                  "tries the failed runs again")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from omegaconf import OmegaConf
 
 from bnexp import records
@@ -198,11 +199,13 @@ def test_rerun_skips_complete_runs_and_redoes_incomplete_ones(tmp_path, real_dat
     assert records.read_summary(runs[0])["run_key"] == runs[0].name
 
 
+@pytest.mark.slow  # about 5 minutes on 2 cores: make test-slow (CI runs it)
 def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
-    """`make reproduce-figures PROFILE=smoke`: every sweep, then the report (about 2 minutes)."""
-    env = os.environ | {"BNEXP_DATA": str(real_data)}
-    r = subprocess.run([sys.executable, "scripts/reproduce.py", "--profile", "smoke", "--results", str(tmp_path)],
-                       capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    """`make reproduce-figures PROFILE=smoke WANDB=1`: every sweep, then the report, every run mirrored
+    to an offline wandb run and one report run, all readable by wandb's own reader."""
+    env = os.environ | {"BNEXP_DATA": str(real_data), "WANDB_MODE": "offline"}
+    r = subprocess.run([sys.executable, "scripts/reproduce.py", "--profile", "smoke", "--results", str(tmp_path),
+                        "--wandb"], capture_output=True, text=True, env=env, timeout=1200, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = tmp_path / "smoke"
     report = (out / "REPORT.md").read_text()
@@ -233,6 +236,17 @@ def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
     again = subprocess.run([sys.executable, "scripts/reproduce.py", "--profile", "smoke", "--results", str(tmp_path),
                             "--only", "landscape"], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert again.returncode == 0 and "landscape: 3 jobs: 0 completed, 0 failed, 3 skipped" in again.stderr
+    # wandb: one finished offline run per run folder, named and grouped by its sweep; one report run.
+    from tests.test_tracking import one, read_back
+
+    for run_dir in records.find_runs(out / "runs"):
+        rows = read_back(run_dir)
+        summary = records.read_summary(run_dir)
+        run = one(rows, "run")
+        assert run["run_id"] == summary["run_key"] and run["run_group"] == f"smoke/{run_dir.parent.name}"
+        assert one(rows, "exit")["exit_code"] == 0
+    report_run = one(read_back(out), "run")
+    assert report_run["job_type"] == "report" and "wandb report run: " in r.stdout
 
 
 BISECT = ["hydra/sweeper=bisection", "hydra.sweeper.key=optim.lr", "hydra.sweeper.low=0.01", "hydra.sweeper.high=1000",
