@@ -44,18 +44,24 @@ class GhostBatchNorm(BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        n, c = x.shape[:2]
-        g = n // self.virtual_batch
-        if g * self.virtual_batch != n:
-            raise ValueError(f"batch {n} is not a multiple of virtual_batch={self.virtual_batch}")
-        xg = x.reshape(g, self.virtual_batch, *x.shape[1:])  # (G, N/G, C, *spatial)
-        dims = [1, *range(3, xg.dim())]  # everything but the group and the channel
-        var, mean = torch.var_mean(xg, dim=dims, unbiased=False, keepdim=True)  # (G, 1, C, 1..)
+        xg, var, mean = self._virtual_batches(x)
+        g, c = xg.shape[0], x.shape[1]
         y = ((xg - mean) * torch.rsqrt(var + self.eps)).reshape_as(x)
         if self.track_running_stats:
             self._update_running(mean.reshape(g, c), var.reshape(g, c), xg[0].numel() // c)
         shape = (1, c) + (1,) * (x.dim() - 2)
         return y * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+    def _virtual_batches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x as (G, N/G, C, *spatial) and each virtual batch's biased variance and mean, (G, 1, C, 1..)."""
+        n = x.shape[0]
+        g = n // self.virtual_batch
+        if g * self.virtual_batch != n:
+            raise ValueError(f"batch {n} is not a multiple of virtual_batch={self.virtual_batch}")
+        xg = x.reshape(g, self.virtual_batch, *x.shape[1:])
+        dims = [1, *range(3, xg.dim())]  # everything but the group and the channel
+        var, mean = torch.var_mean(xg, dim=dims, unbiased=False, keepdim=True)
+        return xg, var, mean
 
     @torch.no_grad()
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
@@ -94,13 +100,8 @@ class BatchRenorm(GhostBatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or getattr(self, "recalibrating", False):
             return super().forward(x)
-        n, c = x.shape[:2]
-        g = n // self.virtual_batch
-        if g * self.virtual_batch != n:
-            raise ValueError(f"batch {n} is not a multiple of virtual_batch={self.virtual_batch}")
-        xg = x.reshape(g, self.virtual_batch, *x.shape[1:])
-        dims = [1, *range(3, xg.dim())]
-        var, mean = torch.var_mean(xg, dim=dims, unbiased=False, keepdim=True)  # (G, 1, C, 1..)
+        xg, var, mean = self._virtual_batches(x)
+        g, c = xg.shape[0], x.shape[1]
         std = torch.sqrt(var + self.eps)
         shape = (1, 1, c) + (1,) * (x.dim() - 2)
         run_std = torch.sqrt(self.running_var + self.eps).reshape(shape)
@@ -207,24 +208,7 @@ def calibrate(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
     Returns the number of batches used; 0 when the model has no frozen BN.
     """
     frozen = [m for m in model.modules() if isinstance(m, FrozenBatchNorm)]
-    if not frozen:
-        return 0
-    was_training = model.training
-    model.train()
-    momenta = [m.momentum for m in frozen]
-    for m in frozen:
-        m.reset_running_stats()
-        m.momentum, m.calibrating = None, True  # momentum None: a cumulative average
-    used = 0
-    try:
-        for x in batches:
-            model(x)
-            used += 1
-    finally:
-        for m, momentum in zip(frozen, momenta, strict=True):
-            m.momentum, m.calibrating = momentum, False
-        model.train(was_training)
-    return used
+    return _average_statistics(model, frozen, batches, ("calibrating",), whole_model_training=True)
 
 
 @torch.no_grad()
@@ -235,16 +219,25 @@ def recalibrate(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
     the weights; these are the statistics the final weights produce. Returns the batches used
     (0 when there is no BN to recalibrate). Frozen BN keeps its statistics."""
     layers = [m for m in batch_norms(model) if not isinstance(m, FrozenBatchNorm)]
+    return _average_statistics(model, layers, batches, ("quiet", "recalibrating"), whole_model_training=False)
+
+
+def _average_statistics(model: nn.Module, layers: list, batches: Iterator[torch.Tensor], flags: tuple[str, ...],
+                        whole_model_training: bool) -> int:
+    """Reset `layers`' running statistics to the cumulative average over `batches` (forward only,
+    `layers` in training mode, the rest of the model as `whole_model_training` says), with the
+    attributes `flags` set on them meanwhile; everything is put back. Returns the batches used."""
     if not layers:
         return 0
     was_training = model.training
-    model.eval()
+    model.train(whole_model_training)
     momenta = [m.momentum for m in layers]
     for m in layers:
         m.reset_running_stats()
         m.train()
-        m.momentum = None  # a cumulative average
-        m.quiet = m.recalibrating = True
+        m.momentum = None  # momentum None: a cumulative average
+        for flag in flags:
+            setattr(m, flag, True)
     used = 0
     try:
         for x in batches:
@@ -253,7 +246,8 @@ def recalibrate(model: nn.Module, batches: Iterator[torch.Tensor]) -> int:
     finally:
         for m, momentum in zip(layers, momenta, strict=True):
             m.momentum = momentum
-            m.quiet = m.recalibrating = False
+            for flag in flags:
+                setattr(m, flag, False)
         model.train(was_training)
     return used
 
