@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bnexp import provenance, records, sweep
+from bnexp import distributed, provenance, records, sweep
 from bnexp.claims import ledger
 from bnexp.config import CONFIGS, Config, ConfigError, one_line_error, register
 from bnexp.data import DataError
@@ -113,6 +114,9 @@ def main(dcfg: DictConfig) -> str:
 
 
 def _job(dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -> str:
+    world = distributed.World.from_env()
+    if world.size > 1:
+        return _rank_job(world, dcfg, run_dir, overrides, choices)
     if records.is_done(run_dir):
         return _skip(run_dir, dcfg)
     if not records.claim(run_dir):
@@ -125,6 +129,41 @@ def _job(dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -
         return run(dcfg, run_dir, overrides, choices)["status"]
     finally:
         records.release(run_dir)
+
+
+def _rank_job(world: distributed.World, dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -> str:
+    """One rank of a run that torchrun started: rank 0 looks at the record, takes the lock and
+    tells the others whether to train, and in which folder (each rank's Hydra named its own)."""
+    started = world.start(torch.device("cuda" if torch.cuda.is_available() and dcfg.get("device") != "cpu" else "cpu"))
+    claimed, decision, refusal = False, None, None
+    if world.main:
+        try:
+            if records.is_done(run_dir):
+                decision = _skip(run_dir, dcfg)
+            elif not records.claim(run_dir):
+                log.warning("%s: another process is training this run; skipped", run_dir)
+                decision = "busy"
+            else:
+                claimed = True
+                records.clear_partial(run_dir)
+        except ConfigError as e:  # told to every rank, so that none waits for the others
+            decision, refusal = "refused", e
+    decision, shared = distributed.agree((decision, str(run_dir)), world)
+    try:
+        if not world.main and Path(shared).resolve() != run_dir.resolve():
+            _remove_empty(run_dir)  # this rank's own Hydra folder: rank 0's is the record
+        if refusal is not None:
+            raise refusal
+        if decision == "refused":
+            _refuse("rank 0 refused this run (its message says why)")
+        if decision is not None:
+            return decision
+        return run(dcfg, Path(shared), overrides, choices)["status"]
+    finally:
+        if claimed:
+            records.release(run_dir)
+        if started:
+            torch.distributed.destroy_process_group()
 
 
 def _skip(run_dir: Path, dcfg: DictConfig) -> str:
@@ -204,6 +243,13 @@ def cli() -> None:
     failed jobs ends with exit status 1; SIGTERM stops a sweep like Ctrl-C (workers included)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's report
     signal.signal(signal.SIGTERM, _terminate)
+    world = distributed.World.from_env()
+    if world.size > 1:  # started by torchrun: every process is one rank of one run
+        if any(a in ("-m", "--multirun") for a in sys.argv[1:]):
+            _refuse("torchrun starts the ranks of one run; for a sweep of multi-device runs use "
+                    "`bnexp-train -m ... train.devices=K` (each job starts its own ranks)")
+        if not any(a.startswith(("train.devices=", "+train.devices=", "++train.devices=")) for a in sys.argv[1:]):
+            sys.argv.append(f"train.devices={world.size}")
     try:
         main()
     except KeyboardInterrupt:

@@ -115,6 +115,9 @@ class ModelConfig:
     activation: Activation = Activation.relu
     dropout: float = 0.0  # p after each activation: Conv -> Norm -> Act -> Dropout
     head_dropout: float = 0.0  # p before the classifier (after global pooling), Inception's placement
+    # norm=batch on several devices (train.devices > 1): statistics over the whole global batch,
+    # all-reduced across devices, instead of each device's own images (the default, as in Wu & He).
+    sync_bn: bool = False
 
 
 @dataclass
@@ -153,7 +156,11 @@ class ScheduleConfig:
 class TrainConfig:
     epochs: int = 10
     max_steps: int = 0  # >0: stop after this many steps (the schedule spans them)
+    # The global batch: images per optimiser step over all devices. Each of `devices` processes
+    # gets a disjoint batch_size / devices of them ("images per device"); lr scaling, steps per
+    # epoch and the record all count the global batch.
     batch_size: int = 128
+    devices: int = 1  # processes training one model with DistributedDataParallel (one per GPU, or CPU processes)
     log_every: int = 20  # steps between train metrics and gradient/weight norms
     eval_every: int = 1  # epochs between test evaluations (and always at the end)
     eval_batch_size: int = 200  # images; larger batches run slower on a CPU (cache)
@@ -169,6 +176,9 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory layout: 15-30% faster convs on a CPU, faster on GPUs
     checkpoint_minutes: float = 10.0  # also checkpoint inside an epoch this often (0: at epoch ends only)
     keep_checkpoint: bool = False  # keep checkpoint.pt, saved at the end, once the run is complete
+    # Deterministic kernels: torch.use_deterministic_algorithms, cuDNN deterministic and no
+    # benchmark, CUBLAS_WORKSPACE_CONFIG=:4096:8. Bitwise-repeatable GPU runs, somewhat slower.
+    deterministic: bool = False
 
 
 @dataclass
@@ -301,10 +311,28 @@ def validate(cfg: Config) -> None:
         _check(m.renorm_d_max >= 0, "model.renorm_d_max", f"must be >= 0, got {m.renorm_d_max}")
         _check(m.renorm_warmup >= 0, "model.renorm_warmup", f"must be >= 0, got {m.renorm_warmup}")
         _check(m.renorm_ramp >= 0, "model.renorm_ramp", f"must be >= 0, got {m.renorm_ramp}")
+    _check(t.devices >= 1, "train.devices", f"must be >= 1, got {t.devices}")
+    _check(t.batch_size % t.devices == 0, "train.batch_size",
+           f"{t.batch_size} images cannot be split evenly over train.devices={t.devices}")
+    per_device = t.batch_size // t.devices
     if m.norm in (Norm.ghost_batch, Norm.batch_renorm):
         _check(m.virtual_batch >= 1, "model.virtual_batch", f"must be >= 1, got {m.virtual_batch}")
-        _check(t.batch_size % m.virtual_batch == 0, "model.virtual_batch",
+        _check(per_device % m.virtual_batch == 0, "model.virtual_batch",
+               f"{m.virtual_batch} does not divide the {per_device} images per device" if t.devices > 1 else
                f"{m.virtual_batch} does not divide train.batch_size={t.batch_size}")
+    if m.sync_bn:
+        _check(m.norm is Norm.batch, "model.sync_bn",
+               f"synchronises plain BN only (model.norm=batch), got {m.norm.value}")
+        _check(t.devices > 1, "model.sync_bn", "synchronises statistics across devices; needs train.devices > 1")
+    if t.devices > 1:
+        # Both compute on one device's model alone; on several they would need their own collectives.
+        _check(not t.landscape_every, "train.landscape_every", "the landscape probe runs on one device only "
+               "(train.devices=1)")
+        _check(not t.eval_batch_stats, "train.eval_batch_stats", "evaluation with batch statistics runs on one "
+               "device only (train.devices=1)")
+        _check(cfg.device in ("auto", "cpu", "cuda"), "device",
+               f"{cfg.device!r} names one device; with train.devices={t.devices} use auto, cuda or cpu "
+               "(rank r trains on cuda:r)")
     if m.norm is Norm.noisy_batch:
         _check(m.noise_shift >= 0, "model.noise_shift", f"must be >= 0, got {m.noise_shift}")
         _check(m.noise_scale >= 0, "model.noise_scale", f"must be >= 0, got {m.noise_scale}")
@@ -355,7 +383,7 @@ def validate(cfg: Config) -> None:
         # (N, C) activations: a batch statistic over one image is undefined (frozen BN calibrates
         # its statistics on training batches first).
         ghost = m.norm in (Norm.ghost_batch, Norm.batch_renorm)
-        per_stat = m.virtual_batch if ghost else t.batch_size
+        per_stat = m.virtual_batch if ghost else t.batch_size if m.sync_bn else per_device
         _check(per_stat >= 2, "model.virtual_batch" if ghost else "train.batch_size",
                "batch norm on a fully connected net needs at least 2 images per statistic")
 

@@ -143,16 +143,20 @@ def split(labels: np.ndarray, cfg: DatasetConfig, classes: int) -> tuple[np.ndar
 PAD = 4  # pixels of zero padding for the random crop
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator, part: slice = slice(None), batch: int = 0) -> torch.Tensor:
     """Random 32x32 crop of the zero-padded image and a random horizontal flip, per image.
 
-    x: uint8 (N, C, H, W) on any device; returns the same shape and dtype.
+    x: uint8 (N, C, H, W) on any device; returns the same shape and dtype. With `part` and
+    `batch`, x is that slice of a batch of `batch` images: the crops and flips are drawn for the
+    whole batch (from `gen`) and those of the slice applied, so that every device of a
+    multi-device run draws the same numbers and its images get what one process gives them.
     """
     n, c, h, w = x.shape
+    total = batch or n
+    dy = torch.randint(0, 2 * PAD + 1, (total,), generator=gen, device=gen.device)[part].to(x.device)
+    dx = torch.randint(0, 2 * PAD + 1, (total,), generator=gen, device=gen.device)[part].to(x.device)
+    flip = (torch.rand(total, generator=gen, device=gen.device) < 0.5)[part].to(x.device)
     padded = torch.nn.functional.pad(x, (PAD, PAD, PAD, PAD))  # (N, C, H+8, W+8)
-    dy = torch.randint(0, 2 * PAD + 1, (n,), generator=gen, device=gen.device).to(x.device)
-    dx = torch.randint(0, 2 * PAD + 1, (n,), generator=gen, device=gen.device).to(x.device)
-    flip = torch.rand(n, generator=gen, device=gen.device).to(x.device) < 0.5
     rows = dy[:, None] + torch.arange(h, device=x.device)  # (N, H)
     cols = dx[:, None] + torch.arange(w, device=x.device)  # (N, W)
     cols = torch.where(flip[:, None], cols.flip(1), cols)  # a flip reads the columns backwards
@@ -218,16 +222,21 @@ class Data:
         return torch.randperm(len(self.train), generator=gen, device=gen.device).to(self.device)
 
     def train_batches(self, batch_size: int, gen: torch.Generator, order: torch.Tensor | None = None,
-                      start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                      start: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of shuffled, augmented batches; the last incomplete batch is dropped
         (a BN statistic over a stray handful of images would be a different experiment).
-        `order` and `start` continue an epoch from a checkpoint: its order, and batches done."""
+        `order` and `start` continue an epoch from a checkpoint: its order, and batches done.
+        `shard` = (rank, devices): each global batch of `batch_size` is cut into `devices` equal
+        slices and rank's slice is yielded; every rank draws the same order and augmentation."""
+        rank, devices = shard
+        per = batch_size // devices
+        part = slice(rank * per, (rank + 1) * per)
         order = self.epoch_order(gen) if order is None else order.to(self.device)
         for k in range(start, len(self.train) // batch_size):
-            idx = order[k * batch_size:(k + 1) * batch_size]
+            idx = order[k * batch_size:(k + 1) * batch_size][part]
             x = self.train.x[idx]
             if self.augment:
-                x = augment(x, gen)
+                x = augment(x, gen, part, batch_size)
             yield self.normalise(x), self.train.y[idx]
 
     def eval_batches(self, part: Split, batch_size: int, drop_last: bool = False

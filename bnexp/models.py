@@ -40,11 +40,25 @@ def unit(c_in: int, c_out: int, norm: NormLayer | None, act: ActLayer, dropout: 
     return nn.Sequential(OrderedDict(parts))
 
 
+class GlobalAvgPool(nn.AdaptiveAvgPool2d):
+    """(N, C, H, W) -> (N, C, 1, 1). torch's adaptive pool, except under deterministic algorithms
+    on a GPU, where its backward has no deterministic kernel and torch would refuse the run: there
+    it is a mean over (H, W), whose backward is deterministic (the CPU path is left untouched)."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda and torch.are_deterministic_algorithms_enabled():
+            return x.mean((2, 3), keepdim=True)
+        return super().forward(x)
+
+
 class Head(nn.Sequential):
     """Global average pool and a linear classifier (`fc` in per-layer metric names)."""
 
     def __init__(self, c_in: int, num_classes: int):
-        super().__init__(OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
+        super().__init__(OrderedDict(pool=GlobalAvgPool(), flatten=nn.Flatten(),
                                      fc=nn.Linear(c_in, num_classes)))
 
 

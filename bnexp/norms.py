@@ -117,6 +117,75 @@ class BatchRenorm(GhostBatchNorm):
         return y * self.weight.reshape(shape) + self.bias.reshape(shape)
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """A tensor summed over every rank (all-reduce); its gradient is summed likewise, since each
+    rank's loss depends on every rank's input through the sum."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        torch.distributed.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+class CpuSyncBatchNorm(BatchNorm):
+    """BN with statistics over every rank's images, for CPU processes.
+
+    torch.nn.SyncBatchNorm is the synchronised BN on GPUs, but it refuses CPU tensors; this is
+    the same computation on gloo, for CPU runs and for the tests that check multi-device
+    training on a CPU: per-channel sums all-reduced (torch.distributed.all_reduce, in both
+    directions: `_SumOverRanks`), so the mean and variance are those of the global batch
+    and the gradients are those of one process holding all of it. Used only where
+    torch.nn.SyncBatchNorm cannot run (`sync_batch_norm`). Eval uses the running statistics.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        self._check_input_dim(x)
+        c = x.shape[1]
+        dims = [0, *range(2, x.dim())]
+        count = torch.tensor(float(x.numel() // c), dtype=x.dtype)
+        torch.distributed.all_reduce(count)  # images x positions per channel, over every rank
+        mean = _SumOverRanks.apply(x.sum(dims)) / count
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        centred = x - mean.reshape(shape)
+        var = _SumOverRanks.apply((centred * centred).sum(dims)) / count  # biased, as BN normalises
+        if self.track_running_stats:
+            with torch.no_grad():
+                factor = self.momentum if self.momentum is not None else 1 / (int(self.num_batches_tracked) + 1)
+                n = float(count)
+                self.running_mean.lerp_(mean.detach(), factor)
+                self.running_var.lerp_(var.detach() * (n / max(n - 1, 1)), factor)
+                self.num_batches_tracked.add_(1)
+        y = centred * torch.rsqrt(var + self.eps).reshape(shape)
+        return y * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+
+def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` with every plain BN layer synchronised across the process group's ranks:
+    torch.nn.SyncBatchNorm on GPUs, CpuSyncBatchNorm on CPUs (where torch's refuses to run).
+    Parameters and running statistics carry over."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if type(child) is BatchNorm:
+            sync = CpuSyncBatchNorm(child.num_features, eps=child.eps, momentum=child.momentum).to(
+                child.weight.device)
+            sync.load_state_dict(child.state_dict())
+            sync.train(child.training)
+            setattr(model, name, sync)
+        else:
+            sync_batch_norm(child, device)
+    return model
+
+
 class FrozenBatchNorm(BatchNorm):
     """BN that normalises with its running statistics in training too (Mask R-CNN's fix).
 

@@ -34,6 +34,10 @@ LOCK = ".lock"
 # lives, CPU threads, progress bars, logging, labels, and the profile's own table of values
 # (whatever of it an experiment uses has been interpolated into the entries that matter).
 KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "threads", "train.progress", "logger", "name")
+# Entries added to the schema after records existed, at the value that computes exactly what
+# every run computed before they existed: left out of the key at that value, so that adding them
+# did not re-key those records (any other value is part of the key as usual).
+KEY_NEUTRAL = {"train.devices": 1, "model.sync_bn": False, "train.deterministic": False}
 STATUSES = ("completed", "diverged", "failed")
 METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()),
                            ("name", pa.string()), ("value", pa.float64())])
@@ -64,8 +68,8 @@ def write_config(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
 class MetricLog:
     """Collects metric rows in memory; `flush` rewrites the parquet file atomically."""
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / METRICS
+    def __init__(self, run_dir: Path | None):
+        self.path = run_dir / METRICS if run_dir is not None else None  # None: kept in memory only
         self.rows: dict[str, list] = {"step": [], "epoch": [], "name": [], "value": []}
 
     def add(self, step: int, epoch: float, values: dict[str, float]) -> None:
@@ -76,6 +80,8 @@ class MetricLog:
             self.rows["value"].append(float(value))
 
     def flush(self) -> None:
+        if self.path is None:
+            return
         table = pa.Table.from_pydict(self.rows, schema=METRIC_SCHEMA)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
@@ -94,6 +100,10 @@ def run_key(cfg: DictConfig, computation: dict[str, Any] | None = None) -> str:
         head, _, tail = dotted.partition(".")
         if tail and isinstance(values.get(head), dict):
             values[head].pop(tail, None)
+    for dotted, neutral in KEY_NEUTRAL.items():
+        head, _, tail = dotted.partition(".")
+        if isinstance(values.get(head), dict) and tail in values[head] and values[head][tail] == neutral:
+            del values[head][tail]
     if computation is not None:
         values["__computation__"] = computation
     blob = json.dumps(values, sort_keys=True, default=str)

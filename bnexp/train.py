@@ -14,6 +14,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -28,10 +29,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from bnexp import checkpoint, models, norms, optim, probes, provenance, records, tracking
+from bnexp import checkpoint, distributed, models, norms, optim, probes, provenance, records, tracking
 from bnexp import init as weight_init
 from bnexp.config import Config, ConfigError, check_keys, validate
 from bnexp.data import Data
+from bnexp.data import read as read_data
 
 log = logging.getLogger("bnexp")
 
@@ -174,19 +176,41 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
         ) -> dict[str, Any]:
     """Validate, train and record one run; returns the summary. Nothing is written to
     `run_dir` until the config has passed every check and the data has loaded. A checkpoint in
-    `run_dir` is continued from."""
+    `run_dir` is continued from. With `train.devices` > 1 this process starts that many ranks
+    (bnexp/distributed.py), unless torchrun already did and this is one of them."""
     started, t0 = datetime.now(UTC), time.perf_counter()
     check_keys(dcfg)
     cfg: Config = OmegaConf.to_object(dcfg)  # type: ignore[assignment]
     validate(cfg)
+    world = distributed.World.from_env()
+    if cfg.train.devices > 1 and world.size == 1:
+        return _launch(dcfg, cfg, run_dir, overrides, choices)
+    if world.size != cfg.train.devices:
+        raise ConfigError("train.devices", f"{cfg.train.devices}, but {world.size} processes were started "
+                                           f"(torchrun --nproc-per-node); pass train.devices={world.size}")
+    flags = determinism(cfg.train.deterministic)
     torch.set_num_threads(provenance.threads(cfg))
-    device = resolve_device(cfg.device)
+    device = world.device(resolve_device(cfg.device).type) if world.size > 1 else resolve_device(cfg.device)
+    started_group = world.start(device)
+    try:
+        return _run(dcfg, cfg, world, device, flags, run_dir, overrides, choices, started, t0)
+    finally:
+        if started_group:
+            torch.distributed.destroy_process_group()
+
+
+def _run(dcfg: DictConfig, cfg: Config, world: distributed.World, device: torch.device, flags: dict[str, Any],
+         run_dir: Path, overrides, choices, started: datetime, t0: float) -> dict[str, Any]:
     data = Data(cfg.dataset, device, channels_last=cfg.train.channels_last)
     torch.manual_seed(cfg.seed)  # weights and dropout
-    gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation, on the CPU
+    gen = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation, on the CPU: the same on every rank
     model = build(cfg, data.classes).to(device)
+    if world.size > 1:  # dropout and noise of each rank's own images: a stream per rank
+        torch.manual_seed((cfg.seed << 16) + world.rank)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net = distributed.wrap(model, world, device, cfg.model.sync_bn)  # what trains; `model` is what it wraps
+    model = distributed.inner(net)
     layers = models.weight_layers(model)
     steps_per_epoch = len(data.train) // cfg.train.batch_size
     total = steps_per_epoch * cfg.train.epochs
@@ -200,11 +224,12 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
             probes.activation(model, cfg.train.probe_layer)
         except KeyError as e:
             raise ConfigError("train.probe_layer", e.args[0]) from None
-    check_disk(run_dir, record_bytes(cfg, model, total))
+    if world.main:
+        check_disk(run_dir, record_bytes(cfg, model, total))
     environment = provenance.computation(cfg)
     key = records.run_key(dcfg, environment)
     ckpt = run_dir / records.CHECKPOINT
-    metrics = records.MetricLog(run_dir)
+    metrics = records.MetricLog(run_dir if world.main else None)  # rank 0 alone writes the record
     state = LoopState()
     if ckpt.is_file():
         if checkpoint.key(ckpt) != key:
@@ -212,27 +237,40 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
                                                "choose another hydra.run.dir or delete it")
         state = checkpoint.restore(ckpt, LoopState, model, opt, sched, gen, metrics)
         state.attempts += 1
+        if world.size > 1:  # the checkpoint holds rank 0's stream; the others restart theirs from the step
+            torch.manual_seed((cfg.seed << 16) + world.rank + (state.step << 32))
         log.info("%s: continuing from the checkpoint at step %d", run_dir, state.step)
-    records.write_config(run_dir, dcfg, list(overrides))
-    sink, warning = tracking.start(cfg, dcfg, run_dir, key, _own(choices), list(overrides), _rows(metrics))
-    extra = {"choices": _own(choices), "run_key": key, "computation": environment}
+    sink, warning = None, None
+    if world.main:
+        records.write_config(run_dir, dcfg, list(overrides))
+        sink, warning = tracking.start(cfg, dcfg, run_dir, key, _own(choices), list(overrides), _rows(metrics))
+    extra = {"choices": _own(choices), "run_key": key, "computation": environment,
+             "batch_size": cfg.train.batch_size, "batch_per_device": cfg.train.batch_size // world.size,
+             "devices": world.size, "sync_bn": cfg.model.sync_bn, "determinism": flags}
+    if world.size > 1:
+        extra["distributed"] = {"backend": torch.distributed.get_backend(), "world_size": world.size,
+                                "launcher": "torchrun" if os.environ.get("BNEXP_LAUNCHED") != "1" else "train.devices",
+                                "bn_statistics": "synchronised" if cfg.model.sync_bn else "per device"}
     if cfg.logger.wandb:
         extra["wandb"] = {"mode": cfg.logger.mode, "id": key if sink else None, "warning": warning}
 
     def save() -> None:
-        checkpoint.save(ckpt, key, state, model, opt, sched, gen, metrics)
+        if world.main:
+            checkpoint.save(ckpt, key, state, model, opt, sched, gen, metrics)
 
     try:
         if state.step == 0 and state.order is None:
             batches = (x for x, _ in _cycle(data, cfg, gen, cfg.model.calibration_batches))
-            state.calibrated = norms.calibrate(model, batches)
-        _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state, total, steps_per_epoch, save)
+            state.calibrated = norms.calibrate(model, batches)  # whole batches: the same on every rank
+        _loop(cfg, net, opt, sched, data, gen, layers, metrics, sink, state, total, steps_per_epoch, save, world)
         if cfg.train.recalibrate and state.status == "completed":
-            _recalibrated(cfg, model, data, gen, metrics, sink, state, steps_per_epoch)
+            _recalibrated(cfg, model, data, gen, metrics, sink, state, steps_per_epoch, world)
     except Exception as e:  # an interrupt (Ctrl-C) leaves the record incomplete instead
-        state.status, state.reason = "failed", f"{type(e).__name__}: {e}"
+        where = f"rank {world.rank} of {world.size}: " if world.size > 1 else ""
+        state.status, state.reason = "failed", f"{where}{type(e).__name__}: {e}"
         summary = _summary(cfg, state, started, t0, overrides, data, device, model) | extra
-        if not isinstance(e, OSError):  # a write that failed would fail again
+        # Any rank records its own failure (the others are stopped with it), the first to fail wins.
+        if not isinstance(e, OSError) and (world.size == 1 or not records.is_complete(run_dir)):
             metrics.flush()
             records.write_summary(run_dir, summary)
         tracking.finish(sink, summary, failed=True)
@@ -240,6 +278,8 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
     except BaseException:  # Ctrl-C, SIGTERM: the record stays incomplete, the wandb run ends failed
         tracking.finish(sink, None, failed=True)
         raise
+    if not world.main:
+        return {"status": state.status, "rank": world.rank}
     metrics.flush()
     summary = _summary(cfg, state, started, t0, overrides, data, device, model) | extra
     records.write_summary(run_dir, summary)
@@ -249,6 +289,45 @@ def run(dcfg: DictConfig, run_dir: Path, overrides: list[str] = (), choices: dic
         ckpt.unlink(missing_ok=True)
     tracking.finish(sink, summary, failed=False)
     return summary
+
+
+def determinism(on: bool) -> dict[str, Any]:
+    """Deterministic kernels when `on` (train.deterministic); the flags in force, for the summary."""
+    if on:
+        # cuBLAS reads this when it creates its handle: set before the first CUDA matmul.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
+
+
+def _launch(dcfg: DictConfig, cfg: Config, run_dir: Path, overrides, choices) -> dict[str, Any]:
+    """Start `train.devices` ranks for this run and wait; rank 0's summary. Whatever can be
+    refused is refused here first, once, before any process starts."""
+    device = resolve_device(cfg.device)
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError("device", f"{device.type}: multi-device runs train on CUDA GPUs or CPU processes")
+    if device.type == "cuda" and torch.cuda.device_count() < cfg.train.devices:
+        raise ConfigError("train.devices", f"{cfg.train.devices} asked for, but only {torch.cuda.device_count()} "
+                                           "CUDA device(s) exist")
+    read_data(cfg.dataset)  # a missing or broken data file: one line, before anything starts
+    container = OmegaConf.to_container(dcfg, resolve=True)
+    try:
+        return distributed.launch(container, run_dir, list(overrides), choices, cfg.train.devices)
+    except distributed.RankFailed as e:
+        if not records.is_complete(run_dir):  # a rank died without a word (killed, out of memory)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            records.write_config(run_dir, dcfg, list(overrides))
+            records.MetricLog(run_dir).flush()
+            records.write_summary(run_dir, {
+                "status": "failed", "reason": str(e), "steps": 0, "seed": cfg.seed, "overrides": list(overrides),
+                "choices": _own(choices), "devices": cfg.train.devices,
+                "run_key": records.run_key(dcfg, provenance.computation(cfg)), **provenance.describe(cfg, device)})
+        raise
 
 
 def _rows(metrics: records.MetricLog) -> list[dict[str, Any]]:
@@ -264,24 +343,27 @@ def _own(choices: dict | None) -> dict[str, str]:
     return {k: v for k, v in (choices or {}).items() if not k.startswith("hydra/")}
 
 
-def _cycle(data: Data, cfg: Config, gen: torch.Generator, n: int):
+def _cycle(data: Data, cfg: Config, gen: torch.Generator, n: int, shard: tuple[int, int] = (0, 1)):
     """n training batches (frozen-BN calibration), drawn from a copy of the data generator so
-    that calibration does not change the training order."""
+    that calibration does not change the training order; `shard`: this rank's slices."""
     g = torch.Generator().set_state(gen.get_state())
     yielded = 0
     while yielded < n:
-        for batch in data.train_batches(cfg.train.batch_size, g):
+        for batch in data.train_batches(cfg.train.batch_size, g, shard=shard):
             yield batch
             yielded += 1
             if yielded == n:
                 return
 
 
-def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state: LoopState, total, steps_per_epoch,
-          save) -> None:
+def _loop(cfg, net, opt, sched, data, gen, layers, metrics, sink, state: LoopState, total, steps_per_epoch,
+          save, world: distributed.World) -> None:
+    """Train `net` (DDP on several ranks: each rank its slice of every global batch); rank 0
+    evaluates, the train metrics are means over every rank's images."""
     t = cfg.train
-    bar = tqdm(total=total, initial=state.step, disable=not (t.progress and sys.stderr.isatty()), unit="step",
-               leave=False)
+    model = distributed.inner(net)
+    bar = tqdm(total=total, initial=state.step, disable=not (world.main and t.progress and sys.stderr.isatty()),
+               unit="step", leave=False)
     probe = (probes.activation(model, t.probe_layer), t.probe_unit) if t.probe_layer else None
     if state.loss_sum is None:
         zero = torch.zeros((), device=data.device)
@@ -293,12 +375,12 @@ def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state: LoopS
     while not done:
         if state.order is None:
             state.order, state.batch = data.epoch_order(gen), 0
-        for x, y in data.train_batches(t.batch_size, gen, state.order, state.batch):
+        for x, y in data.train_batches(t.batch_size, gen, state.order, state.batch, (world.rank, world.size)):
             step = state.step
             measure = step % t.log_every == 0
             lr_now = opt.param_groups[0]["lr"]
             probing = t.landscape_every and step % t.landscape_every == 0
-            out = train_step(model, opt, x, y, layers, measure, probe,
+            out = train_step(net, opt, x, y, layers, measure, probe,
                              [k * lr_now for k in t.landscape_steps] if probing else None)
             sched.step()
             state.loss_sum += out.loss * len(y)
@@ -309,8 +391,10 @@ def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state: LoopS
             if out.landscape is not None:
                 _record(metrics, sink, step, step / steps_per_epoch, {k: float(v) for k, v in out.landscape.items()})
             if measure or state.step == total:
-                values = _train_values(out, layers, lr_now, float(state.loss_sum) / state.seen,
-                                       float(state.correct) / state.seen)
+                loss_sum, correct, seen = distributed.all_sum(state.loss_sum, state.correct,
+                                                              torch.tensor(float(state.seen)))
+                state.loss_max = distributed.all_max(state.loss_max)  # every rank stops at the same step
+                values = _train_values(out, layers, lr_now, float(loss_sum) / float(seen), float(correct) / float(seen))
                 if out.preact_units is not None:
                     if state.preact_ref is None:
                         state.preact_ref = out.preact_units
@@ -325,7 +409,7 @@ def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state: LoopS
                     state.status = "diverged"
                     state.reason = f"train loss {worst:.4g} at step {step} (bound {t.diverge_loss:g})"
                     break
-            if t.eval_every_steps and state.step % t.eval_every_steps == 0 and state.step < total:
+            if t.eval_every_steps and state.step % t.eval_every_steps == 0 and state.step < total and world.main:
                 _evaluate(cfg, model, data, metrics, sink, state, steps_per_epoch)
             bar.update(1)
             if state.step == total:
@@ -334,7 +418,7 @@ def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state: LoopS
                 _checkpoint(state, t_start, eval_before, save)
                 last_save = time.monotonic()
         done = state.step == total or state.status == "diverged"
-        if done or (state.epoch + 1) % t.eval_every == 0:
+        if world.main and (done or (state.epoch + 1) % t.eval_every == 0):
             values = _evaluate(cfg, model, data, metrics, sink, state, steps_per_epoch)
             log.info("epoch %d/%d step %d: train/loss %.4f test/acc %.4f", state.epoch + 1, epochs,
                      state.step, state.last.get("train/loss", float("nan")), values["test/acc"])
@@ -347,12 +431,18 @@ def _loop(cfg, model, opt, sched, data, gen, layers, metrics, sink, state: LoopS
     bar.close()
 
 
-def _recalibrated(cfg, model, data, gen, metrics, sink, state: LoopState, steps_per_epoch) -> None:
+def _recalibrated(cfg, model, data, gen, metrics, sink, state: LoopState, steps_per_epoch,
+                  world: distributed.World) -> None:
     """Test accuracy with BN statistics re-estimated from the final weights (on a copy of the
-    model; a model without BN statistics gets its own test accuracy)."""
+    model; a model without BN statistics gets its own test accuracy). On several ranks each
+    re-estimates from its slices, as in training (synchronised BN over all of them), and rank
+    0's statistics are evaluated."""
     t0 = time.perf_counter()
     copy_ = copy.deepcopy(model)
-    used = norms.recalibrate(copy_, (x for x, _ in _cycle(data, cfg, gen, cfg.train.recalibrate)))
+    shard = (world.rank, world.size)
+    used = norms.recalibrate(copy_, (x for x, _ in _cycle(data, cfg, gen, cfg.train.recalibrate, shard)))
+    if not world.main:
+        return
     if used:
         copy_.eval()
         values = dict(zip(("test_recal/loss", "test_recal/acc"),
@@ -438,3 +528,10 @@ def _summary(cfg: Config, state: LoopState, started: datetime, t0: float, overri
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+if __name__ == "__main__":
+    # `python -m bnexp.train` (and `torchrun ... -m bnexp.train`) is the command line of bnexp/cli.py.
+    from bnexp.cli import cli
+
+    cli()

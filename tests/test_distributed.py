@@ -1,0 +1,331 @@
+"""Multi-device training on the CPU: 2 gloo processes against 1 process, on real CIFAR-10.
+
+- no norm, and synchronised BN: 2 processes with global batch B = 1 process with batch B;
+- per-device BN with b images per device = ghost BN with virtual batch b on one process
+  (forward in training mode, gradients, parameters after several steps);
+- running statistics: DDP keeps rank 0's (its own b images, broadcast to the others), ghost BN
+  the average over its virtual batches; both are measured against a recomputation here;
+- the trainer itself (train.devices=2, and torchrun) against train.devices=1, and a rank that
+  dies mid-run leaves a record that says so.
+The measured differences are printed (pytest -s) and asserted against float tolerances.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from bnexp import distributed, norms, optim, records
+from bnexp.config import Config, DatasetConfig
+from bnexp.data import Data
+from bnexp.train import build
+from tests.conftest import ROOT, make_config
+
+B, STEPS = 32, 4  # global batch, optimiser steps compared
+TOL = 2e-5  # float32 sums in another order (two halves, then an all-reduce)
+
+
+def _config(norm: str, virtual_batch: int = 16, sync_bn: bool = False, devices: int = 1) -> Config:
+    return OmegaConf.to_object(make_config(
+        "model.arch=cnn", "model.depth=3", "model.width=8", f"model.norm={norm}",
+        f"model.virtual_batch={virtual_batch}", f"model.sync_bn={sync_bn}", "optim.lr=0.1", f"train.batch_size={B}",
+        f"train.devices={devices}"))
+
+
+def _data(root: str) -> Data:
+    return Data(DatasetConfig(root=root, subset=512, test_size=100), torch.device("cpu"), channels_last=False)
+
+
+def _train(cfg: Config, data: Data, world: distributed.World) -> dict:
+    """STEPS SGD steps as the trainer takes them (its data slices, DDP wrapper and optimiser);
+    the logits and gradients of the first step, the state after the last."""
+    torch.manual_seed(0)
+    model = build(cfg, 10)
+    net = distributed.wrap(model, world, torch.device("cpu"), cfg.model.sync_bn)
+    model = distributed.inner(net)
+    opt = optim.optimizer(model, cfg.optim, cfg.optim.lr)
+    gen = torch.Generator().manual_seed(0)
+    out: dict = {}
+    for step, (x, y) in enumerate(data.train_batches(B, gen, shard=(world.rank, world.size))):
+        if step == STEPS:
+            break
+        logits = net(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:
+            out["logits"] = logits.detach().clone()
+            out["grads"] = {k: p.grad.clone() for k, p in model.named_parameters()}
+        opt.step()
+    out["params"] = {k: p.detach().clone() for k, p in model.named_parameters()}
+    out["buffers"] = {k: b.clone() for k, b in model.named_buffers() if "running" in k}
+    return out
+
+
+def _rank(rank: int, size: int, port: int, case: dict, root: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    world = distributed.World.from_env()
+    world.start(torch.device("cpu"))
+    try:
+        torch.save(_train(_config(**case, devices=size), _data(root), world), f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_processes(tmp_path: Path, real_data: Path, case: dict) -> list[dict]:
+    mp.spawn(_rank, args=(2, _free_port(), case, str(real_data), str(tmp_path)), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+
+
+def _max_err(a: dict | torch.Tensor, b: dict | torch.Tensor) -> float:
+    if isinstance(a, torch.Tensor):
+        return float((a - b).abs().max())
+    assert a.keys() == b.keys()
+    return max(_max_err(a[k], b[k]) for k in a)
+
+
+def _one_process(real_data: Path, case: dict) -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(_config(**case), _data(str(real_data)), distributed.World())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compare(name: str, ranks: list[dict], ref: dict) -> dict[str, float]:
+    errors = {"outputs": _max_err(torch.cat([r["logits"] for r in ranks]), ref["logits"]),
+              "gradients": max(_max_err(r["grads"], ref["grads"]) for r in ranks),
+              f"parameters after {STEPS} steps": max(_max_err(r["params"], ref["params"]) for r in ranks)}
+    print(f"\n{name}: max abs error " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    return errors
+
+
+def test_no_norm_two_processes_with_global_batch_b_equal_one_process_with_batch_b(tmp_path, real_data):
+    ranks = _two_processes(tmp_path, real_data, {"norm": "none"})
+    errors = _compare("no norm, 2 x 16 vs 1 x 32", ranks, _one_process(real_data, {"norm": "none"}))
+    assert max(errors.values()) < TOL
+    assert _max_err(ranks[0]["params"], ranks[1]["params"]) == 0  # DDP keeps the replicas identical
+
+
+def test_synchronised_bn_on_two_processes_equals_bn_over_the_global_batch(tmp_path, real_data):
+    ranks = _two_processes(tmp_path, real_data, {"norm": "batch", "sync_bn": True})
+    ref = _one_process(real_data, {"norm": "batch"})
+    errors = _compare("sync BN (CPU, all-reduce), 2 x 16 vs BN 1 x 32", ranks, ref)
+    assert max(errors.values()) < TOL
+    # Synchronised statistics are the global batch's on every rank, running ones included.
+    assert max(_max_err(r["buffers"], ref["buffers"]) for r in ranks) < TOL
+
+
+def test_per_device_bn_equals_ghost_bn_and_keeps_rank_0s_running_statistics(tmp_path, real_data):
+    ranks = _two_processes(tmp_path, real_data, {"norm": "batch"})
+    ghost = _one_process(real_data, {"norm": "ghost_batch", "virtual_batch": B // 2})
+    errors = _compare("per-device BN 2 x 16 vs ghost BN virtual batch 16 in 32", ranks, ghost)
+    assert max(errors.values()) < TOL
+    # The running statistics differ: ghost BN averages its virtual batches' statistics, DDP keeps
+    # rank 0's (its first 16 images), broadcast to every rank before each training forward.
+    rank0 = _rank0_statistics(real_data)
+    gap = _max_err(ranks[0]["buffers"], ghost["buffers"])
+    err = _max_err(ranks[0]["buffers"], rank0)
+    print(f"running statistics: DDP rank 0 vs ghost BN {gap:.2e}; vs the first virtual batch's alone {err:.2e}")
+    assert err < TOL and gap > 100 * TOL
+
+
+def _rank0_statistics(real_data: Path) -> dict:
+    """Ghost BN's running statistics had they been updated from the first virtual batch only."""
+    cfg = _config("ghost_batch", virtual_batch=B // 2)
+    torch.manual_seed(0)
+    model = build(cfg, 10)
+    kept = {n: (m.running_mean.clone(), m.running_var.clone()) for n, m in model.named_modules()
+            if isinstance(m, norms.GhostBatchNorm)}
+
+    def hook(name):
+        def update(module, args):
+            x = args[0][: B // 2].detach()
+            dims = [0, *range(2, x.dim())]
+            mean, var = x.mean(dims), x.var(dims, unbiased=True)
+            rm, rv = kept[name]
+            kept[name] = (rm.lerp(mean, module.momentum), rv.lerp(var, module.momentum))
+        return update
+
+    for n, m in model.named_modules():
+        if isinstance(m, norms.GhostBatchNorm):
+            m.register_forward_pre_hook(hook(n))
+    opt = optim.optimizer(model, cfg.optim, cfg.optim.lr)
+    data, gen = _data(str(real_data)), torch.Generator().manual_seed(0)
+    for step, (x, y) in enumerate(data.train_batches(B, gen)):
+        if step == STEPS:
+            break
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return {f"{n}.{s}": v for n, (rm, rv) in kept.items() for s, v in (("running_mean", rm), ("running_var", rv))}
+
+
+# --- the trainer ------------------------------------------------------------------------------------
+
+RUN = ["dataset.subset=512", "dataset.test_size=200", f"train.batch_size={B}", "train.max_steps=5",
+       "train.log_every=1", "threads=1", "train.keep_checkpoint=true", "model.width=8", "model.depth=3",
+       "train.channels_last=false"]  # NCHW: channels_last changes ghost BN's summation order (~1e-4 after 5 steps)
+
+
+def _cli(run_dir: Path, real_data: Path, *overrides: str, torchrun: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, BNEXP_DATA=str(real_data), WANDB_MODE="offline")
+    head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"] if torchrun else \
+        [sys.executable]
+    cmd = [*head, "-m", "bnexp.train", *RUN, f"hydra.run.dir={run_dir}", *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def _params(run_dir: Path) -> dict:
+    state = torch.load(run_dir / records.CHECKPOINT, weights_only=True)["model"]
+    return {k: v for k, v in state.items() if "running" not in k and "num_batches" not in k}
+
+
+def _trained(run_dir: Path, real_data: Path, *overrides: str, torchrun: bool = False) -> tuple[dict, dict]:
+    done = _cli(run_dir, real_data, *overrides, torchrun=torchrun)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return records.read_summary(run_dir), _params(run_dir)
+
+
+def _curve_err(a: Path, b: Path) -> float:
+    ma, mb = (records.read_metrics(d) for d in (a, b))
+    both = ma.merge(mb, on=["step", "name"])
+    train = both[both["name"].str.startswith(("train/loss", "grad_norm"))]
+    assert len(train) >= 5 * 2
+    return float((train["value_x"] - train["value_y"]).abs().max())
+
+
+@pytest.mark.parametrize(("two", "one"), [(["model=plain"], ["model=plain"]),
+                                          (["model=bn"], ["model=ghost_bn", "model.virtual_batch=16"])],
+                         ids=["plain", "bn-per-device-vs-ghost"])
+def test_trainer_on_two_devices_equals_one_process(tmp_path, real_data, two, one):
+    s2, p2 = _trained(tmp_path / "two", real_data, *two, "train.devices=2")
+    s1, p1 = _trained(tmp_path / "one", real_data, *one)
+    assert s2["status"] == s1["status"] == "completed" and s2["steps"] == s1["steps"] == 5
+    assert (s2["devices"], s2["batch_size"], s2["batch_per_device"]) == (2, B, B // 2)
+    assert s2["distributed"] == {"backend": "gloo", "world_size": 2, "launcher": "train.devices",
+                                 "bn_statistics": "per device"}
+    assert (s1["devices"], s1["batch_per_device"]) == (1, B)
+    assert s2["run_key"] != records.read_summary(tmp_path / "one")["run_key"]
+    curves, params = _curve_err(tmp_path / "two", tmp_path / "one"), _max_err(p2, p1)
+    print(f"\ntrainer {' '.join(two)} x 2 devices vs {' '.join(one)}: train loss / grad norms {curves:.2e}, "
+          f"parameters {params:.2e}")
+    assert curves < 1e-4 and params < 1e-4
+
+
+def test_torchrun_trains_the_same_run_as_train_devices(tmp_path, real_data):
+    s_launch, p_launch = _trained(tmp_path / "launch", real_data, "model=bn", "train.devices=2")
+    s_torchrun, p_torchrun = _trained(tmp_path / "torchrun", real_data, "model=bn", torchrun=True)
+    assert s_torchrun["distributed"]["launcher"] == "torchrun" and s_torchrun["devices"] == 2
+    assert s_torchrun["run_key"] == s_launch["run_key"]  # train.devices=2 was added for torchrun's 2 ranks
+    assert _max_err(p_torchrun, p_launch) == 0 and s_torchrun["test_acc"] == s_launch["test_acc"]
+    # A rerun finds the complete record and skips it on every rank.
+    again = _cli(tmp_path / "torchrun", real_data, "model=bn", torchrun=True)
+    assert again.returncode == 0 and "complete record found; skipped" in again.stdout + again.stderr
+
+
+def test_a_rank_that_dies_ends_the_run_with_a_record_that_says_so(tmp_path, real_data):
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, BNEXP_DATA=str(real_data), WANDB_MODE="offline")
+    cmd = [sys.executable, "-m", "bnexp.train", "dataset.subset=4096", "train.batch_size=32", "train.epochs=50",
+           "threads=1", "model=bn", f"hydra.run.dir={run_dir}", "train.devices=2"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = _wait_for_rank(proc.pid, rank=1)
+    time.sleep(3)  # well into training
+    os.kill(victim, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out[-2000:]
+    summary = records.read_summary(run_dir)
+    print(f"\nrecord of the run whose rank 1 was killed: {summary['status']}: {summary['reason']}")
+    assert summary["status"] == "failed" and summary["reason"].startswith("rank 1 of 2 failed"), summary["reason"]
+    assert summary["devices"] == 2 and records.is_complete(run_dir)
+    # The sweep's tally counts it as failed, and a rerun would train it again (it is not done).
+    assert not records.is_done(run_dir)
+
+
+def _wait_for_rank(parent: int, rank: int, timeout: float = 90) -> int:
+    """The pid of rank `rank` among `parent`'s worker processes (started in rank order, each a
+    multiprocessing spawn of torch's elastic launcher), once both are up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = []
+        for pid in _descendants(parent):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                workers.append(pid)
+        if len(workers) == 2:
+            return sorted(workers)[rank]
+        time.sleep(0.2)
+    raise AssertionError(f"no rank {rank} process under {parent}")
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children + [d for c in children for d in _descendants(c)]
+
+
+# --- what a config may ask ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["model=bn", "model.sync_bn=true"], "model.sync_bn"),  # one device: nothing to synchronise
+    (["model=gn", "model.sync_bn=true", "train.devices=2"], "model.sync_bn"),
+    (["train.devices=3"], "train.batch_size"),  # 128 images do not split over 3 devices
+    (["model=ghost_bn", "model.virtual_batch=16", "train.devices=8", "train.batch_size=64"], "model.virtual_batch"),
+    (["train.devices=2", "train.landscape_every=5"], "train.landscape_every"),
+    (["train.devices=2", "device=cuda:1"], "device"),
+    (["train.devices=0"], "train.devices"),
+])
+def test_impossible_multi_device_configs_are_refused_by_key(overrides, key):
+    from bnexp.config import ConfigError, validate
+
+    with pytest.raises(ConfigError) as e:
+        validate(OmegaConf.to_object(make_config(*overrides)))
+    assert e.value.key == key
+
+
+def test_new_entries_at_their_neutral_value_leave_run_keys_as_they_were():
+    cfg = make_config("model=bn")
+    old = OmegaConf.to_container(cfg, resolve=True)
+    for head, tail in (("train", "devices"), ("model", "sync_bn"), ("train", "deterministic")):
+        del old[head][tail]  # the schema before these entries existed
+    assert records.run_key(cfg, {"device": "cpu"}) == records.run_key(OmegaConf.create(old), {"device": "cpu"})
+    keys = {records.run_key(make_config("model=bn", *o), {"device": "cpu"}) for o in
+            ([], ["train.devices=2"], ["train.devices=2", "model.sync_bn=true"], ["train.deterministic=true"])}
+    assert len(keys) == 4
+
+
+def test_deterministic_run_records_its_flags(tmp_path, real_data):
+    run_dir = tmp_path / "det"
+    done = _cli(run_dir, real_data, "model=bn", "train.deterministic=true")
+    assert done.returncode == 0, done.stderr[-2000:]
+    flags = json.loads((run_dir / records.SUMMARY).read_text())["determinism"]
+    assert flags == {"deterministic_algorithms": True, "cudnn_deterministic": True, "cudnn_benchmark": False,
+                     "cublas_workspace_config": ":4096:8"}
