@@ -8,6 +8,7 @@ SHARED  ?= ../shared
 ARGS    ?= model=bn dataset.subset=10000 train.epochs=2
 BENCH_ARGS ?=
 PROFILE ?= quick
+LAUNCHER ?= joblib
 
 .PHONY: install data test test-slow train reproduce-figures report bench lint clean wandb-sync wandb-dashboard
 
@@ -34,9 +35,10 @@ train: install data
 	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/bnexp-train $(ARGS)
 
 # Every claim's sweep, then the report: results/$(PROFILE)/{REPORT.md,claims.json,figures/}.
-# Idempotent: complete runs are skipped, so an interrupted call resumes.
+# Idempotent: complete runs are skipped, so an interrupted call resumes. LAUNCHER=joblib (this
+# machine), submitit_local or submitit_slurm (ARGS_REPRODUCE="hydra.launcher.partition=gpu ...").
 reproduce-figures: install data
-	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(if $(WANDB),--wandb) $(ARGS_REPRODUCE)
+	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) --launcher $(LAUNCHER) $(if $(WANDB),--wandb) $(ARGS_REPRODUCE)
 
 # The standard views of a project as a wandb workspace (needs a login): ENTITY=you PROFILE=quick.
 wandb-dashboard: install

@@ -77,6 +77,10 @@ def describe(cfg: Config, device: torch.device) -> dict[str, Any]:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "threads": torch.get_num_threads(),
         "cpu": cpu(),
+        # Where the process ran: a sweep's jobs may each run on another node of a cluster.
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID"),
         "git_commit": _git("rev-parse", "HEAD"),
         # Dirty = any change to the code, untracked files included; results/ is data the
         # harness writes itself (a regenerated report must not taint the next runs).

@@ -2,9 +2,12 @@
 """Run every claim's sweep for a profile, then write the report: `make reproduce-figures`.
 
     python scripts/reproduce.py [--profile quick] [--only lr_tolerance,small_batch] [--jobs N] [--threads T]
+                                [--launcher joblib|submitit_local|submitit_slurm] [hydra overrides...]
 
 Each experiment (configs/experiment/<name>.yaml) is one Hydra multirun
-(`bnexp-train -m experiment=<name> profile=<profile>`) on the joblib launcher. Every job is known
+(`bnexp-train -m experiment=<name> profile=<profile>`) on the joblib launcher, or through submitit
+on local processes or a SLURM cluster (--launcher, and overrides such as
+hydra.launcher.partition=gpu after the options). Every job is known
 before anything runs, so one progress bar covers them all (runs done of the total, skipped,
 failed, ETA); the sweeps' own output goes to results/<profile>/logs/<name>.log. Runs whose
 record is complete are skipped, and a killed run continues from its checkpoint, so an
@@ -44,10 +47,14 @@ def ordered_experiments() -> list[str]:
     return list(dict.fromkeys([e for e in read if e in existing] + existing))
 
 
+LAUNCHERS = ("joblib", "submitit_local", "submitit_slurm")  # configs/hydra/launcher/ and the joblib plugin
+
+
 def sweep_args(name: str, a: argparse.Namespace, jobs: int) -> list[str]:
-    return [f"experiment={name}", f"profile={a.profile}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}",
-            f"threads={a.threads}", f"device={a.device}", f"hydra.sweep.dir={a.results}/{a.profile}/runs/{name}",
-            *(["logger=wandb"] if a.wandb else [])]
+    launcher = [f"hydra/launcher={a.launcher}", *([f"hydra.launcher.n_jobs={jobs}"] if a.launcher == "joblib" else [])]
+    return [f"experiment={name}", f"profile={a.profile}", *launcher, f"threads={a.threads}", f"device={a.device}",
+            f"hydra.sweep.dir={a.results}/{a.profile}/runs/{name}", *(["logger=wandb"] if a.wandb else []),
+            *a.overrides]
 
 
 @dataclass
@@ -124,6 +131,10 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=0, help="parallel jobs (default: cores / threads)")
     p.add_argument("--device", default="auto")
     p.add_argument("--results", default="results")
+    p.add_argument("--launcher", default="joblib", choices=LAUNCHERS,
+                   help="where the jobs run: joblib (this machine, --jobs at once), submitit_local (a process "
+                        "each), submitit_slurm (a SLURM array; configs/hydra/launcher/submitit_slurm.yaml)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every sweep, e.g. hydra.launcher.partition=gpu")
     p.add_argument("--wandb", action="store_true",
                    help="mirror every run to wandb (offline unless WANDB_MODE says otherwise) and log a report run")
     a = p.parse_args()

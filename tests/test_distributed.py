@@ -233,6 +233,7 @@ def test_trainer_on_two_devices_equals_one_process(tmp_path, real_data, two, one
     assert curves < 1e-4 and params < 1e-4
 
 
+@pytest.mark.slow
 def test_torchrun_trains_the_same_run_as_train_devices(tmp_path, real_data):
     s_launch, p_launch = _trained(tmp_path / "launch", real_data, "model=bn", "train.devices=2")
     s_torchrun, p_torchrun = _trained(tmp_path / "torchrun", real_data, "model=bn", torchrun=True)
@@ -244,6 +245,7 @@ def test_torchrun_trains_the_same_run_as_train_devices(tmp_path, real_data):
     assert again.returncode == 0 and "complete record found; skipped" in again.stdout + again.stderr
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_ends_the_run_with_a_record_that_says_so(tmp_path, real_data):
     run_dir = tmp_path / "run"
     env = dict(os.environ, BNEXP_DATA=str(real_data), WANDB_MODE="offline")
