@@ -16,6 +16,7 @@ launching process writes one for a rank that died without a word.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import uuid
 from dataclasses import dataclass
@@ -135,13 +136,23 @@ def launch(container: dict, run_dir: Path, overrides: list[str], choices: dict |
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=devices, run_id=f"bnexp-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2,
                           start_method="spawn")
+    # A spawned child sets the parent's default start method first; in a joblib (loky) worker that
+    # is "loky", which a fresh interpreter does not know: make it the standard "spawn" meanwhile.
+    method = multiprocessing.get_start_method(allow_none=True)
+    foreign = method not in (None, *multiprocessing.get_all_start_methods())
+    if foreign:
+        multiprocessing.set_start_method("spawn", force=True)
     try:
         results = elastic_launch(config, _worker)(container, str(run_dir), list(overrides), dict(choices or {}))
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()  # the ranks stopped after it fail too
         message = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
-        what = message.strip().splitlines()[-1] if message and message.strip() else f"exit code {failure.exitcode}"
+        generic = not message or not message.strip() or message.startswith("To enable traceback")  # no error file
+        what = f"exit code {failure.exitcode}" if generic else message.strip().splitlines()[-1]
         raise RankFailed(f"rank {rank} of {devices} failed: {what}") from None
+    finally:
+        if foreign:
+            multiprocessing.set_start_method(method, force=True)
     return results[0]
 
 

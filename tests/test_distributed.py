@@ -246,6 +246,18 @@ def test_torchrun_trains_the_same_run_as_train_devices(tmp_path, real_data):
 
 
 @pytest.mark.slow
+def test_a_joblib_sweep_of_two_device_runs(tmp_path, real_data):
+    """Each joblib (loky) worker starts its run's ranks: spawned children of a loky process."""
+    env = dict(os.environ, BNEXP_DATA=str(real_data), WANDB_MODE="offline")
+    cmd = [sys.executable, "-m", "bnexp.cli", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=bn",
+           "seed=0,1", "train.devices=2", *RUN, f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=${bnexp_run_key:}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0 and "2 jobs: 2 completed, 0 failed" in done.stderr, done.stderr[-3000:]
+    summaries = [records.read_summary(d) for d in records.find_runs(tmp_path)]
+    assert [s["devices"] for s in summaries] == [2, 2] and {s["seed"] for s in summaries} == {0, 1}
+
+
+@pytest.mark.slow
 def test_a_rank_that_dies_ends_the_run_with_a_record_that_says_so(tmp_path, real_data):
     run_dir = tmp_path / "run"
     env = dict(os.environ, BNEXP_DATA=str(real_data), WANDB_MODE="offline")
