@@ -236,6 +236,7 @@ def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) ->
              + (f" ({'; '.join(o.reasons)})" if o.reasons else ""),
              f"- Criterion: {v.criterion}", f"- Method: {v.method}", f"- Published: {c.published}",
              "- Evidence: " + "; ".join(evidence)]
+    lines += [f"- Note: {n}" for n in c.notes]
     lines += [f"- {d}" for d in o.result.detail]
     lines += ["", "| version | registered | verdict | effect [95% CI] | status | runs | criterion | why this version |",
               "|---|---|---|---|---|---|---|---|"]

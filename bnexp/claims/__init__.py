@@ -3,6 +3,7 @@
 A claim module defines
     STATEMENT, SOURCE, PUBLISHED, UNIT   what is claimed, by whom, the published numbers, the effect's unit
     ORDER                                its place in the report
+    NOTES = ("...", ...)                 optional: what a reader needs to read its numbers (in the report)
     VERSIONS = {1: Version(...), ...}    every version of its criterion, each registered in ledger.yaml
     figure(table, curves, result)        optional: its figure, from the endpoints table and the curves
     curves(record)                       optional: the series (name, step, value) its figure draws
@@ -36,6 +37,7 @@ class Claim:
     figure: Callable | None
     curves: Callable | None
     module: ModuleType
+    notes: tuple[str, ...] = ()
 
     @property
     def latest(self) -> int:
@@ -50,7 +52,7 @@ class Claim:
 def _claim(module: ModuleType) -> Claim:
     m = module
     return Claim(m.__name__.rsplit(".", 1)[1], m.STATEMENT, m.SOURCE, m.PUBLISHED, m.UNIT, m.ORDER, dict(m.VERSIONS),
-                 getattr(m, "figure", None), getattr(m, "curves", None), m)
+                 getattr(m, "figure", None), getattr(m, "curves", None), m, tuple(getattr(m, "NOTES", ())))
 
 
 @cache

@@ -16,6 +16,15 @@ PUBLISHED = ("ResNet-50 ImageNet val error at 32/16/8/4/2 images per GPU: BN 23.
              "(+11.1 points), GN 24.1/24.2/24.0/24.2/24.1.")
 UNIT = "test-error points"
 ORDER = 40
+NOTES = (
+    "Images per device are emulated on one process by ghost BN: in training it computes what per-device BN "
+    "computes under DistributedDataParallel with that many images per device (forward, gradients and "
+    "parameters agree to float precision: tests/test_distributed.py), but the two keep different running "
+    "statistics. Ghost BN updates them with the average of its virtual batches' statistics; DDP keeps rank 0's, "
+    "from its own images only, and broadcasts them to every device before each training step. The test errors "
+    "here use ghost BN's running statistics (the average over virtual batches); the recalibrated errors "
+    "re-estimate them on the final weights, per virtual batch as in training.",
+)
 
 # --- v1: the criterion as first written ----------------------------------------------------------
 
