@@ -21,9 +21,13 @@ from bnexp.data import FOLDERS
 
 
 def threads(cfg: Config) -> int:
-    """CPU threads a run uses: `threads`, or every core this process may use. Pinned explicitly
-    (torch.set_num_threads) because CPU results differ between thread counts."""
-    return cfg.threads or len(os.sched_getaffinity(0))
+    """CPU threads a run uses: `threads`, or every core this process may use (shared among the
+    ranks of a multi-device run on CPUs). Pinned explicitly (torch.set_num_threads) because CPU
+    results differ between thread counts."""
+    cores = len(os.sched_getaffinity(0))
+    if not cfg.threads and cfg.train.devices > 1 and device_type(cfg) == "cpu":
+        return max(1, cores // cfg.train.devices)
+    return cfg.threads or cores
 
 
 def device_type(cfg: Config) -> str:

@@ -14,7 +14,7 @@ import torch
 from bnexp import records
 from tests.conftest import ROOT
 
-TIMING = {"train_s", "wall_s", "images_per_s", "started", "finished", "attempts"}
+TIMING = {"train_s", "wall_s", "images_per_s", "started", "finished", "attempts", "pid"}  # and the process
 # BN with dropout: the model, the optimizer's momentum, the running statistics, the data order,
 # the augmentation and the dropout masks all have to come back exactly.
 ARGS = ["model=bn_dropout", "dataset.subset=512", "dataset.test_size=500", "train.batch_size=32", "train.epochs=3",
