@@ -343,3 +343,47 @@ def test_deterministic_run_records_its_flags(tmp_path, real_data):
     flags = json.loads((run_dir / records.SUMMARY).read_text())["determinism"]
     assert flags == {"deterministic_algorithms": True, "cudnn_deterministic": True, "cudnn_benchmark": False,
                      "cublas_workspace_config": ":4096:8"}
+
+
+# --- on a GPU (skipped without one) ----------------------------------------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_torch_syncbatchnorm_in_a_one_process_group_equals_bn_on_a_gpu(tmp_path):
+    """The GPU path of model.sync_bn (torch.nn.SyncBatchNorm) against plain BN, in a one-process
+    NCCL group: forward in training mode, gradients, running statistics."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    dist.init_process_group("nccl", rank=0, world_size=1)
+    try:
+        device = torch.device("cuda", 0)
+        torch.manual_seed(0)
+        plain = build(_config("batch"), 10).to(device)
+        synced = norms.sync_batch_norm(build(_config("batch"), 10).to(device), device)
+        synced.load_state_dict(plain.state_dict())
+        assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
+        x = torch.randn(B, 3, 32, 32, device=device, generator=torch.Generator(device).manual_seed(1))
+        y = torch.randint(0, 10, (B,), device=device)
+        outs = []
+        for model in (plain, synced):
+            logits = model(x)
+            F.cross_entropy(logits, y).backward()
+            outs.append((logits.detach(), {k: p.grad for k, p in model.named_parameters()},
+                         {k: b for k, b in model.named_buffers() if "running" in k}))
+        errors = [_max_err(a, b) for a, b in zip(*outs, strict=True)]
+        print(f"\nSyncBatchNorm vs BN on {torch.cuda.get_device_name()}: outputs {errors[0]:.2e}, gradients "
+              f"{errors[1]:.2e}, running statistics {errors[2]:.2e}")
+        assert max(errors) < 1e-4
+    finally:
+        dist.destroy_process_group()
+
+
+@cuda
+def test_deterministic_gpu_runs_repeat_bit_for_bit(tmp_path, real_data):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run_dir in runs:
+        done = _cli(run_dir, real_data, "model=bn", "device=cuda", "train.deterministic=true")
+        assert done.returncode == 0, done.stderr[-2000:]
+    a, b = (records.read_metrics(d) for d in runs)
+    assert a.equals(b) and _max_err(_params(runs[0]), _params(runs[1])) == 0
