@@ -272,6 +272,9 @@ def _run(dcfg: DictConfig, cfg: Config, world: distributed.World, device: torch.
         # Any rank records its own failure (the others are stopped with it), the first to fail wins.
         if not isinstance(e, OSError) and (world.size == 1 or not records.is_complete(run_dir)):
             metrics.flush()
+            if not world.main and not (run_dir / records.METRICS).is_file():  # rank 0 has not written any yet
+                records.write_config(run_dir, dcfg, list(overrides))
+                records.MetricLog(run_dir).flush()
             records.write_summary(run_dir, summary)
         tracking.finish(sink, summary, failed=True)
         raise
