@@ -149,8 +149,9 @@ def main() -> None:
     (root / "logs").mkdir(parents=True, exist_ok=True)
     plans = plan(chosen, a, jobs)
     progress = Progress(plans)
+    where = f"{jobs} jobs" if a.launcher == "joblib" else f"{a.launcher}, each job"
     print(f"reproduce {a.profile}: {progress.total} runs in {len(chosen)} sweeps, {len(progress.before)} already "
-          f"complete; {jobs} jobs x {a.threads} threads; logs in {root / 'logs'}", file=sys.stderr, flush=True)
+          f"complete; {where} x {a.threads} threads; logs in {root / 'logs'}", file=sys.stderr, flush=True)
     failed, totals, t0 = [], Counter(), time.perf_counter()
     try:
         for name in chosen:
