@@ -219,13 +219,15 @@ def _curve_err(a: Path, b: Path) -> float:
                                           (["model=bn"], ["model=ghost_bn", "model.virtual_batch=16"])],
                          ids=["plain", "bn-per-device-vs-ghost"])
 def test_trainer_on_two_devices_equals_one_process(tmp_path, real_data, two, one):
-    s2, p2 = _trained(tmp_path / "two", real_data, *two, "train.devices=2")
+    s2, p2 = _trained(tmp_path / "two", real_data, *two, "train.devices=2", "logger=wandb")
     s1, p1 = _trained(tmp_path / "one", real_data, *one)
     assert s2["status"] == s1["status"] == "completed" and s2["steps"] == s1["steps"] == 5
     assert (s2["devices"], s2["batch_size"], s2["batch_per_device"]) == (2, B, B // 2)
     assert s2["distributed"] == {"backend": "gloo", "world_size": 2, "launcher": "train.devices",
                                  "bn_statistics": "per device"}
     assert (s1["devices"], s1["batch_per_device"]) == (1, B)
+    # Rank 0 alone mirrors the run to wandb: one offline run, with the run key as its id.
+    assert [p.name.rsplit("-", 1)[1] for p in (tmp_path / "two" / "wandb").glob("offline-run-*")] == [s2["run_key"]]
     assert s2["run_key"] != records.read_summary(tmp_path / "one")["run_key"]
     curves, params = _curve_err(tmp_path / "two", tmp_path / "one"), _max_err(p2, p1)
     print(f"\ntrainer {' '.join(two)} x 2 devices vs {' '.join(one)}: train loss / grad norms {curves:.2e}, "
