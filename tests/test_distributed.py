@@ -73,14 +73,20 @@ def _train(cfg: Config, data: Data, world: distributed.World) -> dict:
     return out
 
 
-def _rank(rank: int, size: int, port: int, case: dict, root: str, out: str) -> None:
+CASES = {"none": {"norm": "none"}, "sync_bn": {"norm": "batch", "sync_bn": True}, "bn": {"norm": "batch"}}
+
+
+def _rank(rank: int, size: int, port: int, root: str, out: str) -> None:
+    """One of the 2 processes: every case in turn, in one process group (one start for all)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     world = distributed.World.from_env()
     world.start(torch.device("cpu"))
     try:
-        torch.save(_train(_config(**case, devices=size), _data(root), world), f"{out}/rank{rank}.pt")
+        data = _data(root)
+        for name, case in CASES.items():
+            torch.save(_train(_config(**case, devices=size), data, world), f"{out}/{name}-rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -91,9 +97,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_processes(tmp_path: Path, real_data: Path, case: dict) -> list[dict]:
-    mp.spawn(_rank, args=(2, _free_port(), case, str(real_data), str(tmp_path)), nprocs=2, join=True)
-    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory, real_data) -> dict[str, list[dict]]:
+    """Each case trained by 2 gloo processes: {case: [rank 0's result, rank 1's]}."""
+    out = tmp_path_factory.mktemp("ranks")
+    mp.spawn(_rank, args=(2, _free_port(), str(real_data), str(out)), nprocs=2, join=True)
+    return {name: [torch.load(out / f"{name}-rank{r}.pt") for r in range(2)] for name in CASES}
 
 
 def _max_err(a: dict | torch.Tensor, b: dict | torch.Tensor) -> float:
@@ -120,15 +129,15 @@ def _compare(name: str, ranks: list[dict], ref: dict) -> dict[str, float]:
     return errors
 
 
-def test_no_norm_two_processes_with_global_batch_b_equal_one_process_with_batch_b(tmp_path, real_data):
-    ranks = _two_processes(tmp_path, real_data, {"norm": "none"})
+def test_no_norm_two_processes_with_global_batch_b_equal_one_process_with_batch_b(two_processes, real_data):
+    ranks = two_processes["none"]
     errors = _compare("no norm, 2 x 16 vs 1 x 32", ranks, _one_process(real_data, {"norm": "none"}))
     assert max(errors.values()) < TOL
     assert _max_err(ranks[0]["params"], ranks[1]["params"]) == 0  # DDP keeps the replicas identical
 
 
-def test_synchronised_bn_on_two_processes_equals_bn_over_the_global_batch(tmp_path, real_data):
-    ranks = _two_processes(tmp_path, real_data, {"norm": "batch", "sync_bn": True})
+def test_synchronised_bn_on_two_processes_equals_bn_over_the_global_batch(two_processes, real_data):
+    ranks = two_processes["sync_bn"]
     ref = _one_process(real_data, {"norm": "batch"})
     errors = _compare("sync BN (CPU, all-reduce), 2 x 16 vs BN 1 x 32", ranks, ref)
     assert max(errors.values()) < TOL
@@ -136,8 +145,8 @@ def test_synchronised_bn_on_two_processes_equals_bn_over_the_global_batch(tmp_pa
     assert max(_max_err(r["buffers"], ref["buffers"]) for r in ranks) < TOL
 
 
-def test_per_device_bn_equals_ghost_bn_and_keeps_rank_0s_running_statistics(tmp_path, real_data):
-    ranks = _two_processes(tmp_path, real_data, {"norm": "batch"})
+def test_per_device_bn_equals_ghost_bn_and_keeps_rank_0s_running_statistics(two_processes, real_data):
+    ranks = two_processes["bn"]
     ghost = _one_process(real_data, {"norm": "ghost_batch", "virtual_batch": B // 2})
     errors = _compare("per-device BN 2 x 16 vs ghost BN virtual batch 16 in 32", ranks, ghost)
     assert max(errors.values()) < TOL
@@ -215,9 +224,10 @@ def _curve_err(a: Path, b: Path) -> float:
     return float((train["value_x"] - train["value_y"]).abs().max())
 
 
-@pytest.mark.parametrize(("two", "one"), [(["model=plain"], ["model=plain"]),
-                                          (["model=bn"], ["model=ghost_bn", "model.virtual_batch=16"])],
-                         ids=["plain", "bn-per-device-vs-ghost"])
+@pytest.mark.parametrize(("two", "one"), [
+    # no norm is also checked step by step above (in make test): the trainer's run of it is slow
+    pytest.param(["model=plain"], ["model=plain"], id="plain", marks=pytest.mark.slow),
+    pytest.param(["model=bn"], ["model=ghost_bn", "model.virtual_batch=16"], id="bn-per-device-vs-ghost")])
 def test_trainer_on_two_devices_equals_one_process(tmp_path, real_data, two, one):
     s2, p2 = _trained(tmp_path / "two", real_data, *two, "train.devices=2", "logger=wandb")
     s1, p1 = _trained(tmp_path / "one", real_data, *one)
