@@ -14,7 +14,7 @@ LAUNCHER ?= joblib
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt bnexp/__init__.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch alone and first: the pinned CPU build, before anything that depends on it.

@@ -23,41 +23,27 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from bnexp import distributed, provenance, records, sweep
-from bnexp.claims import ledger
-from bnexp.config import CONFIGS, Config, ConfigError, one_line_error, register
+from bnexp import records, sweep
+from bnexp.config import CONFIGS, ConfigError, one_line_error, register
 from bnexp.data import DataError
-from bnexp.train import run
+from bnexp.resolvers import run_key
+from bnexp.run import provenance, ranks
+from bnexp.run.lifecycle import run
+from bnexp.run.world import World, agree
 
 log = logging.getLogger("bnexp")
 register()
 
 
-def run_key(root: DictConfig) -> str:
-    """The key of what a config computes on this machine: its values and its computation."""
-    try:
-        cfg: Config = OmegaConf.to_object(sweep.without_hydra(root))  # type: ignore[assignment]
-        return records.run_key(root, provenance.computation(cfg))
-    except Exception:  # a config that cannot run gets refused by name before it is used
-        return records.run_key(root)
-
-
-# `hydra.sweep.subdir: ${bnexp_run_key:}` names each sweep job's directory by what it computes.
-OmegaConf.register_new_resolver("bnexp_run_key", lambda *, _root_: run_key(_root_), replace=True)
-# `seed: ${bnexp_seeds:${profile.seeds},<claim>}`: a sweep's seeds, from the ledger (verdict, tuning).
-OmegaConf.register_new_resolver("bnexp_seeds", lambda spec, claim: ledger.seeds_for(spec, claim), replace=True)
-FAILED_JOBS = 0  # set by the sweep callback; cli() turns it into the exit status
-
-
 class SweepCallback(Callback):
-    """Checks every job before the first runs; counts what they left when the sweep ends."""
+    """Checks every job before the first runs; counts what they left when the sweep ends, and
+    ends the command with exit status 1 when any job failed or left no record."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         t0 = time.perf_counter()
@@ -76,10 +62,10 @@ class SweepCallback(Callback):
                  time.perf_counter() - t0, len(self.done_before))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        global FAILED_JOBS
         result = sweep.tally(sweep.launched(config, self.jobs), self.done_before)
-        FAILED_JOBS = result.failed
         print(f"bnexp sweep {config.hydra.sweep.dir}: {result}", file=sys.stderr, flush=True)
+        if result.failed:
+            sys.exit(1)  # SystemExit passes through Hydra's callback guard (it catches Exception)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
@@ -88,9 +74,10 @@ def main(dcfg: DictConfig) -> str:
     hc = HydraConfig.get()
     in_sweep = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
+    overrides, choices = list(hc.overrides.task), dict(hc.runtime.choices)
     _die_with_parent()
     try:
-        return _job(dcfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices))
+        return _job(dcfg, run_dir, overrides, choices)
     except (ConfigError, DataError, OmegaConfBaseException, OSError) as e:
         message = one_line_error(e) if isinstance(e, OmegaConfBaseException) else None
         message = message or (str(e) if not isinstance(e, OSError) or isinstance(e, records.RecordError)
@@ -99,57 +86,34 @@ def main(dcfg: DictConfig) -> str:
             _remove_empty(run_dir)  # Hydra made it; a refused run leaves nothing behind
             _refuse(message)
         log.error("%s: failed: %s", run_dir, message)
-        _record_failure(run_dir, dcfg, list(hc.overrides.task), dict(hc.runtime.choices), message)
+        _record_failure(run_dir, dcfg, (overrides, choices), message)
         return "failed"
     except Exception as e:
         if not in_sweep:
             raise
         # In a sweep a crashed run is one result among many: its summary says `failed` (written
-        # by the loop), and the other runs go on.
+        # by the run's lifecycle), and the other runs go on.
         log.exception("%s: run failed; recorded as failed", run_dir)
         if not records.is_complete(run_dir):
-            _record_failure(run_dir, dcfg, list(hc.overrides.task), dict(hc.runtime.choices),
-                            f"{type(e).__name__}: {e}")
+            _record_failure(run_dir, dcfg, (overrides, choices), f"{type(e).__name__}: {e}")
         return "failed"
 
 
 def _job(dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -> str:
-    world = distributed.World.from_env()
-    if world.size > 1:
-        return _rank_job(world, dcfg, run_dir, overrides, choices)
-    if records.is_done(run_dir):
-        return _skip(run_dir, dcfg)
-    if not records.claim(run_dir):
-        log.warning("%s: another process is training this run; skipped", run_dir)
-        return "busy"
-    try:
-        if records.is_done(run_dir):  # finished by another process since the first look
-            return _skip(run_dir, dcfg)
-        records.clear_partial(run_dir)  # a checkpoint is continued from; anything else starts over
-        return run(dcfg, run_dir, overrides, choices)["status"]
-    finally:
-        records.release(run_dir)
-
-
-def _rank_job(world: distributed.World, dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -> str:
-    """One rank of a run that torchrun started: rank 0 looks at the record, takes the lock and
-    tells the others whether to train, and in which folder (each rank's Hydra named its own)."""
-    started = world.start(torch.device("cuda" if torch.cuda.is_available() and dcfg.get("device") != "cpu" else "cpu"))
+    """Skip a complete run, leave one another process holds, or train it (continuing from its
+    checkpoint). Under torchrun rank 0 decides, takes the lock and tells the others, and every
+    rank trains in rank 0's folder (each rank's Hydra named its own)."""
+    world = World.from_env()
+    started = world.start(world.device(str(dcfg.get("device", "auto")))) if world.size > 1 else False
     claimed, decision, refusal = False, None, None
-    if world.main:
-        try:
-            if records.is_done(run_dir):
-                decision = _skip(run_dir, dcfg)
-            elif not records.claim(run_dir):
-                log.warning("%s: another process is training this run; skipped", run_dir)
-                decision = "busy"
-            else:
-                claimed = True
-                records.clear_partial(run_dir)
-        except ConfigError as e:  # told to every rank, so that none waits for the others
-            decision, refusal = "refused", e
-    decision, shared = distributed.agree((decision, str(run_dir)), world)
     try:
+        if world.main:
+            try:
+                decision = _decide(run_dir, dcfg)
+                claimed = decision is None
+            except ConfigError as e:  # told to every rank, so that none waits for the others
+                decision, refusal = "refused", e
+        decision, shared = agree((decision, str(run_dir)), world)
         if not world.main and Path(shared).resolve() != run_dir.resolve():
             _remove_empty(run_dir)  # this rank's own Hydra folder: rank 0's is the record
         if refusal is not None:
@@ -162,8 +126,27 @@ def _rank_job(world: distributed.World, dcfg: DictConfig, run_dir: Path, overrid
     finally:
         if claimed:
             records.release(run_dir)
-        if started:
-            torch.distributed.destroy_process_group()
+        world.stop(started)
+
+
+def _decide(run_dir: Path, dcfg: DictConfig) -> str | None:
+    """`skipped` (a complete record of this computation), `busy` (another process trains it), or
+    None: this process has taken the run, with what an earlier attempt left cleared (a
+    checkpoint and what goes with it stay, to be continued from)."""
+    if records.is_done(run_dir):
+        return _skip(run_dir, dcfg)
+    if not records.claim(run_dir):
+        log.warning("%s: another process is training this run; skipped", run_dir)
+        return "busy"
+    try:
+        if records.is_done(run_dir):  # finished by another process since the first look
+            records.release(run_dir)
+            return _skip(run_dir, dcfg)
+    except BaseException:
+        records.release(run_dir)
+        raise
+    records.clear_partial(run_dir)
+    return None
 
 
 def _skip(run_dir: Path, dcfg: DictConfig) -> str:
@@ -175,19 +158,15 @@ def _skip(run_dir: Path, dcfg: DictConfig) -> str:
     return "skipped"
 
 
-def _record_failure(run_dir: Path, dcfg: DictConfig, overrides: list[str], choices: dict, reason: str) -> None:
-    """A summary (and config) for a sweep job that failed before the loop could write one."""
+def _record_failure(run_dir: Path, dcfg: DictConfig, asked: tuple[list[str], dict], reason: str) -> None:
+    """The record of a sweep job that failed before its run could write one; `asked`: the job's
+    overrides and config-group choices."""
+    overrides, choices = asked
+    own = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
+    summary = records.Summary("failed", reason, run_key(dcfg), dcfg.get("seed"), overrides, own,
+                              name=dcfg.get("name"), where=provenance.process())
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            records.write_config(run_dir, dcfg, overrides)
-        except OmegaConfBaseException:  # a value that does not resolve: keep it unresolved
-            records.write_config(run_dir, OmegaConf.create(OmegaConf.to_container(dcfg, resolve=False)), overrides)
-        records.MetricLog(run_dir).flush()
-        records.write_summary(run_dir, {"status": "failed", "reason": reason, "steps": 0, "seed": dcfg.get("seed"),
-                                        "overrides": overrides, "run_key": run_key(dcfg),
-                                        "choices": {k: v for k, v in choices.items() if not k.startswith("hydra/")},
-                                        "git_commit": provenance._git("rev-parse", "HEAD")})
+        records.write_failure(run_dir, dcfg, overrides, summary)
     except OSError as e:  # nothing can be written here: the sweep's tally counts it as `no record`
         log.error("%s: the failure could not be recorded either (%s)", run_dir, e)
 
@@ -234,16 +213,12 @@ def _remove_empty(path: Path) -> None:
         path = path.parent
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def cli() -> None:
     """`bnexp-train`: config mistakes end in one line on stderr and exit status 2; a sweep with
     failed jobs ends with exit status 1; SIGTERM stops a sweep like Ctrl-C (workers included)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's report
-    signal.signal(signal.SIGTERM, _terminate)
-    world = distributed.World.from_env()
+    signal.signal(signal.SIGTERM, ranks.raise_interrupted)
+    world = World.from_env()
     if world.size > 1:  # started by torchrun: every process is one rank of one run
         if any(a in ("-m", "--multirun") for a in sys.argv[1:]):
             _refuse("torchrun starts the ranks of one run; for a sweep of multi-device runs use "
@@ -262,8 +237,6 @@ def cli() -> None:
         if message is None:
             raise
         _refuse(message)
-    if FAILED_JOBS:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from bnexp.profile import Profile
+from bnexp.profile import schema
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # the checkout's configs/ (editable install)
 
@@ -190,6 +190,12 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
 
 
+# Every experiment's budget, found in configs/ (bnexp/profile.py): no list of experiments here.
+Profile = schema(CONFIGS, (("dataset", DatasetConfig), ("model", ModelConfig), ("init", InitConfig),
+                           ("optim", OptimConfig), ("schedule", ScheduleConfig), ("train", TrainConfig),
+                           ("logger", LoggerConfig), ("seed", int), ("device", str), ("threads", int), ("name", str)))
+
+
 @dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -234,15 +240,9 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(key, message)
 
 
-def layer_widths(m: ModelConfig) -> list[int]:
-    """Channels (or units) of every normalised layer, to check `groups` and `virtual_batch`."""
-    if m.arch is Arch.cnn:
-        return [m.width * 2**stage for stage in range(min(m.depth, 3))]
-    if m.arch is Arch.vgg:
-        return sorted({m.width * k for k in (1, 2, 4, 8)})
-    if m.arch is Arch.resnet:
-        return [m.width * k for k in (1, 2, 4)]
-    return [m.width]
+def num_classes(d: DatasetConfig) -> int:
+    """Classes of the labels a dataset config reads."""
+    return 10 if d.name is Dataset.cifar10 else 20 if d.coarse_labels else 100
 
 
 VGG_DEPTHS = (11, 13, 16, 19)
@@ -281,7 +281,7 @@ def validate(cfg: Config) -> None:
     d, m, i, o, s, t = cfg.dataset, cfg.model, cfg.init, cfg.optim, cfg.schedule, cfg.train
     for key, value in _floats(cfg):
         _check(math.isfinite(value), key, f"must be a finite number, got {value}")
-    classes = 10 if d.name is Dataset.cifar10 else 20 if d.coarse_labels else 100
+    classes = num_classes(d)
     _check(d.subset >= 0, "dataset.subset", f"must be >= 0 (0 = all), got {d.subset}")
     _check(d.val_size >= 0, "dataset.val_size", f"must be >= 0, got {d.val_size}")
     available = d.train_size - d.val_size
@@ -307,10 +307,8 @@ def validate(cfg: Config) -> None:
                f"resnet depth must be 6n+2 (20, 32, 44, 56, 110), got {m.depth}")
     else:
         _check(m.depth >= 1, "model.depth", f"mlp hidden layers must be >= 1, got {m.depth}")
-    if m.norm is Norm.group:
+    if m.norm is Norm.group:  # whether they divide every layer's channels: bnexp.models.check
         _check(m.groups >= 1, "model.groups", f"must be >= 1, got {m.groups}")
-        bad = [w for w in layer_widths(m) if w % m.groups]
-        _check(not bad, "model.groups", f"{m.groups} groups do not divide {bad[0] if bad else 0} channels")
     if m.norm is Norm.batch_renorm:
         _check(m.renorm_r_max >= 1, "model.renorm_r_max", f"must be >= 1, got {m.renorm_r_max}")
         _check(m.renorm_d_max >= 0, "model.renorm_d_max", f"must be >= 0, got {m.renorm_d_max}")
@@ -374,8 +372,7 @@ def validate(cfg: Config) -> None:
     _check(t.landscape_every >= 0, "train.landscape_every", f"must be >= 0, got {t.landscape_every}")
     _check(len(t.landscape_steps) > 0 and all(v > 0 for v in t.landscape_steps), "train.landscape_steps",
            f"must be positive multiples of the lr, got {list(t.landscape_steps)}")
-    _check(t.probe_unit >= 0 and (not t.probe_layer or t.probe_unit < min(layer_widths(m))), "train.probe_unit",
-           f"{t.probe_unit} is not a unit of every layer (narrowest has {min(layer_widths(m))})")
+    _check(t.probe_unit >= 0, "train.probe_unit", f"must be >= 0, got {t.probe_unit}")  # < every width: models.check
     _check(t.diverge_loss > 0, "train.diverge_loss", f"must be > 0, got {t.diverge_loss}")
     _check(t.checkpoint_minutes >= 0, "train.checkpoint_minutes", f"must be >= 0, got {t.checkpoint_minutes}")
     n_train = d.subset or available

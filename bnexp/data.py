@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from bnexp.config import Dataset, DatasetConfig
+from bnexp.config import Dataset, DatasetConfig, num_classes
 
 FOLDERS = {Dataset.cifar10: "cifar-10-batches-py", Dataset.cifar100: "cifar-100-python"}
 TRAIN_FILES = {Dataset.cifar10: [f"data_batch_{i}" for i in range(1, 6)], Dataset.cifar100: ["train"]}
@@ -105,7 +105,7 @@ def read(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     if not folder.is_dir():
         raise DataError(f"{folder}: not found; {HOW_TO_GET}")
     key = "labels" if cfg.name is Dataset.cifar10 else ("coarse_labels" if cfg.coarse_labels else "fine_labels")
-    classes = 10 if cfg.name is Dataset.cifar10 else (20 if cfg.coarse_labels else 100)
+    classes = num_classes(cfg)
     parts = [_images_labels(folder / f, key, classes, "training") for f in TRAIN_FILES[cfg.name]]
     test_x, test_y = _images_labels(folder / TEST_FILES[cfg.name][0], key, classes, "test")
     train_x = np.concatenate([p[0] for p in parts])

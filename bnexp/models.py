@@ -8,6 +8,7 @@ has a bias only where no norm follows (a bias before a norm is cancelled by the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnexp.config import Activation, Arch, ModelConfig
+from bnexp.config import Activation, Arch, Config, ConfigError, ModelConfig, Norm
 from bnexp.norms import NormLayer, norm_layer
 
 ActLayer = Callable[[], nn.Module]
@@ -177,3 +178,25 @@ def weight_layers(model: nn.Module) -> dict[str, nn.Parameter]:
     """Conv and linear weights by module path, in depth order: the 'layers' of per-layer metrics."""
     return {name: mod.weight for name, mod in model.named_modules()
             if isinstance(mod, (nn.Conv2d, nn.Linear))}
+
+
+def widths(m: ModelConfig) -> list[int]:
+    """Channels (or units) of every layer a norm may follow, ascending, read off the net itself
+    (built on the meta device: no memory, no time), so that no second copy of its layout exists."""
+    with torch.device("meta"):
+        model = build(dataclasses.replace(m, norm=Norm.none), num_classes=10)
+    linears = [mod.out_features for mod in model.modules() if isinstance(mod, nn.Linear)][:-1]  # not the classifier
+    return sorted({mod.out_channels for mod in model.modules() if isinstance(mod, nn.Conv2d)} | set(linears))
+
+
+def check(cfg: Config) -> None:
+    """Refuse, naming the key, what only the net's layout can tell: GroupNorm groups that do not
+    divide a layer's channels, a probed unit that not every layer has."""
+    m, t = cfg.model, cfg.train
+    w = widths(m)
+    if m.norm is Norm.group:
+        bad = [c for c in w if c % m.groups]
+        if bad:
+            raise ConfigError("model.groups", f"{m.groups} groups do not divide {bad[0]} channels")
+    if t.probe_layer and t.probe_unit >= w[0]:
+        raise ConfigError("train.probe_unit", f"{t.probe_unit} is not a unit of every layer (narrowest has {w[0]})")

@@ -1,88 +1,35 @@
 """Typed profiles: the budget and grid every experiment gets at one scale (configs/profile/).
 
-A profile is a value of `Profile`, so a stray or misspelt key in configs/profile/<name>.yaml
-fails at composition like a typo anywhere else, and a missing one fails before any run starts.
-Grids are strings in Hydra's sweep syntax ("0.01,0.1,1.0"), which the experiment configs hand
-to `hydra.sweeper.params`. Adding an experiment adds its budget class here and a field below.
+A profile is a few general values (`General`) and one budget per experiment, named like the
+experiment. Budgets are found, not listed: the keys of experiment X's budget are the
+`${profile.X.<key>}` that its config files read (configs/experiment/X.yaml and configs/arm/X/),
+and each key has the type of the config entry it fills (a string where it fills a sweep grid,
+Any where the entry has no schema). `schema` turns that into the dataclass Hydra composes a
+profile against, so a stray or misspelt key in configs/profile/<name>.yaml fails at composition
+like a typo anywhere else (`Key 'subsett' not in 'LrToleranceBudget'`), and a missing one fails
+before any run starts. Adding an experiment adds no Python: its config, and a budget line in
+each profile.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field, make_dataclass
+from enum import Enum
+from functools import cache
+from pathlib import Path
+from typing import Any
 
+import yaml
 from omegaconf import MISSING
 
-
-@dataclass
-class Budget:
-    subset: int = MISSING  # training images (class-balanced)
-    epochs: int = MISSING
+BUDGET_KEY = re.compile(r"\$\{profile\.(\w+)\.(\w+)\}")
 
 
 @dataclass
-class LrToleranceBudget(Budget):
-    depth: int = MISSING  # conv layers (the plain net must train at its own good lr)
-    low: float = MISSING  # the bisection's bracket in lr (per step at batch 128), ends never run
-    high: float = MISSING
-    steps: int = MISSING  # bisection rounds: probes per model and seed
-
-
-@dataclass
-class ConvergenceBudget(Budget):
-    depth: int = MISSING  # conv layers (the plain net must reach the target)
-    eval_every_steps: int = MISSING  # test accuracy every this many steps
-
-
-@dataclass
-class InitInsensitivityBudget(Budget):
-    depth: int = MISSING  # conv layers (the plain net must train under careful init)
-    schemes: str = MISSING  # init config-group options
-    scales: str = MISSING  # multipliers of every conv/linear weight
-
-
-@dataclass
-class SmallBatchBudget(Budget):
-    arch: str = MISSING  # the net (Wu & He used ResNet-50)
-    depth: int = MISSING
-    width: int = MISSING
-    arms: str = MISSING  # cells of configs/arm/small_batch/ (small_batch/ghost2,...)
-    renorm_warmup: int = MISSING  # Batch Renorm: steps as BN before its clips open
-    renorm_ramp: int = MISSING  # Batch Renorm: steps over which r_max reaches 3 and d_max 5
-
-
-@dataclass
-class DropoutRedundancyBudget(Budget):
-    width: int = MISSING  # hidden units of the fully connected net
-
-
-@dataclass
-class GradientFlowBudget(Budget):
-    depths: str = MISSING  # conv layers of the CNNs
-    scales: str = MISSING
-    steps: int = MISSING  # training steps after the measurement at initialisation
-
-
-@dataclass
-class SigmoidBudget(Budget):
-    fc_subset: int = MISSING  # the fully connected arm's training images
-    fc_epochs: int = MISSING
-    lr: float = MISSING  # one lr shared by BN and plain (tuned on tuning seeds)
-
-
-@dataclass
-class LandscapeBudget(Budget):
-    depth: int = MISSING  # conv layers (the plain net must train at the shared lr)
-    lr: float = MISSING  # one constant lr shared by every model
-    every: int = MISSING  # steps between landscape probes
-
-
-@dataclass
-class GnGroupsBudget(Budget):
-    groups: str = MISSING
-
-
-@dataclass
-class Profile:
+class General:
     name: str = MISSING  # also the results folder: results/<name>/
     test_size: int = MISSING  # class-balanced test images per evaluation
     arch: str = MISSING  # the conv net of the experiments that do not fix one: cnn, vgg or resnet
@@ -91,12 +38,67 @@ class Profile:
     val_size: int = MISSING  # training images held out as a validation split
     seeds: str = MISSING  # every sweep's seeds: a list ("0,1"), verdict[:N] or tuning:N from the ledger
     descriptive_seeds: str = MISSING  # seeds of sweeps no verdict reads (gn_groups)
-    lr_tolerance: LrToleranceBudget = field(default_factory=LrToleranceBudget)
-    convergence: ConvergenceBudget = field(default_factory=ConvergenceBudget)
-    init_insensitivity: InitInsensitivityBudget = field(default_factory=InitInsensitivityBudget)
-    small_batch: SmallBatchBudget = field(default_factory=SmallBatchBudget)
-    dropout_redundancy: DropoutRedundancyBudget = field(default_factory=DropoutRedundancyBudget)
-    gradient_flow: GradientFlowBudget = field(default_factory=GradientFlowBudget)
-    sigmoid: SigmoidBudget = field(default_factory=SigmoidBudget)
-    landscape: LandscapeBudget = field(default_factory=LandscapeBudget)
-    gn_groups: GnGroupsBudget = field(default_factory=GnGroupsBudget)
+
+
+def experiment_files(configs: Path) -> dict[str, list[Path]]:
+    """Every experiment (configs/experiment/<name>.yaml) with the config files it reads its budget in."""
+    return {p.stem: [p, *sorted((configs / "arm" / p.stem).glob("*.yaml"))]
+            for p in sorted((configs / "experiment").glob("*.yaml"))}
+
+
+def _uses(node: Any, path: str = "") -> typing.Iterator[tuple[str, str, str, bool]]:
+    """(experiment, key, the dotted path that reads it, whether the value is the reference alone)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _uses(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for v in node:
+            yield from _uses(v, path)
+    elif isinstance(node, str):
+        for m in BUDGET_KEY.finditer(node):
+            yield m.group(1), m.group(2), path, m.group(0) == node.strip()
+
+
+def _field_type(sections: dict[str, Any], path: str, alone: bool) -> Any:
+    """The type of the entry at `path` of the config schema whose top-level entries are
+    `sections` (str for a sweep grid or a reference inside a longer string, Any where there is
+    no schema)."""
+    if path.startswith("hydra.sweeper.params.") or not alone:
+        return str
+    head, *rest = path.split(".")
+    node: Any = sections.get(head, Any)
+    for part in rest:
+        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        node = hints.get(part, Any)
+    return node if node in (int, float, str, bool) or (isinstance(node, type) and issubclass(node, Enum)) else Any
+
+
+def _class_name(experiment: str) -> str:
+    return "".join(part.capitalize() for part in experiment.split("_")) + "Budget"
+
+
+@cache
+def schema(configs: Path, sections: tuple[tuple[str, Any], ...]) -> type:
+    """The Profile dataclass: `General`, then a budget dataclass per experiment found in
+    `configs`, its keys typed by the entries of the config schema (top-level entries and their
+    types: `sections`) that they fill. The budget classes become attributes of this module, so
+    that they pickle by name like any other class."""
+    top = dict(sections)
+    budgets = []
+    for experiment, files in experiment_files(configs).items():
+        keys: dict[str, Any] = {}
+        for f in files:
+            for exp, key, path, alone in _uses(yaml.safe_load(f.read_text()) or {}):
+                if exp != experiment:
+                    raise ValueError(f"{f}: reads profile.{exp}.{key}, another experiment's budget")
+                kind = _field_type(top, path, alone)
+                keys[key] = kind if keys.get(key, kind) is kind else Any  # read as two types: untyped
+        budget = make_dataclass(_class_name(experiment), [(k, t, field(default=MISSING)) for k, t in
+                                                          sorted(keys.items())])
+        budget.__module__ = __name__
+        globals()[budget.__name__] = budget
+        budgets.append((experiment, budget, field(default_factory=budget)))
+    profile = make_dataclass("Profile", budgets, bases=(General,))
+    profile.__module__ = __name__
+    globals()["Profile"] = profile
+    return profile

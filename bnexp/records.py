@@ -17,7 +17,7 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 CONFIG, OVERRIDES, METRICS, SUMMARY = "config.yaml", "overrides.yaml", "metrics.parquet", "summary.json"
 CHECKPOINT = "checkpoint.pt"  # while a run is under way (bnexp/checkpoint.py)
@@ -160,9 +161,73 @@ def clear_partial(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    assert summary["status"] in STATUSES, summary["status"]
-    write_atomic(run_dir / SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+@dataclass
+class Summary:
+    """summary.json: how a run ended, what it measured, and where and how it ran. Every record
+    has these fields, whatever ended the run; what a run never got to measure is None (a run
+    that failed before training: steps 0, no accuracies). `where` (bnexp.run.provenance) and
+    `extra` (what only some runs have: `distributed`, `wandb`) are written at the top level."""
+
+    status: str  # completed | diverged | failed
+    reason: str | None  # why it diverged or failed
+    run_key: str
+    seed: int | None
+    overrides: list[str]
+    choices: dict[str, str]  # bnexp's own config-group choices
+    name: str | None = None
+    steps: int = 0  # optimiser steps done
+    epochs: float | None = None  # passes over the training images
+    images: int | None = None  # images trained on (steps x global batch)
+    train_images: int | None = None
+    test_acc: float | None = None  # the latest evaluation's (None when non-finite)
+    test_loss: float | None = None
+    best_test_acc: float | None = None
+    val_acc: float | None = None
+    test_batchstats_acc: float | None = None
+    test_recal_acc: float | None = None
+    train_acc: float | None = None  # mean over the last log interval
+    train_loss: float | None = None
+    images_per_s: float | None = None
+    train_s: float | None = None  # seconds of training (evaluation excluded), over every attempt
+    wall_s: float | None = None  # seconds of this attempt
+    attempts: int | None = None  # 1 + the times the run continued from a checkpoint
+    parameters: int | None = None
+    frozen_bn_calibration_batches: int | None = None
+    batch_size: int | None = None  # the global batch
+    batch_per_device: int | None = None
+    devices: int | None = None
+    sync_bn: bool | None = None
+    determinism: dict[str, Any] | None = None  # the flags in force (bnexp.run.lifecycle.determinism)
+    computation: dict[str, Any] | None = None  # what enters the run key besides the config
+    started: str | None = None
+    finished: str | None = None
+    where: dict[str, Any] = field(default_factory=dict)  # host, code version, environment
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        return {k: v for k, v in out.items() if k not in ("where", "extra")} | out["where"] | out["extra"]
+
+
+def write_summary(run_dir: Path, summary: Summary) -> None:
+    assert summary.status in STATUSES, summary.status
+    blob = json.dumps(summary.to_json(), indent=2, sort_keys=True) + "\n"
+    write_atomic(run_dir / SUMMARY, blob.encode())
+
+
+def write_failure(run_dir: Path, config: DictConfig, overrides: list[str], summary: Summary) -> None:
+    """The record of a failed run, whatever failed and whenever: the config (as written, unresolved
+    when it cannot resolve) and empty metrics unless the run wrote its own, then the summary, so
+    that every failure leaves a complete record which a rerun of the sweep tries again."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / CONFIG).is_file():
+        try:
+            write_config(run_dir, config, overrides)
+        except OmegaConfBaseException:  # a value that does not resolve: keep it unresolved
+            write_config(run_dir, OmegaConf.create(OmegaConf.to_container(config, resolve=False)), overrides)
+    if not (run_dir / METRICS).is_file():
+        MetricLog(run_dir).flush()
+    write_summary(run_dir, summary)
 
 
 # --- readers ----------------------------------------------------------------------------------

@@ -217,6 +217,13 @@ def _deviations(outcomes: list[list[Outcome]], book: ledger.Ledger) -> list[str]
             o = by_claim.get(d.claim, {}).get(n)
             if o is not None:
                 lines.append(f"   - v{n}: **{o.result.verdict}**, {_effect(o)} ({o.version.criterion})")
+    if book.recertifications:  # changes of code that moved no number (python -m bnexp.claims.ledger recertify)
+        lines += ["", "## Re-certifications", "",
+                  "Registered versions whose code changed at a commit without changing any number of their verdicts "
+                  "on any committed or hand-made table; the new hash is accepted beside the registered one."]
+        for r in book.recertifications:
+            lines += ["", f"- **{r.claim}** v{r.version} (commit {r.commit[:10]}, {r.date}): hash {r.replaces} -> "
+                          f"{r.hash}, verdicts identical on {r.tables} tables. {r.reason}"]
     return lines
 
 

@@ -18,9 +18,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from bnexp import data, records
+from bnexp import data, models, records
 from bnexp.config import Config, ConfigError, check_keys, one_line_error, validate
-from bnexp.train import resolve_device
+from bnexp.run.world import check_devices, resolve_device
 
 
 @dataclass
@@ -122,9 +122,12 @@ def check(jobs: list[Job]) -> str | None:
             check_keys(body)
             cfg: Config = OmegaConf.to_object(body)  # type: ignore[assignment]
             validate(cfg)
-            if cfg.device not in seen_device:
+            models.check(cfg)
+            if (cfg.device, cfg.train.devices) not in seen_device:
                 resolve_device(cfg.device)
-                seen_device.add(cfg.device)
+                if cfg.train.devices > 1:
+                    check_devices(cfg)
+                seen_device.add((cfg.device, cfg.train.devices))
             data_key = (cfg.dataset.root, cfg.dataset.name, cfg.dataset.coarse_labels)
             if data_key not in seen_data:
                 _check_data(cfg.dataset)

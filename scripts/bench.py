@@ -28,10 +28,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bnexp import models, optim
+from bnexp import optim
 from bnexp.config import CONFIGS, register
 from bnexp.data import PAD, Data
-from bnexp.train import build, resolve_device, train_step
+from bnexp.run.train import build, train_step
+from bnexp.run.world import resolve_device
 
 
 class NaiveCifar(torch.utils.data.Dataset):
@@ -70,11 +71,10 @@ def bench_preset(name: str, data: Data, a, device: torch.device) -> dict:
     torch.manual_seed(0)
     model = build(cfg, data.classes).to(device).to(memory_format=torch.channels_last).train()
     opt = optim.optimizer(model, cfg.optim, cfg.optim.lr)
-    layers = models.weight_layers(model)
 
     def step(x, y):
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        train_step(model, opt, x, y.to(device), layers, measure=False)
+        train_step(model, opt, x, y.to(device))
         if device.type == "cuda":
             torch.cuda.synchronize()
 

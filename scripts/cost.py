@@ -22,11 +22,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import bnexp.cli  # noqa: F401  (registers the resolvers the sweep configs name)
-from bnexp import optim, provenance, sweep
+from bnexp import optim, sweep
 from bnexp.config import CONFIGS, Config, experiments
 from bnexp.data import Data
-from bnexp.train import build, evaluate, resolve_device, train_step
+from bnexp.run import provenance
+from bnexp.run.train import build, evaluate, train_step
+from bnexp.run.world import resolve_device
 
 
 def per_run(cfg: Config, train_images: int) -> tuple[int, int]:
@@ -55,7 +56,7 @@ def time_model(cfg: Config, data: Data, device: torch.device, n: int) -> tuple[f
             t0 = time.perf_counter()
         if i == 2 + n:
             break
-        train_step(model, opt, x, y, {}, measure=False)
+        train_step(model, opt, x, y)
     _sync(device)
     step_s = (time.perf_counter() - t0) / n
     model.eval()
@@ -109,8 +110,8 @@ def main() -> None:
             mean_step = sum(s for s, _ in timed.values()) / len(timed)
             mean_eval = sum(e for _, e in timed.values()) / len(timed)
             print(f"{name:20} {runs:5d} {round(sum(steps_seen) / len(steps_seen)):9d} {mean_step:8.3f} "
-                  f"{mean_eval:7.2f} {60 * hours:8.1f}", flush=True)
-    print(f"{'total':20} {'':5} {'':9} {'':8} {'':7} {60 * total_h:8.1f}  ({total_h:.2f} h)")
+                  f"{mean_eval:7.2f} {60 * hours:8.3g}", flush=True)
+    print(f"{'total':20} {'':5} {'':9} {'':8} {'':7} {60 * total_h:8.3g}  ({total_h:.3g} h)")
 
 
 if __name__ == "__main__":

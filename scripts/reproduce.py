@@ -33,7 +33,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-import bnexp.cli  # noqa: F401  (registers the run-key resolver that the sweep configs name)
 from bnexp import endpoints, sweep
 from bnexp.claims import all_claims
 from bnexp.config import CONFIGS, experiments
@@ -173,7 +172,7 @@ def main() -> None:
     endpoints.write(root)
     print(f"wrote {write_report(root, a.profile)}")
     if a.wandb:
-        from bnexp.tracking import report_run
+        from bnexp.run.tracking import report_run
 
         folder = report_run(root, a.profile, mode=os.environ.get("WANDB_MODE", "offline"))
         print(f"wandb report run: {folder or 'not started (see the warning above)'}")

@@ -1,11 +1,14 @@
 """Bad configs stop before any training with one line naming the key, and write nothing."""
 
+import shutil
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
 from omegaconf import OmegaConf
 
+from bnexp import models
 from bnexp.config import ConfigError, validate
 from tests.conftest import MODEL_PRESETS, ROOT, make_config
 
@@ -33,8 +36,10 @@ def test_every_model_preset_composes_and_validates(name):
     (["train.batch_size=512", "dataset.subset=100"], "train.batch_size", "larger than the 100"),
 ])
 def test_impossible_values_name_their_key(overrides, key, words):
+    cfg = OmegaConf.to_object(make_config(*overrides))
     with pytest.raises(ConfigError) as e:
-        validate(OmegaConf.to_object(make_config(*overrides)))
+        validate(cfg)
+        models.check(cfg)  # what only the net's layout can tell (groups, probed unit)
     assert e.value.key == key and words in str(e.value)
 
 
@@ -88,23 +93,39 @@ def test_a_profile_missing_a_budget_is_refused_before_training(tmp_path):
     r, run_dir = _bad_profile(tmp_path, lambda q: "\n".join(ln for ln in q.splitlines()
                                                              if not ln.startswith("gn_groups:")))
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "bnexp-train: error: profile.gn_groups.subset: Structured config of type `GnGroupsBudget` has missing "
-        "mandatory value: subset"], r.stderr
+        "bnexp-train: error: profile.gn_groups.epochs: Structured config of type `GnGroupsBudget` has missing "
+        "mandatory value: epochs"], r.stderr
     assert not run_dir.exists()
 
 
 def test_experiments_claims_and_profiles_agree():
     """Every experiment config has a typed budget in every profile and a claim that reads it; every
-    claim version reads an experiment that exists. Nothing lists them by hand."""
-    from dataclasses import fields
+    claim version reads an experiment that exists and is registered. Nothing lists them by hand:
+    the budgets' schema is found in the experiment configs."""
+    from bnexp import inventory
+    from bnexp.config import Profile, experiments
+    from bnexp.profile import General
 
-    from bnexp.claims import all_claims
-    from bnexp.config import experiments
-    from bnexp.profile import Profile
-
-    general = {"name", "test_size", "arch", "width", "depth", "val_size", "seeds", "descriptive_seeds"}
-    budgets = {f.name for f in fields(Profile)} - general
-    read = {v.experiment for c in all_claims() for v in c.versions.values() if v.experiment}
-    assert set(experiments()) == budgets == read
+    assert inventory.missing() == []
+    budgets = {f.name for f in fields(Profile)} - {f.name for f in fields(General)}
+    assert set(experiments()) == budgets
     for name in ("smoke", "quick", "full"):
         OmegaConf.to_object(make_config(f"profile={name}"))  # every budget present and well typed
+
+
+def test_a_claim_added_without_its_other_parts_is_named_in_one_line_each(tmp_path, monkeypatch):
+    """A new experiment config alone: the claim module and every profile's budget line are named,
+    each on one line, with the keys the budget needs."""
+    from bnexp import inventory
+
+    configs = tmp_path / "configs"
+    shutil.copytree(inventory.CONFIGS, configs)
+    (configs / "experiment" / "new_claim.yaml").write_text(
+        "# @package _global_\ndataset: {subset: \"${profile.new_claim.subset}\"}\n"
+        "train: {epochs: \"${profile.new_claim.epochs}\"}\n")
+    monkeypatch.setattr(inventory, "CONFIGS", configs)
+    lines = inventory.missing()
+    assert lines[0] == ("experiment new_claim: no claim version reads it: add bnexp/claims/new_claim.py with a "
+                        "Version(experiment='new_claim', ...)")
+    assert sorted(lines[1:]) == [f"configs/profile/{p}.yaml: no budget for experiment new_claim: add a line "
+                                 "`new_claim: {epochs: ..., subset: ...}`" for p in ("full", "quick", "smoke")]

@@ -26,10 +26,11 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from bnexp import distributed, norms, optim, records
+from bnexp import norms, optim, records
 from bnexp.config import Config, DatasetConfig
 from bnexp.data import Data
-from bnexp.train import build
+from bnexp.run import world as distributed
+from bnexp.run.train import build
 from tests.conftest import ROOT, make_config
 
 B, STEPS = 32, 4  # global batch, optimiser steps compared
@@ -201,7 +202,7 @@ def _cli(run_dir: Path, real_data: Path, *overrides: str, torchrun: bool = False
     env = dict(os.environ, BNEXP_DATA=str(real_data), WANDB_MODE="offline")
     head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"] if torchrun else \
         [sys.executable]
-    cmd = [*head, "-m", "bnexp.train", *RUN, f"hydra.run.dir={run_dir}", *overrides]
+    cmd = [*head, "-m", "bnexp.cli", *RUN, f"hydra.run.dir={run_dir}", *overrides]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
@@ -273,7 +274,7 @@ def test_a_joblib_sweep_of_two_device_runs(tmp_path, real_data):
 def test_a_rank_that_dies_ends_the_run_with_a_record_that_says_so(tmp_path, real_data):
     run_dir = tmp_path / "run"
     env = dict(os.environ, BNEXP_DATA=str(real_data), WANDB_MODE="offline")
-    cmd = [sys.executable, "-m", "bnexp.train", "dataset.subset=4096", "train.batch_size=32", "train.epochs=50",
+    cmd = [sys.executable, "-m", "bnexp.cli", "dataset.subset=4096", "train.batch_size=32", "train.epochs=50",
            "threads=1", "model=bn", f"hydra.run.dir={run_dir}", "train.devices=2"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     victim = _wait_for_rank(proc.pid, rank=1)
@@ -399,3 +400,54 @@ def test_deterministic_gpu_runs_repeat_bit_for_bit(tmp_path, real_data):
         assert done.returncode == 0, done.stderr[-2000:]
     a, b = (records.read_metrics(d) for d in runs)
     assert a.equals(b) and _max_err(_params(runs[0]), _params(runs[1])) == 0
+
+
+# --- stopping a run ---------------------------------------------------------------------------------
+
+def _start_and_checkpoint(run_dir, real_data, *extra):
+    """A run checkpointing at every step, once a checkpoint past step 3 exists; (process, its pid's
+    worker processes)."""
+    env = dict(os.environ, BNEXP_DATA=str(real_data), WANDB_MODE="offline")
+    cmd = [sys.executable, "-m", "bnexp.cli", "model=bn", "model.width=8", "dataset.subset=512",
+           "dataset.test_size=200",
+           "train.batch_size=32", "train.max_steps=400", "train.epochs=30", "train.checkpoint_minutes=0.0001",
+           "threads=1", f"hydra.run.dir={run_dir}", *extra]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ckpt, deadline = run_dir / records.CHECKPOINT, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if torch.load(ckpt, map_location="cpu", weights_only=True)["state"]["step"] >= 3:
+                return proc, _descendants(proc.pid)
+        except (OSError, RuntimeError, EOFError, KeyError):
+            pass
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("no checkpoint past step 3 appeared")
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_sigterm_stops_every_rank_records_the_signal_and_a_rerun_continues(tmp_path, real_data, devices):
+    run_dir = tmp_path / "run"
+    extra = [f"train.devices={devices}", "train.channels_last=false"]
+    proc, workers = _start_and_checkpoint(run_dir, real_data, *extra)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    # One line of ours; the elastic launcher's own notes (which ranks it stopped) may stand beside it.
+    assert "bnexp-train: interrupted; rerun the same command to continue" in err.splitlines(), err[-3000:]
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 8, err[-3000:]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "a rank outlived the run"
+    summary = records.read_summary(run_dir)
+    assert summary["status"] == "failed" and summary["reason"] == "interrupted by SIGTERM", summary["reason"]
+    assert (run_dir / records.CHECKPOINT).is_file() and not records.is_done(run_dir)
+
+    again = subprocess.run(proc.args, env=dict(os.environ, BNEXP_DATA=str(real_data)), cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = records.read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["attempts"] == 2 and summary["steps"] == 400
+    assert summary["devices"] == devices

@@ -2,10 +2,13 @@
 overlap, and a verdict is confirmatory only on runs made after its registration."""
 
 import importlib.util
+import os
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from bnexp.claims import all_claims, by_id, ledger
 from bnexp.claims.ledger import Entry, Ledger
@@ -113,3 +116,47 @@ def test_sweeps_take_their_seeds_from_the_ledger(tmp_path):
                                  ("verdict:x", "c", "N must be")):
         with pytest.raises(ValueError, match=message):
             seeds_for(spec, claim, path)
+
+
+def _clone_with(tmp_path, edit: tuple[str, str], name: str):
+    """A clone of this checkout's HEAD with `edit` (old, new: every occurrence) made to stats.py and
+    committed; returns the clone."""
+    repo = tmp_path / name
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    stats = repo / "bnexp" / "claims" / "stats.py"
+    assert edit[0] in stats.read_text()
+    stats.write_text(stats.read_text().replace(*edit))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-qam", "edit stats.py"], check=True)
+    return repo
+
+
+def _recertify(repo, *args):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(repo)}
+    return subprocess.run([sys.executable, "-m", "bnexp.claims.ledger", "recertify", *args],
+                          capture_output=True, text=True, cwd=repo, env=env, timeout=600)
+
+
+def test_a_pure_rename_in_shared_code_is_recertified_and_a_changed_rounding_is_refused(tmp_path):
+    renamed = _clone_with(tmp_path, ("_clean(", "_present_values("), "renamed")
+    r = _recertify(renamed, "lr_tolerance", "2", "--reason", "stats._clean renamed")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "re-certified lr_tolerance v2" in r.stdout and "verdicts identical on" in r.stdout
+    book = yaml.safe_load((renamed / "bnexp" / "claims" / "ledger.yaml").read_text())
+    (rec,) = book["recertifications"]
+    head = subprocess.run(["git", "-C", str(renamed), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert rec["commit"] == head.strip() and rec["reason"] == "stats._clean renamed" and rec["tables"] >= 3
+    check = subprocess.run([sys.executable, "-m", "bnexp.claims.ledger", "check"], capture_output=True, text=True,
+                           cwd=renamed, env={**os.environ, "PYTHONPATH": str(renamed)})
+    problems = check.stdout.splitlines()
+    assert problems and not any(p.startswith("lr_tolerance v2:") for p in problems)  # accepted; the rest not yet
+    assert any(p.startswith("lr_tolerance v1:") or p.startswith("small_batch v2:") for p in problems)
+
+    rounded = _clone_with(tmp_path, ("    mean = float(v.mean())\n", "    mean = round(float(v.mean()), 2)\n"),
+                          "rounded")
+    r = _recertify(rounded, "lr_tolerance", "2", "--reason", "rounding")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1, r.stderr[-2000:]
+    assert lines[0].startswith("ledger: lr_tolerance v2 not re-certified: on results/quick/runs.csv"), lines[0]
+    assert "->" in lines[0]
+    assert "recertifications" not in (rounded / "bnexp" / "claims" / "ledger.yaml").read_text()

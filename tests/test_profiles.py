@@ -6,10 +6,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import bnexp.cli  # noqa: F401  (the resolvers the sweep configs name)
 from bnexp import sweep
 from bnexp.config import CONFIGS, experiments
-from bnexp.train import run
+from bnexp.run.lifecycle import run
 
 
 def expand(profile: str, name: str, data) -> tuple:

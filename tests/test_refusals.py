@@ -63,6 +63,8 @@ CONFIGS = [
     (["device=cuda:0"], "device: cuda:0 asked for, but no CUDA device is available"),
     (["device=mps"], "device: mps asked for, but MPS is not available on this machine"),
     (["train.probe_layer=nope", *TINY], "train.probe_layer:"),
+    # More ranks than the machine has devices (CPU cores for gloo processes) is refused before any starts.
+    (["train.devices=64", "train.batch_size=128", "dataset.subset=512"], "train.devices: 64 "),
 ]
 
 

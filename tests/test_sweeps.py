@@ -21,7 +21,7 @@ from tests.conftest import ROOT, SHRINK, make_config
 def test_run_key_covers_what_changes_the_numbers_outside_the_config(tmp_path, real_data):
     """CPU threads, the device, torch and the data files' origin change the numbers: they are in the
     key (threads=0 means every core this process may use, so it equals that count spelled out)."""
-    from bnexp.cli import run_key
+    from bnexp.resolvers import run_key
 
     root = f"dataset.root={real_data}"
     one, two = run_key(make_config(root, "threads=1")), run_key(make_config(root, "threads=2"))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bnexp import records
-from bnexp.tracking import run_name
+from bnexp.run.tracking import run_name
 from tests.conftest import ROOT
 
 WANDB = Path(sys.executable).with_name("wandb")
@@ -124,7 +124,7 @@ def test_the_dashboard_is_built_as_code_without_a_server():
 def test_the_report_run_carries_the_claims_table_the_figures_and_the_report(tmp_path):
     import shutil
 
-    from bnexp.tracking import report_run
+    from bnexp.run.tracking import report_run
 
     shutil.copytree(ROOT / "results" / "quick", tmp_path / "quick", ignore=shutil.ignore_patterns("runs", "logs"))
     folder = report_run(tmp_path / "quick", "quick", mode="offline")

@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bnexp import records
-from bnexp.train import run
+from bnexp.run.lifecycle import run
 from tests.conftest import MODEL_PRESETS, ROOT, SHRINK, make_config
 
 # Wide presets at a quarter width, so that every preset trains in seconds on two cores.
@@ -121,7 +121,7 @@ def test_acceptance_bn_on_10k_images_for_two_epochs(tmp_path, real_data):
 
 
 def test_a_crash_is_recorded_as_failed_and_not_taken_for_a_result(tmp_path, real_data, monkeypatch):
-    from bnexp import train as train_module
+    from bnexp.run import train as train_module
 
     calls = []
     real_step = train_module.train_step

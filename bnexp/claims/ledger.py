@@ -11,8 +11,16 @@ registration (the registering commit is an ancestor of the run's commit); otherw
 `exploratory`, with the reasons listed. Dirty runs and runs of unknown commits never enter a
 verdict; they are counted.
 
+A change to shared code that computes exactly what it computed before (a rename, a refactor)
+changes the hashes of the versions that reach it. `recertify` accepts such a change: it recomputes
+the version's verdict with the code of its last certified hash and with the committed code now,
+on every committed endpoints table and on the hand-made tables of the tests, and records the new
+hash beside the old one (with the commit and the reason) only if every number of every result is
+identical. A change of any number is refused, naming the first one that moved.
+
     python -m bnexp.claims.ledger check
     python -m bnexp.claims.ledger register <claim> <version> --seeds 5 --reason "why this version"
+    python -m bnexp.claims.ledger recertify [<claim> <version>] --reason "what changed, and why nothing moved"
 """
 
 from __future__ import annotations
@@ -21,9 +29,15 @@ import argparse
 import ast
 import datetime
 import hashlib
+import importlib.util
 import inspect
+import json
+import os
+import pickle
+import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import types
 from collections.abc import Iterable
@@ -51,6 +65,12 @@ class Entry:
     reuses: int | None = None  # a version that changes only the analysis, on the runs of another
     exploratory: str | None = None  # a reason that makes every verdict of it exploratory
     registered: str = ""  # the date it was written down (git has the commit)
+    recertified: tuple[str, ...] = ()  # later hashes accepted for it (Recertification), oldest first
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        """Every hash its code may have: the registered one, then each re-certified one."""
+        return (self.hash, *self.recertified)
 
     def seeds(self) -> range:
         return range(self.verdict_seeds[0], self.verdict_seeds[1] + 1) if self.verdict_seeds else range(0)
@@ -68,10 +88,26 @@ class Deviation:
 
 
 @dataclass
+class Recertification:
+    """A new code hash accepted for a registered version: the code changed (`commit`), but every
+    number of its verdicts on every committed and hand-made table stayed the same."""
+
+    claim: str
+    version: int
+    hash: str  # the hash accepted from now on
+    replaces: str  # the hash it was compared with (the registered one, or the previous re-certified one)
+    commit: str  # the commit whose code has `hash`
+    reason: str
+    tables: int = 0  # how many tables its verdicts were recomputed on
+    date: str = ""
+
+
+@dataclass
 class Ledger:
     tuning_seeds: tuple[int, int]
     entries: list[Entry] = field(default_factory=list)
     deviations: list[Deviation] = field(default_factory=list)
+    recertifications: list[Recertification] = field(default_factory=list)
 
     def get(self, claim: str, version: int) -> Entry | None:
         return next((e for e in self.entries if e.claim == claim and e.version == version), None)
@@ -82,7 +118,10 @@ def load(path: Path = LEDGER) -> Ledger:
     entries = [Entry(**{**e, "verdict_seeds": tuple(e["verdict_seeds"]) if e.get("verdict_seeds") else None})
                for e in raw.get("versions") or []]
     deviations = [Deviation(**d) for d in raw.get("deviations") or []]
-    return Ledger(tuple(raw["tuning_seeds"]), entries, deviations)
+    recertified = [Recertification(**r) for r in raw.get("recertifications") or []]
+    for e in entries:
+        e.recertified = tuple(r.hash for r in recertified if (r.claim, r.version) == (e.claim, e.version))
+    return Ledger(tuple(raw["tuning_seeds"]), entries, deviations, recertified)
 
 
 def seeds_for(spec, claim: str, path: Path = LEDGER) -> str:
@@ -207,9 +246,10 @@ def check(claims: Iterable, ledger: Ledger) -> list[str]:
             if entry is None:
                 problems.append(f"{claim.id} v{number}: not registered (python -m bnexp.claims.ledger register "
                                 f"{claim.id} {number} ...)")
-            elif entry.hash != version_hash(version):
+            elif version_hash(version) not in entry.hashes:
                 problems.append(f"{claim.id} v{number}: its code changed since registration (hash "
-                                f"{version_hash(version)}, registered {entry.hash}); register a new version instead")
+                                f"{version_hash(version)}, registered {entry.hashes[-1]}); register a new version, "
+                                "or recertify it if every number stays the same")
     tuning = range(ledger.tuning_seeds[0], ledger.tuning_seeds[1] + 1)
     seen: set[tuple[str, int]] = set()
     for e in ledger.entries:
@@ -276,7 +316,7 @@ def status(entry: Entry | None, current_hash: str, used: pd.DataFrame) -> tuple[
     if entry is None:
         return EXPLORATORY, ["not registered"]
     reasons = []
-    if entry.hash != current_hash:
+    if current_hash not in entry.hashes:
         reasons.append("its code differs from the registered version")
     if entry.exploratory:
         reasons.append(entry.exploratory)
@@ -334,6 +374,175 @@ def register(claim_id: str, number: int, n_seeds: int, reason: str, reuses: int 
     return entry
 
 
+# --- re-certifying ------------------------------------------------------------------------------
+
+# What each side of a re-certification runs, in a checkout of one commit: the version's verdict on
+# every table, as exact JSON. The same text runs on both sides, so only their code differs.
+_VERDICTS = r"""
+import json, pickle, sys
+from bnexp.claims import by_id, ledger
+claim, number, expect, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+version = by_id()[claim].versions[number]
+if ledger.version_hash(version) != expect:
+    sys.exit(f"the code of this commit has hash {ledger.version_hash(version)}, not {expect}")
+def plain(v):
+    if isinstance(v, dict):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+        return v.item()
+    if hasattr(v, "to_dict"):
+        return plain(v.to_dict())
+    return v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+out = []
+for rows, measured in pickle.load(open(path, "rb")):
+    try:
+        r = version.verdict(rows, measured) if measured is not None else version.verdict(rows)
+        out.append(plain([r.verdict, r.effect, r.ci_low, r.ci_high, r.n_seeds, r.detail, r.derived]))
+    except Exception as e:
+        out.append(["raised", type(e).__name__, str(e)])
+print(json.dumps(out))
+"""
+_FIELDS = ("verdict", "effect", "ci_low", "ci_high", "n_seeds", "detail", "derived")
+
+
+def tables_for(claim_id: str, number: int, root: Path, hand_made: dict[str, list[pd.DataFrame]]
+               ) -> list[tuple[str, pd.DataFrame, dict | None]]:
+    """(label, rows, measured values or None) for every table a re-certification recomputes: each
+    committed endpoints table under `root`/results (the rows the report reads, and every row of
+    the experiment), then the claim's hand-made tables."""
+    from bnexp.claims import by_id
+
+    version, entry = by_id()[claim_id].versions[number], load().get(claim_id, number)
+    out: list[tuple[str, pd.DataFrame, dict | None]] = []
+    for path in sorted((root / "results").glob("*/runs.csv")):
+        table = pd.read_csv(path, low_memory=False)
+        label = str(path.relative_to(root))
+        measured = None
+        if version.measure is not None:
+            exact = path.with_name("exact.csv")
+            if not exact.is_file():
+                continue
+            own = pd.read_csv(exact)
+            own = own[(own["claim"] == claim_id) & (own["version"] == number)]
+            measured = dict(zip(own["quantity"], own["value"], strict=True))
+        rows = table[table["experiment"] == version.experiment] if version.experiment else table.iloc[:0]
+        if entry is not None and entry.verdict_seeds:
+            out.append((f"{label} (its verdict seeds)", usable(rows[rows["seed"].isin(list(entry.seeds()))])[0],
+                        measured))
+        out.append((f"{label} (every seed)", usable(rows)[0], measured))
+    out += [(f"hand-made table {k + 1} of {claim_id}", t, None) for k, t in enumerate(hand_made.get(claim_id, []))]
+    return out
+
+
+def _verdicts_at(commit: str, claim_id: str, number: int, hash_: str, tables: Path) -> list:
+    """The version's results on the pickled tables, computed by the code of `commit`."""
+    with tempfile.TemporaryDirectory(prefix="bnexp-recertify-") as tree:
+        archive = subprocess.run(["git", "-C", str(LEDGER.parent), "archive", commit, "--", ":(top)bnexp"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": tree}
+        r = subprocess.run([sys.executable, "-c", _VERDICTS, claim_id, str(number), hash_, str(tables)],
+                           capture_output=True, text=True, cwd=tree, env=env, timeout=900)
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"ledger: {claim_id} v{number}: its verdicts could not be computed at {commit[:10]}: {last}")
+    return json.loads(r.stdout)
+
+
+def first_difference(old, new, where: str = "") -> str | None:
+    """Where two results first differ, as `where: old -> new`; inside text, the first number that moved."""
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for k, (a, b) in enumerate(zip(old, new, strict=True)):
+            moved = first_difference(a, b, f"{where}[{k}]")
+            if moved:
+                return moved
+        return None
+    if isinstance(old, dict) and isinstance(new, dict) and list(old) == list(new):
+        for k in old:
+            moved = first_difference(old[k], new[k], f"{where}.{k}")
+            if moved:
+                return moved
+        return None
+    if json.dumps(old) == json.dumps(new):
+        return None
+    if isinstance(old, str) and isinstance(new, str):
+        number = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+        pairs = list(zip(re.findall(number, old), re.findall(number, new), strict=False))
+        moved = next(((a, b) for a, b in pairs if a != b), None)
+        if moved:
+            return f"{where}: {moved[0]} -> {moved[1]} (in '{new[:80]}')"
+    return f"{where}: {json.dumps(old)[:80]} -> {json.dumps(new)[:80]}"
+
+
+def recertify(claim_id: str, number: int, reason: str, hand_made: dict[str, list[pd.DataFrame]],
+              root: Path | None = None) -> Recertification:
+    """Accept the committed code's new hash for a registered version if its verdicts are identical,
+    number for number, to those of its last certified code on every table; SystemExit otherwise."""
+    from bnexp.claims import by_id
+
+    root = root or LEDGER.parent.parent.parent
+    name = f"{claim_id} v{number}"
+    book, claim = load(), by_id().get(claim_id)
+    entry = book.get(claim_id, number)
+    if entry is None or claim is None or number not in claim.versions:
+        raise SystemExit(f"ledger: {name} is not a registered version in the code")
+    new_hash = version_hash(claim.versions[number])
+    if new_hash in entry.hashes:
+        raise SystemExit(f"ledger: {name}: its code has a certified hash ({new_hash}); nothing to re-certify")
+    dirty = _git("status", "--porcelain", "--", ":(top)bnexp", ":(top,exclude)bnexp/claims/ledger.yaml").stdout
+    if dirty.strip():
+        raise SystemExit("ledger: recertify compares committed code: commit the change to bnexp/ first")
+    head = _git("rev-parse", "HEAD").stdout.strip()
+    last = ([r for r in book.recertifications if (r.claim, r.version) == (claim_id, number)] or [None])[-1]
+    old_hash, old_commit = (last.hash, last.commit) if last else (entry.hash, registration_commit(entry.hash))
+    if old_commit is None:
+        raise SystemExit(f"ledger: {name}: no commit holds the code of hash {old_hash}")
+    tables = tables_for(claim_id, number, root, hand_made)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tables.pkl"
+        path.write_bytes(pickle.dumps([(rows, measured) for _, rows, measured in tables]))
+        before = _verdicts_at(old_commit, claim_id, number, old_hash, path)
+        after = _verdicts_at(head, claim_id, number, new_hash, path)
+    for (label, _, _), a, b in zip(tables, before, after, strict=True):
+        named = dict(zip(_FIELDS, a, strict=False)) if a[:1] != ["raised"] else a
+        moved = first_difference(named, dict(zip(_FIELDS, b, strict=False)) if b[:1] != ["raised"] else b)
+        if moved:
+            raise SystemExit(f"ledger: {name} not re-certified: on {label}, {moved.lstrip('.')} "
+                             f"(code {old_commit[:10]} -> {head[:10]})")
+    record = Recertification(claim_id, number, new_hash, old_hash, head, reason, len(tables),
+                             datetime.date.today().isoformat())
+    _append_recertification(record)
+    return record
+
+
+def _append_recertification(r: Recertification) -> None:
+    """Insert the record at the end of the ledger's `recertifications:` list (made if missing),
+    which stands just before `versions:` so that `register` can keep appending versions."""
+    text = LEDGER.read_text()
+    item = textwrap.indent(yaml.safe_dump([vars(r)], sort_keys=False, width=100, allow_unicode=True), "  ")
+    if "\nrecertifications:\n" not in text:
+        item = ("# Registered versions whose code changed without changing any number of any verdict\n"
+                "# (python -m bnexp.claims.ledger recertify), oldest first.\nrecertifications:\n" + item + "\n")
+    else:
+        item = item + "\n"
+    at = text.index("\nversions:\n") + 1
+    LEDGER.write_text(text[:at].rstrip("\n") + "\n" + ("\n" if "\nrecertifications:\n" not in text else "")
+                      + item + text[at:])
+
+
+def hand_made_tables(root: Path) -> dict[str, list[pd.DataFrame]]:
+    """The tests' hand-made tables (tests/tables.py in the checkout), or none outside a checkout."""
+    path = root / "tests" / "tables.py"
+    if not path.is_file():
+        return {}
+    spec = importlib.util.spec_from_file_location("bnexp_hand_made_tables", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.hand_made()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bnexp.claims.ledger", description="the pre-registration ledger")
     sub = p.add_subparsers(dest="command", required=True)
@@ -346,6 +555,11 @@ def main() -> None:
     r.add_argument("--reuses", type=int, default=None, help="an analysis-only revision on another version's runs")
     r.add_argument("--reason", required=True)
     r.add_argument("--exploratory", default=None, help="a reason that makes every verdict of it exploratory")
+    c = sub.add_parser("recertify", help="accept a changed hash whose verdicts stay identical (every changed "
+                                         "version, or the one named)")
+    c.add_argument("claim", nargs="?")
+    c.add_argument("version", nargs="?", type=int)
+    c.add_argument("--reason", required=True)
     a = p.parse_args()
     from bnexp.claims import all_claims
 
@@ -353,6 +567,20 @@ def main() -> None:
         problems = check(all_claims(), load())
         print("\n".join(problems) or "ledger: every version registered and unchanged")
         sys.exit(1 if problems else 0)
+    if a.command == "recertify":
+        root = LEDGER.parent.parent.parent
+        hand_made = hand_made_tables(root)
+        book = load()
+        changed = [(c.id, n) for c in all_claims() for n, v in c.versions.items()
+                   if book.get(c.id, n) and version_hash(v) not in book.get(c.id, n).hashes]
+        todo = [(a.claim, a.version)] if a.claim else changed
+        if not todo:
+            print("ledger: every registered version has a certified hash; nothing to re-certify")
+        for claim_id, number in todo:
+            r = recertify(claim_id, number, a.reason, hand_made, root)
+            print(f"re-certified {r.claim} v{r.version}: {r.replaces} -> {r.hash} at {r.commit[:10]}, "
+                  f"verdicts identical on {r.tables} tables")
+        return
     if a.command == "hashes":
         for c in all_claims():
             for n, v in c.versions.items():

@@ -20,9 +20,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from bnexp import records
 from bnexp.config import Config
+from bnexp.run.job import Job
 
 log = logging.getLogger("bnexp")
 INIT_TIMEOUT = 60.0  # seconds; offline runs start at once
@@ -51,30 +53,58 @@ def tags(cfg: Config, choices: dict[str, str]) -> list[str]:
             f"batch:{cfg.train.batch_size}", f"profile:{cfg.profile.name}"]
 
 
-def start(cfg: Config, dcfg: DictConfig, run_dir: Path, key: str, choices: dict[str, str], overrides: list[str],
-          restored: list[dict[str, Any]] | None = None):
-    """(the wandb run or None, a warning or None). Never raises: tracking must not cost a job."""
+def start(job: Job, key: str, restored: records.MetricLog | None = None):
+    """(the wandb run or None, a warning or None); `restored`: the metrics a continued run
+    brought back from its checkpoint, logged again so that the history is whole. Never raises:
+    tracking must not cost a job."""
+    cfg, run_dir = job.cfg, job.dir
     if not cfg.logger.wandb or cfg.logger.mode == "disabled":
         return None, None
     try:
         import wandb  # slow to import: only when asked for
 
         shutil.rmtree(run_dir / "wandb", ignore_errors=True)  # an earlier attempt's offline run
-        experiment = choices.get("experiment") or "single"
-        config = OmegaConf.to_container(dcfg, resolve=True) | {"run_key": key}
-        run = wandb.init(project=cfg.logger.project, name=run_name(choices, overrides), id=key,
-                         group=f"{cfg.profile.name}/{experiment}", job_type=experiment, tags=tags(cfg, choices),
+        experiment = job.choices.get("experiment") or "single"
+        config = OmegaConf.to_container(job.config, resolve=True) | {"run_key": key}
+        run = wandb.init(project=cfg.logger.project, name=run_name(job.choices, job.overrides), id=key,
+                         group=f"{cfg.profile.name}/{experiment}", job_type=experiment, tags=tags(cfg, job.choices),
                          config=config, dir=str(run_dir), mode=cfg.logger.mode, reinit="finish_previous",
                          settings=wandb.Settings(init_timeout=INIT_TIMEOUT, console="off"))
         for metric, best in BEST.items():
             run.define_metric(metric, summary=f"{best},last")
-        for row in restored or []:
-            run.log(row["values"], step=row["step"])
+        for step, values in _by_step(restored):
+            run.log(values, step=step)
         return run, None
     except Exception as e:  # no network, no credentials, a wandb bug: the job goes on
         warning = f"wandb run not started: {type(e).__name__}: {e}"
         log.warning("%s: %s", run_dir, warning)
         return None, warning
+
+
+def _by_step(metrics: records.MetricLog | None) -> list[tuple[int, dict[str, float]]]:
+    """The rows of a metric log grouped by step, in step order."""
+    if metrics is None:
+        return []
+    by_step: dict[int, dict[str, float]] = {}
+    for step, name, value in zip(metrics.rows["step"], metrics.rows["name"], metrics.rows["value"], strict=True):
+        by_step.setdefault(int(step), {})[name] = value
+    return sorted(by_step.items())
+
+
+class Sink:
+    """Where a run's metrics go: the record's metric log (rank 0's; in memory on other ranks),
+    and the wandb run when there is one."""
+
+    def __init__(self, metrics: records.MetricLog, run=None):
+        self.metrics, self.run = metrics, run
+
+    def add(self, step: int, epoch: float, values: dict[str, float]) -> None:
+        self.metrics.add(step, epoch, values)
+        if self.run:
+            self.run.log(values, step=step)
+
+    def flush(self) -> None:
+        self.metrics.flush()
 
 
 def finish(run, summary: dict[str, Any] | None, failed: bool) -> None:

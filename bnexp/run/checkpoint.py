@@ -10,24 +10,26 @@ from __future__ import annotations
 import dataclasses
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from bnexp import records
 
+if TYPE_CHECKING:
+    from bnexp.run.train import LoopState, Trainee
 
-def save(path: Path, run_key: str, state, model: nn.Module, opt: torch.optim.Optimizer, sched,
-         gen: torch.Generator, metrics: records.MetricLog) -> None:
+
+def save(path: Path, run_key: str, state: LoopState, t: Trainee) -> None:
     payload = {
         "run_key": run_key,  # a checkpoint only ever continues the computation that wrote it
         "state": dataclasses.asdict(state),
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "data": gen.get_state(),
+        "model": t.model.state_dict(),
+        "optimizer": t.opt.state_dict(),
+        "scheduler": t.sched.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "data": t.gen.get_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        "metrics": metrics.rows,
+        "metrics": t.sink.metrics.rows,
     }
     buffer = io.BytesIO()  # serialised first, so that a failing disk only ever sees one plain write
     torch.save(payload, buffer)
@@ -39,19 +41,18 @@ def key(path: Path) -> str | None:
     return torch.load(path, map_location="cpu", weights_only=True).get("run_key")
 
 
-def restore(path: Path, state_type, model: nn.Module, opt: torch.optim.Optimizer, sched, gen: torch.Generator,
-            metrics: records.MetricLog):
-    """The loop state saved in `path`, with everything else put back in place."""
+def restore(path: Path, state_type: type[LoopState], t: Trainee) -> LoopState:
+    """The loop state saved in `path`, with everything else put back in place in `t`."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    device = next(model.parameters()).device
-    model.load_state_dict(payload["model"])
-    opt.load_state_dict(payload["optimizer"])
-    sched.load_state_dict(payload["scheduler"])
+    device = next(t.model.parameters()).device
+    t.model.load_state_dict(payload["model"])
+    t.opt.load_state_dict(payload["optimizer"])
+    t.sched.load_state_dict(payload["scheduler"])
     torch.set_rng_state(payload["rng"]["torch"])
     if payload["rng"]["cuda"]:
         torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-    gen.set_state(payload["rng"]["data"])
-    metrics.rows = payload["metrics"]
+    t.gen.set_state(payload["rng"]["data"])
+    t.sink.metrics.rows = payload["metrics"]
     fields = payload["state"]
     for name in ("loss_sum", "correct", "loss_max", "order"):
         if isinstance(fields.get(name), torch.Tensor):

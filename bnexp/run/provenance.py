@@ -74,12 +74,21 @@ def _git(*args: str) -> str | None:
 
 
 def describe(cfg: Config, device: torch.device) -> dict[str, Any]:
+    """Everything a summary records about where and with what a run ran."""
     return {
         "data_source": data_source(cfg),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "threads": torch.get_num_threads(),
+        **process(),
+    }
+
+
+def process() -> dict[str, Any]:
+    """This process: its code version, software and host; what even a run refused before it
+    trained records."""
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
         "cpu": cpu(),
         # Where the process ran: a sweep's jobs may each run on another node of a cluster.
         "host": platform.node(),

@@ -1,0 +1,36 @@
+"""The OmegaConf resolvers of bnexp's configs, registered when the package is imported.
+
+- `${bnexp_run_key:}` (`hydra.sweep.subdir`): names each sweep job's directory by what it
+  computes, so a rerun of a sweep finds every job's record where it left it.
+- `${bnexp_seeds:${profile.seeds},<claim>}`: a sweep's seeds, from the ledger (verdict, tuning).
+What they need is imported on first use, so that importing the package stays cheap.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def run_key(root: DictConfig) -> str:
+    """The key of what a composed config (Hydra's node included) computes on this machine: its
+    values and its computation (bnexp.run.provenance.computation)."""
+    from bnexp import records
+    from bnexp.config import Config
+    from bnexp.run import provenance
+    from bnexp.sweep import without_hydra
+
+    try:
+        cfg: Config = OmegaConf.to_object(without_hydra(root))  # type: ignore[assignment]
+        return records.run_key(root, provenance.computation(cfg))
+    except Exception:  # a config that cannot run gets refused by name before it is used
+        return records.run_key(root)
+
+
+def seeds(spec, claim: str) -> str:
+    from bnexp.claims import ledger
+
+    return ledger.seeds_for(spec, claim)
+
+
+OmegaConf.register_new_resolver("bnexp_run_key", lambda *, _root_: run_key(_root_), replace=True)
+OmegaConf.register_new_resolver("bnexp_seeds", seeds, replace=True)
