@@ -439,8 +439,9 @@ def tables_for(claim_id: str, number: int, root: Path, hand_made: dict[str, list
 def _verdicts_at(commit: str, claim_id: str, number: int, hash_: str, tables: Path) -> list:
     """The version's results on the pickled tables, computed by the code of `commit`."""
     with tempfile.TemporaryDirectory(prefix="bnexp-recertify-") as tree:
-        archive = subprocess.run(["git", "-C", str(LEDGER.parent), "archive", commit, "--", ":(top)bnexp"],
-                                 capture_output=True, check=True).stdout
+        top = _git("rev-parse", "--show-toplevel").stdout.strip()
+        archive = subprocess.run(["git", "-C", top, "archive", commit, "--", "bnexp"], capture_output=True,
+                                 check=True).stdout
         subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": tree}
         r = subprocess.run([sys.executable, "-c", _VERDICTS, claim_id, str(number), hash_, str(tables)],
