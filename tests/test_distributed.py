@@ -426,7 +426,8 @@ def _start_and_checkpoint(run_dir, real_data, *extra):
     raise AssertionError("no checkpoint past step 3 appeared")
 
 
-@pytest.mark.parametrize("devices", [1, 2])
+# One process in `make test`; two ranks (about 25 s, the elastic launcher's start) with the slow tests.
+@pytest.mark.parametrize("devices", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_sigterm_stops_every_rank_records_the_signal_and_a_rerun_continues(tmp_path, real_data, devices):
     run_dir = tmp_path / "run"
     extra = [f"train.devices={devices}", "train.channels_last=false"]

@@ -25,6 +25,7 @@ def _sweep(sweep_dir, real_data):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
+@pytest.mark.slow  # about 25 s: four jobs, each a process of its own
 def test_a_sweep_through_submitit_local_runs_each_job_in_its_own_process(tmp_path, real_data):
     sweep_dir = tmp_path / "results" / "runs" / "gradient_flow"
     done = _sweep(sweep_dir, real_data)

@@ -18,7 +18,9 @@ def expand(profile: str, name: str, data) -> tuple:
         return master, sweep.expand(master)
 
 
-@pytest.mark.parametrize("profile", ["smoke", "quick", pytest.param("full", marks=pytest.mark.slow)])
+# smoke in `make test`; quick (about 35 s: 5 seeds of every sweep) and full with the slow tests.
+@pytest.mark.parametrize("profile", ["smoke", pytest.param("quick", marks=pytest.mark.slow),
+                                     pytest.param("full", marks=pytest.mark.slow)])
 def test_every_experiment_of_every_profile_expands_into_jobs_that_pass_every_check(profile, real_data):
     for name in experiments():
         master, jobs = expand(profile, name, real_data)
