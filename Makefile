@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 PROFILE ?= quick
 LAUNCHER ?= joblib
 
-.PHONY: install data test test-slow train reproduce-figures report bench lint clean wandb-sync wandb-dashboard
+.PHONY: install data test test-slow train reproduce-figures calibrate report bench lint clean wandb-sync wandb-dashboard
 
 install: $(VENV)/.installed
 
@@ -34,11 +34,16 @@ test-slow: install data
 train: install data
 	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/bnexp-train $(ARGS)
 
-# Every claim's sweep, then the report: results/$(PROFILE)/{REPORT.md,claims.json,figures/}.
+# Calibration, then every claim's sweep, then the report: results/$(PROFILE)/{REPORT.md,claims.json,figures/}.
 # Idempotent: complete runs are skipped, so an interrupted call resumes. LAUNCHER=joblib (this
 # machine), submitit_local or submitit_slurm (ARGS_REPRODUCE="hydra.launcher.partition=gpu ...").
 reproduce-figures: install data
 	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) --launcher $(LAUNCHER) $(if $(WANDB),--wandb) $(ARGS_REPRODUCE)
+
+# The calibration stage alone: the tuning sweeps (tuning seeds, validation split), then
+# results/$(PROFILE)/tuned.json, the constants the verdict sweeps read (bnexp/calibration.py).
+calibrate: install data
+	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) --stage calibrate --launcher $(LAUNCHER) $(ARGS_REPRODUCE)
 
 # The standard views of a project as a wandb workspace (needs a login): ENTITY=you PROFILE=quick.
 wandb-dashboard: install

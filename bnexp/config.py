@@ -103,6 +103,7 @@ class ModelConfig:
     width: int = 32  # channels of the first stage (cnn, vgg, resnet) or hidden units (mlp)
     norm: Norm = Norm.none
     groups: int = 8  # GroupNorm groups (norm=group)
+    channels_per_group: int = 0  # >0: GroupNorm with this many channels per group in every layer, instead of `groups`
     virtual_batch: int = 16  # images per BN statistic (norm=ghost_batch, batch_renorm)
     renorm_r_max: float = 3.0  # batch_renorm: the final clip of r = sigma_B / sigma (Ioffe 2017: 3)
     renorm_d_max: float = 5.0  # batch_renorm: the final clip of d = (mu_B - mu) / sigma (Ioffe 2017: 5)
@@ -218,6 +219,11 @@ def experiments() -> list[str]:
     return sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 
 
+def calibrations() -> list[str]:
+    """Every calibration sweep there is: configs/experiment/<claim>/tune.yaml, as `<claim>/tune`."""
+    return sorted(f"{p.parent.name}/tune" for p in (CONFIGS / "experiment").glob("*/tune.yaml"))
+
+
 def register() -> None:
     """Make `Config` the schema that configs/config.yaml extends (its defaults name it)."""
     ConfigStore.instance().store(name="bnexp_schema", node=Config)
@@ -309,6 +315,7 @@ def validate(cfg: Config) -> None:
         _check(m.depth >= 1, "model.depth", f"mlp hidden layers must be >= 1, got {m.depth}")
     if m.norm is Norm.group:  # whether they divide every layer's channels: bnexp.models.check
         _check(m.groups >= 1, "model.groups", f"must be >= 1, got {m.groups}")
+        _check(m.channels_per_group >= 0, "model.channels_per_group", f"must be >= 0, got {m.channels_per_group}")
     if m.norm is Norm.batch_renorm:
         _check(m.renorm_r_max >= 1, "model.renorm_r_max", f"must be >= 1, got {m.renorm_r_max}")
         _check(m.renorm_d_max >= 0, "model.renorm_d_max", f"must be >= 0, got {m.renorm_d_max}")

@@ -194,7 +194,11 @@ def check(cfg: Config) -> None:
     divide a layer's channels, a probed unit that not every layer has."""
     m, t = cfg.model, cfg.train
     w = widths(m)
-    if m.norm is Norm.group:
+    if m.norm is Norm.group and m.channels_per_group:
+        bad = [c for c in w if c % m.channels_per_group]
+        if bad:
+            raise ConfigError("model.channels_per_group", f"{m.channels_per_group} does not divide {bad[0]} channels")
+    elif m.norm is Norm.group:
         bad = [c for c in w if c % m.groups]
         if bad:
             raise ConfigError("model.groups", f"{m.groups} groups do not divide {bad[0]} channels")

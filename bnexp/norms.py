@@ -229,10 +229,13 @@ class NoisyBatchNorm(BatchNorm):
 
 
 class GroupNorm(nn.GroupNorm):
-    """Channels first, like the BN layers: GroupNorm(num_channels, groups)."""
+    """Channels first, like the BN layers: GroupNorm(num_channels, groups). With
+    `channels_per_group`, each layer gets num_channels / channels_per_group groups instead (Wu &
+    He's Table 3 fixes either G or the channels per group; the latter keeps every layer's groups
+    equally wide when a net's stages differ in width)."""
 
-    def __init__(self, num_channels: int, groups: int, eps: float = 1e-5):
-        super().__init__(groups, num_channels, eps=eps)
+    def __init__(self, num_channels: int, groups: int, eps: float = 1e-5, channels_per_group: int = 0):
+        super().__init__(num_channels // channels_per_group if channels_per_group else groups, num_channels, eps=eps)
 
 
 class LayerNorm(GroupNorm):
@@ -260,7 +263,7 @@ def norm_layer(m: ModelConfig) -> NormLayer | None:
                                    d_max=m.renorm_d_max, warmup=m.renorm_warmup, ramp=m.renorm_ramp, **bn),
         Norm.frozen_batch: partial(FrozenBatchNorm, **bn),
         Norm.noisy_batch: partial(NoisyBatchNorm, shift=m.noise_shift, scale=m.noise_scale, **bn),
-        Norm.group: partial(GroupNorm, groups=m.groups, eps=m.eps),
+        Norm.group: partial(GroupNorm, groups=m.groups, eps=m.eps, channels_per_group=m.channels_per_group),
         Norm.layer: partial(LayerNorm, eps=m.eps),
         Norm.instance: partial(InstanceNorm, eps=m.eps),
     }[m.norm]

@@ -2,9 +2,10 @@
 
 A profile is a few general values (`General`) and one budget per experiment, named like the
 experiment. Budgets are found, not listed: the keys of experiment X's budget are the
-`${profile.X.<key>}` that its config files read (configs/experiment/X.yaml and configs/arm/X/),
-and each key has the type of the config entry it fills (a string where it fills a sweep grid,
-Any where the entry has no schema). `schema` turns that into the dataclass Hydra composes a
+`${profile.X.<key>}` that its config files read (configs/experiment/X.yaml, its calibration
+sweep configs/experiment/X/tune.yaml and its arms configs/arm/X/), and each key has the type
+of the config entry it fills (a string where it fills a sweep grid, Any where the entry has no
+schema). `schema` turns that into the dataclass Hydra composes a
 profile against, so a stray or misspelt key in configs/profile/<name>.yaml fails at composition
 like a typo anywhere else (`Key 'subsett' not in 'LrToleranceBudget'`), and a missing one fails
 before any run starts. Adding an experiment adds no Python: its config, and a budget line in
@@ -36,13 +37,15 @@ class General:
     width: int = MISSING  # channels of its first stage
     depth: int = MISSING  # its depth (cnn: conv layers; vgg: 11/13/16/19; resnet: 6n+2)
     val_size: int = MISSING  # training images held out as a validation split
-    seeds: str = MISSING  # every sweep's seeds: a list ("0,1"), verdict[:N] or tuning:N from the ledger
+    tuning_seeds: str = MISSING  # calibration sweeps' seeds: tuning:N from the ledger
+    seeds: str = MISSING  # every verdict sweep's seeds: a list ("0,1"), verdict[:N] or tuning:N from the ledger
     descriptive_seeds: str = MISSING  # seeds of sweeps no verdict reads (gn_groups)
 
 
 def experiment_files(configs: Path) -> dict[str, list[Path]]:
     """Every experiment (configs/experiment/<name>.yaml) with the config files it reads its budget in."""
-    return {p.stem: [p, *sorted((configs / "arm" / p.stem).glob("*.yaml"))]
+    return {p.stem: [p, *sorted((configs / "experiment" / p.stem).glob("*.yaml")),
+                     *sorted((configs / "arm" / p.stem).glob("*.yaml"))]
             for p in sorted((configs / "experiment").glob("*.yaml"))}
 
 

@@ -38,7 +38,7 @@ KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "threads", "train.progress",
 # Entries added to the schema after records existed, at the value that computes exactly what
 # every run computed before they existed: left out of the key at that value, so that adding them
 # did not re-key those records (any other value is part of the key as usual).
-KEY_NEUTRAL = {"train.devices": 1, "model.sync_bn": False, "train.deterministic": False}
+KEY_NEUTRAL = {"train.devices": 1, "model.sync_bn": False, "train.deterministic": False, "model.channels_per_group": 0}
 STATUSES = ("completed", "diverged", "failed")
 METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()),
                            ("name", pa.string()), ("value", pa.float64())])
@@ -265,7 +265,9 @@ class Record:
 
     @property
     def experiment(self) -> str:
-        return self.dir.parent.name
+        """The folder path under the results' `runs/` (`small_batch`, `convergence/tune`)."""
+        parts = self.dir.parent.parts
+        return "/".join(parts[len(parts) - parts[::-1].index("runs"):]) if "runs" in parts else self.dir.parent.name
 
     @property
     def key(self) -> str:

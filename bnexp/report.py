@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp import endpoints
+from bnexp import calibration, endpoints
 from bnexp.claims import Claim, all_claims, ledger
 from bnexp.claims.common import Result, missing
 from bnexp.claims.stats import INCONCLUSIVE
@@ -79,8 +79,11 @@ def _rows_for(table: pd.DataFrame, experiment: str | None, entry: ledger.Entry |
     return rows[rows["seed"].isin(list(entry.seeds()))] if entry else rows
 
 
-def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger) -> list[list[Outcome]]:
-    """Every version of every claim on this table: a list of outcomes per claim, oldest first."""
+def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tuned: dict | None = None
+             ) -> list[list[Outcome]]:
+    """Every version of every claim on this table: a list of outcomes per claim, oldest first;
+    `tuned`: the profile's calibrated constants (tuned.json), which the runs of versions that use
+    them must have been made with to be confirmatory."""
     out = []
     for claim in all_claims():
         outcomes = []
@@ -98,6 +101,8 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger) -> l
             except Exception as e:  # a partial table (a smoke run, a sweep under way) is a result too
                 result = Result(INCONCLUSIVE, detail=[f"not computable from this table: {type(e).__name__}: {e}"])
             status, reasons = ledger.status(entry, ledger.version_hash(version), used)
+            off = calibration.conformity(version.uses, used, tuned or {}) if len(used) else []
+            status, reasons = (ledger.EXPLORATORY, reasons + off) if off else (status, reasons)
             registered = ledger.registration_commit(entry.hash) if entry else None
             outcomes.append(Outcome(claim, number, result, status, reasons, used, excluded, entry, registered))
         out.append(outcomes)
@@ -129,7 +134,7 @@ def write_report(out: Path | str, profile: str | None = None) -> Path:
     out = Path(out)
     table, curves, exact = endpoints.read(out)
     book = ledger.load()
-    outcomes = evaluate(table, exact, book)
+    outcomes = evaluate(table, exact, book, calibration.read(out))
     figures = draw(outcomes, curves, out / "figures")
     claims_json = []
     for per_claim in outcomes:

@@ -3,6 +3,8 @@
 - `${bnexp_run_key:}` (`hydra.sweep.subdir`): names each sweep job's directory by what it
   computes, so a rerun of a sweep finds every job's record where it left it.
 - `${bnexp_seeds:${profile.seeds},<claim>}`: a sweep's seeds, from the ledger (verdict, tuning).
+- `${bnexp_tuned:${profile.name},<question>,<arm>}`: a constant the profile's calibration chose
+  (results/<profile>/tuned.json, bnexp/calibration.py); refused on one line when there is none.
 What they need is imported on first use, so that importing the package stays cheap.
 """
 
@@ -32,5 +34,12 @@ def seeds(spec, claim: str) -> str:
     return ledger.seeds_for(spec, claim)
 
 
+def tuned(profile: str, question: str, arm: str | None = None) -> float:
+    from bnexp.calibration import value
+
+    return value(str(profile), str(question), None if arm is None else str(arm))
+
+
+OmegaConf.register_new_resolver("bnexp_tuned", tuned, replace=True)
 OmegaConf.register_new_resolver("bnexp_run_key", lambda *, _root_: run_key(_root_), replace=True)
 OmegaConf.register_new_resolver("bnexp_seeds", seeds, replace=True)

@@ -8,22 +8,29 @@ its probes); each distinct model of the sweep trains `--steps` optimiser steps o
 two warm-up steps, and an evaluation pass is timed the same way. The estimate is then, per run,
 steps x seconds per step + evaluations x seconds per evaluation, summed over the sweep's runs and
 divided by the parallel jobs. It is an estimate from measured throughput, not a timing of the
-sweep: data loading, checkpoints and jobs contending for one device are left out.
+sweep: data loading, checkpoints and jobs contending for one device are left out. The
+calibration sweeps (`<claim>/tune`) are costed first, like any other; a profile not yet
+calibrated is expanded with stand-in constants (the middle of each grid, which changes what a
+run computes but not what it costs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bnexp import optim, sweep
-from bnexp.config import CONFIGS, Config, experiments
+from bnexp import calibration, optim, sweep
+from bnexp.config import CONFIGS, Config, calibrations, experiments
 from bnexp.data import Data
 from bnexp.run import provenance
 from bnexp.run.train import build, evaluate, train_step
@@ -80,10 +87,16 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
-    names = [e for e in experiments() if not a.only or e in a.only.split(",")]
+    names = [e for e in calibrations() + experiments() if not a.only or e.split("/")[0] in a.only.split(",")]
     device = resolve_device(a.device)
+    results = Path(os.environ.get("BNEXP_RESULTS", "results"))
+    if not (results / a.profile / calibration.TUNED).is_file():  # stand-ins, for planning only
+        stand_in = Path(tempfile.mkdtemp(prefix="bnexp-cost-"))
+        (stand_in / a.profile).mkdir()
+        (stand_in / a.profile / calibration.TUNED).write_text(json.dumps(calibration.planning(a.profile)))
+        os.environ["BNEXP_RESULTS"] = str(stand_in)
     total_h = 0.0
-    print(f"{'experiment':20} {'runs':>5} {'steps/run':>9} {'s/step':>8} {'s/eval':>7} {'minutes':>8}  (jobs {a.jobs}, "
+    print(f"{'experiment':24} {'runs':>5} {'steps/run':>9} {'s/step':>8} {'s/eval':>7} {'minutes':>8}  (jobs {a.jobs}, "
           f"{device})")
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         for name in names:
@@ -109,9 +122,9 @@ def main() -> None:
             total_h += hours
             mean_step = sum(s for s, _ in timed.values()) / len(timed)
             mean_eval = sum(e for _, e in timed.values()) / len(timed)
-            print(f"{name:20} {runs:5d} {round(sum(steps_seen) / len(steps_seen)):9d} {mean_step:8.3f} "
+            print(f"{name:24} {runs:5d} {round(sum(steps_seen) / len(steps_seen)):9d} {mean_step:8.3f} "
                   f"{mean_eval:7.2f} {60 * hours:8.3g}", flush=True)
-    print(f"{'total':20} {'':5} {'':9} {'':8} {'':7} {60 * total_h:8.3g}  ({total_h:.3g} h)")
+    print(f"{'total':24} {'':5} {'':9} {'':8} {'':7} {60 * total_h:8.3g}  ({total_h:.3g} h)")
 
 
 if __name__ == "__main__":

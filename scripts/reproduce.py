@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from bnexp import endpoints, sweep
+from bnexp import calibration, endpoints, sweep
 from bnexp.claims import all_claims
 from bnexp.config import CONFIGS, experiments
 from bnexp.report import write_report
@@ -122,10 +122,37 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def run_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path) -> tuple[list[str], Counter]:
+    """Plan every sweep of `names`, then run them one after another under one progress bar;
+    (the sweeps that had failures, the tally of every job)."""
+    plans = plan(names, a, jobs)
+    progress = Progress(plans)
+    where = f"{jobs} jobs" if a.launcher == "joblib" else f"{a.launcher}, each job"
+    print(f"reproduce {a.profile}: {progress.total} runs in {len(names)} sweeps, {len(progress.before)} already "
+          f"complete; {where} x {a.threads} threads; logs in {root / 'logs'}", file=sys.stderr, flush=True)
+    failed, totals = [], Counter()
+    for name in names:
+        t1 = time.perf_counter()
+        cmd = [sys.executable, "-m", "bnexp.cli", "-m", *sweep_args(name, a, jobs)]
+        log = root / "logs" / f"{name.replace('/', '_')}.log"
+        code = run_sweep(cmd, log, progress, name)
+        result = progress.tally(name)
+        totals += result.counts
+        if code != 0:
+            failed.append(name)
+        tail = f"; exit {code}, see {log}" if code else ""
+        tqdm.write(f"{name}: {result} ({time.perf_counter() - t1:.0f} s){tail}", file=sys.stderr)
+    progress.bar.close()
+    return failed, totals
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
+    profiles = sorted(f.stem for f in (CONFIGS / "profile").glob("*.yaml"))
+    p.add_argument("--profile", default="quick", choices=profiles)
     p.add_argument("--only", default="", help="comma-separated experiments (default: all)")
+    p.add_argument("--stage", default="all", choices=("calibrate", "all"),
+                   help="calibrate: the calibration sweeps and tuned.json only; all: calibration, then the verdicts")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job")
     p.add_argument("--jobs", type=int, default=0, help="parallel jobs (default: cores / threads)")
     p.add_argument("--device", default="auto")
@@ -143,30 +170,31 @@ def main() -> None:
     if unknown:
         p.error(f"--only: no experiment {', '.join(unknown)} (configs/experiment/ has {', '.join(experiments())})")
     chosen = [e for e in ordered_experiments() if not only or e in only]
+    tuned_claims = list(dict.fromkeys(q.claim for q in calibration.questions() if q.claim in chosen))
+    os.environ["BNEXP_RESULTS"] = a.results  # where the sweeps' ${bnexp_tuned:...} read tuned.json
     signal.signal(signal.SIGTERM, _interrupt)
     root = Path(a.results) / a.profile
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    plans = plan(chosen, a, jobs)
-    progress = Progress(plans)
-    where = f"{jobs} jobs" if a.launcher == "joblib" else f"{a.launcher}, each job"
-    print(f"reproduce {a.profile}: {progress.total} runs in {len(chosen)} sweeps, {len(progress.before)} already "
-          f"complete; {where} x {a.threads} threads; logs in {root / 'logs'}", file=sys.stderr, flush=True)
-    failed, totals, t0 = [], Counter(), time.perf_counter()
+    t0 = time.perf_counter()
     try:
-        for name in chosen:
-            t1 = time.perf_counter()
-            cmd = [sys.executable, "-m", "bnexp.cli", "-m", *sweep_args(name, a, jobs)]
-            code = run_sweep(cmd, root / "logs" / f"{name}.log", progress, name)
-            result = progress.tally(name)
-            totals += result.counts
-            if code != 0:
-                failed.append(name)
-            tqdm.write(f"{name}: {result} ({time.perf_counter() - t1:.0f} s)"
-                       + (f"; exit {code}, see {root / 'logs' / name}.log" if code else ""), file=sys.stderr)
+        # Stage 1, calibration: the tuning sweeps (tuning seeds, validation split), then the choices.
+        failed, totals = run_stage([f"{c}/tune" for c in tuned_claims], a, jobs, root)
+        endpoints.write(root)
+        if failed:
+            sys.exit(f"reproduce: the calibration sweeps of {', '.join(failed)} had failures; their logs say why, "
+                     "and a rerun tries the failed runs again")
+        path = calibration.write(root, only=tuned_claims)
+        print(f"calibration {a.profile}: {len(tuned_claims)} claims tuned in {(time.perf_counter() - t0) / 60:.1f} "
+              f"min; wrote {path}", file=sys.stderr, flush=True)
+        if a.stage == "calibrate":
+            return
+        # Stage 2, the verdict sweeps, their constants read from tuned.json.
+        failed, more = run_stage(chosen, a, jobs, root)
+        totals += more
     except KeyboardInterrupt:
-        progress.bar.close()
         sys.exit("reproduce: interrupted; rerun the same command to continue")
-    progress.bar.close()
+    except calibration.CalibrationError as e:
+        sys.exit(f"reproduce: {e}")
     minutes = (time.perf_counter() - t0) / 60
     print(f"reproduce {a.profile}: {sweep.Tally(sum(totals.values()), totals)} in {minutes:.1f} min", file=sys.stderr)
     endpoints.write(root)

@@ -77,7 +77,7 @@ def _bad_profile(tmp_path, text: str):
 
 
 def test_a_typo_in_a_profile_fails_like_any_other(tmp_path):
-    r, run_dir = _bad_profile(tmp_path, lambda q: q.replace("seeds:", "seedz:"))
+    r, run_dir = _bad_profile(tmp_path, lambda q: q.replace("\nseeds:", "\nseedz:"))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "bnexp-train: error: profile.seedz: Key 'seedz' not in 'Profile' ('profile/bad')"]

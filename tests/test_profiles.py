@@ -6,9 +6,23 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bnexp import sweep
-from bnexp.config import CONFIGS, experiments
+from bnexp import calibration, sweep
+from bnexp.config import CONFIGS, calibrations, experiments
 from bnexp.run.lifecycle import run
+
+
+@pytest.fixture
+def planned(tmp_path, monkeypatch):
+    """Stand-in tuned constants for a profile that has not been calibrated here (the middle of
+    each grid, calibration.planning), in a results folder of the test's own."""
+    import json
+
+    def write(profile: str) -> None:
+        (tmp_path / "results" / profile).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "results" / profile / "tuned.json").write_text(json.dumps(calibration.planning(profile)))
+
+    monkeypatch.setenv("BNEXP_RESULTS", str(tmp_path / "results"))
+    return write
 
 
 def expand(profile: str, name: str, data) -> tuple:
@@ -21,8 +35,9 @@ def expand(profile: str, name: str, data) -> tuple:
 # smoke in `make test`; quick (about 35 s: 5 seeds of every sweep) and full with the slow tests.
 @pytest.mark.parametrize("profile", ["smoke", pytest.param("quick", marks=pytest.mark.slow),
                                      pytest.param("full", marks=pytest.mark.slow)])
-def test_every_experiment_of_every_profile_expands_into_jobs_that_pass_every_check(profile, real_data):
-    for name in experiments():
+def test_every_experiment_of_every_profile_expands_into_jobs_that_pass_every_check(profile, real_data, planned):
+    planned(profile)
+    for name in calibrations() + experiments():
         master, jobs = expand(profile, name, real_data)
         assert jobs and sweep.check(jobs) is None, (profile, name)
         assert sweep.planned(master, jobs) >= len(jobs) // 2
@@ -42,7 +57,8 @@ def _distinct_models(jobs) -> list:
 
 @pytest.mark.slow  # ~1.5 min per experiment on 2 cores (VGG-11 at width 64, 45,000 images loaded): make test-slow
 @pytest.mark.parametrize("name", experiments())
-def test_the_full_profile_trains_a_few_steps_of_every_model_it_sweeps(name, real_data, tmp_path):
+def test_the_full_profile_trains_a_few_steps_of_every_model_it_sweeps(name, real_data, tmp_path, planned):
+    planned("full")
     _, jobs = expand("full", name, real_data)
     for i, job in enumerate(_distinct_models(jobs)[:2]):
         cfg = sweep.without_hydra(job.config)

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from bnexp import records
+from bnexp import calibration, endpoints, records
 from bnexp.claims import all_claims
-from bnexp.config import experiments
+from bnexp.config import calibrations, experiments
 from tests.conftest import ROOT, SHRINK, make_config
 
 
@@ -228,10 +228,17 @@ def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
         assert drawn == sorted(c.id for c in all_claims() if c.figure), drawn
     else:
         assert "dirty left out" in report
-    n = len(table)
-    assert f"reproduce smoke: {n} runs in {len(experiments())} sweeps, 0 already complete" in r.stderr
+    # Calibration first (tuning seeds, validation split), its choices recomputable from the table;
+    # then the verdict sweeps.
+    tune = table[table["experiment"].str.endswith("/tune")]
+    assert f"reproduce smoke: {len(tune)} runs in {len(calibrations())} sweeps, 0 already complete" in r.stderr
+    assert f"calibration smoke: {len(calibrations())} claims tuned" in r.stderr
+    assert set(tune["seed"]) == {9000} and tune["val_acc"].notna().all()
+    assert json.loads((out / "tuned.json").read_text()) == calibration.tuned(endpoints.read(out)[0])
+    assert f"runs in {len(experiments())} sweeps, 0 already complete" in r.stderr.split("calibration smoke:")[1]
     # the overall tally (wandb's report-run output may follow it on stderr)
-    assert any(line.startswith(f"reproduce smoke: {n} jobs: ") for line in r.stderr.splitlines()), r.stderr[-2000:]
+    assert any(line.startswith("reproduce smoke: ") and " jobs: " in line for line in r.stderr.splitlines()), \
+        r.stderr[-2000:]
     assert (out / "logs" / "landscape.log").read_text().count("epoch 1/1") == 3  # the jobs' output, kept
     # Idempotent: a second call trains nothing.
     again = subprocess.run([sys.executable, "scripts/reproduce.py", "--profile", "smoke", "--results", str(tmp_path),
@@ -244,7 +251,7 @@ def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
         rows = read_back(run_dir)
         summary = records.read_summary(run_dir)
         run = one(rows, "run")
-        assert run["run_id"] == summary["run_key"] and run["run_group"] == f"smoke/{run_dir.parent.name}"
+        assert run["run_id"] == summary["run_key"] and run["run_group"] == f"smoke/{records.Record(run_dir).experiment}"
         assert one(rows, "exit")["exit_code"] == 0
     report_run = one(read_back(out), "run")
     assert report_run["job_type"] == "report" and "wandb report run: " in r.stdout

@@ -36,6 +36,43 @@ class Version:
     verdict: Callable[..., Result]  # its rows of the table (and `measured` for exact claims) -> Result
     experiment: str | None = None  # whose runs it reads; None: none
     measure: Callable[[], dict[str, float]] | None = None  # exact claims: errors measured afresh
+    # The tuned constants its runs must have been made with (bnexp/calibration.py): part of the
+    # registration by name, never by value. Empty for the versions registered before calibration.
+    uses: tuple[Use, ...] = ()
+
+
+@dataclass(frozen=True)
+class Use:
+    """Runs whose `column` is `value` (an arm) were made with `question`'s answer for `arm`."""
+
+    question: str  # a Question id
+    column: str  # the table column naming the verdict arm (choice_arm, choice_model, norm)
+    value: str  # that arm in the verdict sweep
+    arm: str  # whose tuned value it trains with
+
+
+@dataclass(frozen=True)
+class Question:
+    """A constant a claim's protocol needs, tuned afresh at every profile (bnexp/calibration.py):
+    a claim module lists its questions in `TUNING`; a version names the ones it uses, never
+    their answers, which each profile's calibration writes to results/<profile>/tuned.json."""
+
+    id: str  # "<claim>/<name>", as the verdict configs name it: ${bnexp_tuned:${profile.name},<id>,<arm>}
+    knob: str  # the column of the table that is tuned (lr, dropout); "" for a target
+    arms: tuple[str, ...]  # each gets an answer (`best`), or one for all (`shared`); a target's reference arm
+    rule: str = "best"  # best | shared | target
+    arm_column: str = "choice_arm"  # the column naming a run's arm (config-group choice, `<claim>/<arm>`)
+    fraction: float | None = None  # target: this fraction of the reference arm's tuned validation accuracy
+    reference: str | None = None  # target: the question whose tuned reference arm it is relative to
+
+    @property
+    def claim(self) -> str:
+        return self.id.split("/")[0]
+
+    @property
+    def experiment(self) -> str:
+        """The tuning sweep: configs/experiment/<claim>/tune.yaml, runs under runs/<claim>/tune/."""
+        return f"{self.claim}/tune"
 
 
 def missing(experiment: str | None) -> Result:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Version, arm, final_acc, from_estimate
+from bnexp.claims.common import Question, Version, arm, final_acc, from_estimate
 from bnexp.claims.stats import decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -108,6 +108,12 @@ def verdict_v2(t: pd.DataFrame):
 _CRITERION = (f"steps to {TARGET_FRAC_V1:.0%} of plain's best accuracy, each at its best lr: "
               f"BN <= {THRESHOLD_V1:g}x plain")
 _METHOD = "per-seed ratio of steps, paired by seed; 95% t-interval on the log ratio; best lr by mean over seeds"
+TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
+    Question("convergence/lr", "lr", ("plain", "bn")),  # each net's constant lr
+    Question("convergence/target", "", ("plain",), rule="target", fraction=0.8, reference="convergence/lr"),
+)
+
+
 VERSIONS = {
     0: Version(f"{_CRITERION}; a run that never reaches the target counts {CENSOR_V1}x its own length",
                _METHOD, endpoints_v1, verdict_v0, "convergence"),

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Version, arm, final_acc, from_estimate
+from bnexp.claims.common import Question, Version, arm, final_acc, from_estimate
 from bnexp.claims.stats import INCONCLUSIVE, REPRODUCED, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -79,6 +79,11 @@ def verdict_v2(t: pd.DataFrame):
         v = INCONCLUSIVE
         detail.append("dropout did not clearly help the plain net, so 'adds little with BN' cannot be told apart")
     return from_estimate(v, d, detail)
+
+
+TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
+    Question("dropout_redundancy/p", "dropout", ("none", "batch"), arm_column="norm"),  # each net's dropout rate
+)
 
 
 VERSIONS = {

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Version, arm, final_acc, from_estimate
+from bnexp.claims.common import Question, Version, arm, final_acc, from_estimate
 from bnexp.claims.stats import INCONCLUSIVE, decide, paired, t_interval
 from bnexp.records import Record
 
@@ -83,6 +83,11 @@ def verdict_v2(t: pd.DataFrame):
     for model, g in table.groupby(level=0):
         detail.append(f"{model} mean test acc: " + ", ".join(f"{s} x{c:g}: {a:.3f}" for (_, s, c), a in g.items()))
     return from_estimate(v, diff, detail)
+
+
+TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
+    Question("init_insensitivity/lr", "lr", ("plain", "bn")),  # each net's lr under careful init
+)
 
 
 VERSIONS = {

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Version, final_acc, from_estimate
+from bnexp.claims.common import Question, Version, final_acc, from_estimate
 from bnexp.claims.stats import combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -88,6 +88,11 @@ def verdict_v2(t: pd.DataFrame):
                   f"{k}: {r.final_acc:.3f} / {r.recal_acc:.3f}" for k, r in acc.iterrows()),
               f"one lr shared by every model: {t['lr'].iloc[0]:g}"]
     return from_estimate(v, loss, detail)
+
+
+TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
+    Question("landscape/lr", "lr", ("plain", "bn", "noisy_bn"), rule="shared", arm_column="choice_model"),
+)
 
 
 VERSIONS = {

@@ -227,8 +227,9 @@ def closure(*roots) -> dict[str, str]:
 def version_hash(version) -> str:
     """16 hex digits of sha256 over the criterion, method, experiment and code closure."""
     parts = closure(*(f for f in (version.endpoints, version.verdict, version.measure) if f is not None))
+    uses = [f"uses: {u.question} for {u.column}={u.value} ({u.arm})" for u in getattr(version, "uses", ())]
     blob = "\n".join([f"criterion: {version.criterion}", f"method: {version.method}",
-                      f"experiment: {version.experiment}", *(f"{k}\n{v}" for k, v in sorted(parts.items()))])
+                      f"experiment: {version.experiment}", *uses, *(f"{k}\n{v}" for k, v in sorted(parts.items()))])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Result, Version, arm, final_acc, from_estimate
+from bnexp.claims.common import Question, Result, Version, arm, final_acc, from_estimate
 from bnexp.claims.stats import INCONCLUSIVE, combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -96,6 +96,11 @@ def verdict_v2(t: pd.DataFrame):
         f"{a} {'BN' if n == 'batch' else 'plain'}: {r.final_acc:.3f} / {r.drift_all:.3g}"
         for (a, n), r in means.iterrows()))
     return from_estimate(v, acc, detail)
+
+
+TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
+    Question("sigmoid/lr", "lr", ("none", "batch"), rule="shared", arm_column="norm"),  # one lr both MLPs train at
+)
 
 
 VERSIONS = {

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Version, arm, final_acc, from_estimate, images_per_statistic
+from bnexp.claims.common import Question, Version, arm, final_acc, from_estimate, images_per_statistic
 from bnexp.claims.stats import combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -115,6 +115,11 @@ def verdict_v2(t: pd.DataFrame):
     detail.append("test error with statistics recalibrated on the final weights (per-device, as in training): "
                   + ", ".join(f"{a}: {1 - r.recal_acc:.3f}" for a, r in means.iterrows()))
     return from_estimate(v, rise, detail)
+
+
+TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
+    Question("small_batch/lr", "lr", ("bn", "gn")),  # per 256 images, at 128 images per statistic
+)
 
 
 VERSIONS = {

@@ -1,0 +1,227 @@
+"""Calibration: every profile tunes the constants its protocols need, at its own scale, before
+its verdict runs; the choices are derived from the committed endpoints table, never typed in.
+
+    python -m bnexp.calibration results/quick     # -> results/quick/tuned.json
+
+A claim declares each constant it needs as a tuning question (`TUNING` in its module,
+bnexp/claims/common.py: Question): the knob (a column of the table: lr, dropout), the arms that
+each get it, the selection rule and, for a target, the fraction of a reference accuracy. The
+tuning sweep is the experiment `<claim>/tune` (configs/experiment/<claim>/tune.yaml): the same
+grid and the same tuning seeds for every arm, so each arm gets the same budget and the
+comparison is between tuned arms (AlgoPerf's rule), scored on the validation split. Tuning runs
+are ordinary runs with rows in the endpoints table, so `tuned.json` is a deterministic function
+of that table, and a test recomputes it.
+
+Rules:
+- a run's score is its final validation accuracy (chance for a diverged run, which never
+  reached a validation); a grid value's score is the mean over the tuning seeds;
+- `best`: each arm gets the grid value of its highest score; `shared`: one value for all arms,
+  the one whose worst arm's score is highest (a value every arm trains at);
+- ties go to the smaller value (the more conservative lr or dropout rate);
+- `target`: `fraction` x the reference arm's score at its chosen value (a target relative to
+  the tuned reference, so that it means the same at every scale).
+Refused, naming the question: rows on a seed outside the ledger's tuning range, rows without a
+validation split, or a grid that is not complete (every arm at every value on the same seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bnexp import endpoints
+from bnexp.claims import all_claims, ledger
+from bnexp.claims.common import Question
+
+TUNED = "tuned.json"
+
+
+class CalibrationError(ValueError):
+    """A tuning table that cannot give a choice; the message names the question."""
+
+
+def questions() -> list[Question]:
+    """Every tuning question of every claim, in the claims' order."""
+    return [q for c in all_claims() for q in getattr(c.module, "TUNING", ())]
+
+
+def _scores(rows: pd.DataFrame, q: Question) -> pd.DataFrame:
+    """Mean validation accuracy over the tuning seeds: one row per arm, one column per grid value."""
+    chance = 1 / 10  # the data sets of the claims are CIFAR-10
+    score = rows["val_acc"].astype(float).where(rows["status"] != "diverged", chance)
+    table = rows.assign(score=score.fillna(chance), knob=rows[q.knob].astype(float),
+                        arm_=rows[q.arm_column].map(_short))
+    counts = table.groupby(["arm_", "knob"])["seed"].apply(lambda s: tuple(sorted(s)))
+    if counts.nunique() != 1 or len(counts) != len(q.arms) * table["knob"].nunique():
+        raise CalibrationError(f"{q.id}: the grid is not complete (every arm at every value on the same tuning "
+                               f"seeds): {dict(counts.map(len))}")
+    return table.pivot_table(index="arm_", columns="knob", values="score", aggfunc="mean").loc[list(q.arms)]
+
+
+def _pick(scores: pd.Series) -> float:
+    """The grid value of the highest score; ties to the smaller value."""
+    best = scores.max()
+    return float(min(v for v, s in scores.items() if s == best))
+
+
+def choose(table: pd.DataFrame, q: Question, chosen: dict[str, Any]) -> dict[str, Any]:
+    """The answer to `q` from the table's tuning rows (`chosen`: the answers so far, for targets)."""
+    if q.rule == "target":
+        ref = chosen.get(q.reference or "")
+        if ref is None:
+            raise CalibrationError(f"{q.id}: its reference {q.reference} has no answer yet")
+        arm = q.arms[0]
+        accuracy = ref["scores"][arm][_key(ref["values"][arm])]
+        return {"rule": "target", "reference": q.reference, "arm": arm, "fraction": q.fraction,
+                "reference_val_acc": accuracy, "value": q.fraction * accuracy}
+    rows = table[table["experiment"] == q.experiment]
+    rows = rows[rows["status"] != "failed"]
+    if rows.empty:
+        raise CalibrationError(f"{q.id}: no runs of experiment {q.experiment} in the table; run its sweep first")
+    rows = rows[rows[q.arm_column].map(_short).isin(q.arms)]
+    low, high = ledger.load().tuning_seeds
+    outside = sorted({int(s) for s in rows["seed"] if not low <= int(s) <= high})
+    if outside:
+        raise CalibrationError(f"{q.id}: runs on seeds {outside}, outside the ledger's tuning seeds {low}-{high}")
+    if "val_acc" not in rows or rows.loc[rows["status"] != "diverged", "val_acc"].isna().any():
+        raise CalibrationError(f"{q.id}: runs without a validation split (dataset.val_size = 0): a choice is made "
+                               "on validation images only")
+    scores = _scores(rows, q)
+    if q.rule == "shared":
+        value = _pick(scores.min(axis=0))
+        values = {arm: value for arm in q.arms}
+    else:
+        values = {arm: _pick(scores.loc[arm]) for arm in q.arms}
+    return {"rule": q.rule, "knob": q.knob, "values": values,
+            "scores": {arm: {_key(v): float(s) for v, s in scores.loc[arm].items()} for arm in q.arms},
+            "seeds": sorted(int(s) for s in rows["seed"].unique()), "runs": sorted(rows["key"])}
+
+
+def _key(v: float) -> str:
+    return f"{v:g}"
+
+
+def _short(arm: str) -> str:
+    """`convergence/plain` -> `plain`: arms by their own name."""
+    return str(arm).split("/")[-1]
+
+
+def tuned(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Every question's answer, in order (targets after the questions they refer to)."""
+    out: dict[str, dict[str, Any]] = {}
+    for q in questions():
+        out[q.id] = choose(table, q, out)
+    return out
+
+
+def write(results: Path | str, only: list[str] | None = None) -> Path:
+    """results/<profile>/tuned.json from the endpoints table there (`only`: these claims' questions,
+    the others kept as they are)."""
+    results = Path(results)
+    table = endpoints.read(results)[0]
+    path = results / TUNED
+    out = json.loads(path.read_text()) if path.is_file() else {}
+    for q in questions():
+        if only is None or q.claim in only:
+            out[q.id] = choose(table, q, out)
+    path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read(results: Path | str) -> dict[str, dict[str, Any]]:
+    """The profile's tuned.json; empty when it was never calibrated."""
+    path = Path(results) / TUNED
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def conformity(uses: tuple, rows: pd.DataFrame, answers: dict[str, dict[str, Any]]) -> list[str]:
+    """Why the runs of a version that `uses` tuned constants are not confirmatory: runs made with
+    another value than the profile's tuned one, or constants that were never calibrated."""
+    if not uses:
+        return []
+    if not answers:
+        return ["its constants were never calibrated at this profile (no tuned.json)"]
+    by_id = {q.id: q for q in questions()}
+    out = []
+    for u in uses:
+        answer, q = answers.get(u.question), by_id.get(u.question)
+        if answer is None or q is None or u.arm not in answer.get("values", {}):
+            out.append(f"{u.question} ({u.arm}) was not calibrated at this profile")
+            continue
+        want = float(answer["values"][u.arm])
+        made = rows[rows[u.column].astype(str) == u.value][q.knob].astype(float)
+        off = sum(not math.isclose(v, want, rel_tol=1e-9, abs_tol=1e-12) for v in made)
+        if off:
+            out.append(f"{off} of {len(made)} runs of {u.value} were made with {q.knob} other than the tuned {want:g}")
+    return out
+
+
+def grids(profile: str) -> dict[str, list[float]]:
+    """Each question's grid at `profile`, as its tuning sweep will try it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from bnexp.config import CONFIGS
+
+    column_key = {column: key for key, column in endpoints.CONFIG_COLUMNS.items()}
+    out = {}
+    fresh = not GlobalHydra.instance().is_initialized()
+    context = initialize_config_dir(str(CONFIGS), version_base="1.3") if fresh else None
+    try:
+        if context:
+            context.__enter__()
+        for q in questions():
+            if q.rule == "target":
+                continue
+            master = compose("config", [f"experiment={q.experiment}", f"profile={profile}"], return_hydra_config=True)
+            grid = str(master.hydra.sweeper.params[column_key[q.knob]])
+            out[q.id] = [float(v) for v in grid.split(",")]
+    finally:
+        if context:
+            context.__exit__(None, None, None)
+    return out
+
+
+def planning(profile: str) -> dict[str, dict[str, Any]]:
+    """Stand-in answers for planning before calibration (scripts/cost.py, the expansion tests):
+    the middle of each grid, a target of half the fraction. Never read by a run: a sweep reads
+    the profile's own tuned.json, and this is never written there."""
+    out: dict[str, dict[str, Any]] = {}
+    every = grids(profile)
+    for q in questions():
+        if q.rule == "target":
+            out[q.id] = {"rule": "target", "value": 0.5 * (q.fraction or 0), "planning": True}
+        else:
+            grid = every[q.id]
+            out[q.id] = {"rule": q.rule, "values": {arm: grid[len(grid) // 2] for arm in q.arms}, "planning": True}
+    return out
+
+
+def value(profile: str, question: str, arm: str | None = None) -> float:
+    """A tuned constant, for `${bnexp_tuned:${profile.name},<question>,<arm>}` in the verdict configs."""
+    root = Path(os.environ.get("BNEXP_RESULTS", "results"))
+    path = root / profile / TUNED
+    answers = json.loads(path.read_text()) if path.is_file() else {}
+    answer = answers.get(question)
+    if answer is None:
+        raise CalibrationError(f"{path}: no tuned value for {question}; calibrate first "
+                               f"(make calibrate PROFILE={profile})")
+    v = answer["value"] if answer["rule"] == "target" else answer["values"].get(arm or "")
+    if v is None or not math.isfinite(v):
+        raise CalibrationError(f"{path}: {question} has no value for arm {arm!r} (arms: {list(answer['values'])})")
+    return float(v)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    try:
+        print(write(sys.argv[1]))
+    except CalibrationError as e:
+        sys.exit(f"calibration: {e}")

@@ -1,0 +1,92 @@
+"""Calibration: each profile's constants are chosen from its tuning rows by a fixed rule, on
+tuning seeds and validation images only, recomputably; verdict runs made with other values
+are not confirmatory."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from bnexp import calibration
+from bnexp.claims.common import Question, Use
+
+LR = Question("toy/lr", "lr", ("plain", "bn"))
+SHARED = Question("toy/shared", "lr", ("plain", "bn"), rule="shared")
+TARGET = Question("toy/target", "", ("plain",), rule="target", fraction=0.8, reference="toy/lr")
+
+
+def tuning_table(scores: dict, seeds=(9000, 9001), experiment: str = "toy/tune", **extra) -> pd.DataFrame:
+    """Rows of a tuning sweep: scores[arm][lr] is the validation accuracy (None: diverged), the
+    same on every seed plus a small per-seed offset that averages out."""
+    rows = []
+    for arm, by_lr in scores.items():
+        for lr, acc in by_lr.items():
+            for k, seed in enumerate(seeds):
+                wobble = 0.01 * (k - (len(seeds) - 1) / 2)
+                rows.append({"experiment": experiment, "key": f"{arm}-{lr}-{seed}", "seed": seed,
+                             "status": "diverged" if acc is None else "completed",
+                             "val_acc": None if acc is None else acc + wobble, "lr": lr,
+                             "choice_arm": f"toy/{arm}", **extra})
+    return pd.DataFrame(rows)
+
+
+def test_each_arm_gets_its_own_best_value_ties_to_the_smaller_and_a_diverged_run_scores_chance():
+    t = tuning_table({"plain": {0.01: 0.30, 0.03: 0.35, 0.1: None}, "bn": {0.01: 0.40, 0.03: 0.45, 0.1: 0.45}})
+    answer = calibration.choose(t, LR, {})
+    assert answer["values"] == {"plain": 0.03, "bn": 0.03}  # BN ties at 0.03 and 0.1: the smaller
+    assert answer["scores"]["plain"]["0.1"] == pytest.approx(0.1)  # diverged: chance
+    assert answer["seeds"] == [9000, 9001] and len(answer["runs"]) == 12
+    target = calibration.choose(t, TARGET, {"toy/lr": answer})
+    assert target["value"] == pytest.approx(0.8 * 0.35) and target["reference_val_acc"] == pytest.approx(0.35)
+
+
+def test_a_shared_value_is_the_one_whose_worst_arm_scores_best():
+    t = tuning_table({"plain": {0.01: 0.30, 0.03: 0.35, 0.1: 0.12}, "bn": {0.01: 0.33, 0.03: 0.40, 0.1: 0.50}})
+    assert calibration.choose(t, SHARED, {})["values"] == {"plain": 0.03, "bn": 0.03}
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    (tuning_table({"plain": {0.01: 0.3}, "bn": {0.01: 0.4}}, seeds=(9000, 5)), "outside the ledger's tuning seeds"),
+    (tuning_table({"plain": {0.01: 0.3}, "bn": {0.01: 0.4}}).assign(val_acc=None, status="completed"),
+     "without a validation split"),
+    (tuning_table({"plain": {0.01: 0.3, 0.03: 0.3}, "bn": {0.01: 0.4}}), "the grid is not complete"),
+    (tuning_table({"plain": {0.01: 0.3}, "bn": {0.01: 0.4}}, experiment="other/tune"), "no runs of experiment"),
+])
+def test_a_choice_is_refused_on_verdict_seeds_test_images_or_an_uneven_budget(table, words):
+    with pytest.raises(calibration.CalibrationError, match=words):
+        calibration.choose(table, LR, {})
+
+
+def test_a_verdict_run_made_with_another_value_than_the_tuned_one_is_not_confirmatory():
+    answers = {"toy/lr": {"rule": "best", "knob": "lr", "values": {"plain": 0.03, "bn": 0.1}}}
+    uses = (Use("toy/lr", "choice_arm", "toy/plain", "plain"), Use("toy/lr", "choice_arm", "toy/bn", "bn"),
+            Use("toy/lr", "choice_arm", "toy/bn_shared", "plain"))
+    rows = pd.DataFrame({"choice_arm": ["toy/plain", "toy/bn", "toy/bn_shared"] * 2,
+                         "lr": [0.03, 0.1, 0.03, 0.03, 0.1, 0.03]})
+    from bnexp.calibration import conformity
+
+    by_id = {q.id: q for q in calibration.questions()}
+    by_id["toy/lr"] = LR
+    original = calibration.questions
+    try:
+        calibration.questions = lambda: list(by_id.values())
+        assert conformity(uses, rows, answers) == []
+        rows.loc[5, "lr"] = 0.1  # one BN-at-plain's-lr run made with BN's own lr
+        assert conformity(uses, rows, answers) == ["1 of 2 runs of toy/bn_shared were made with lr other than the "
+                                                   "tuned 0.03"]
+        assert conformity(uses, rows, {}) == ["its constants were never calibrated at this profile (no tuned.json)"]
+    finally:
+        calibration.questions = original
+
+
+def test_the_resolver_reads_the_profile_s_choice_or_refuses_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNEXP_RESULTS", str(tmp_path))
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "tuned.json").write_text(json.dumps(
+        {"toy/lr": {"rule": "best", "values": {"plain": 0.03}}, "toy/target": {"rule": "target", "value": 0.28}}))
+    assert calibration.value("toy", "toy/lr", "plain") == 0.03
+    assert calibration.value("toy", "toy/target") == 0.28
+    with pytest.raises(calibration.CalibrationError, match="no tuned value for toy/p; calibrate first"):
+        calibration.value("toy", "toy/p", "plain")
+    with pytest.raises(calibration.CalibrationError, match="no tuned value"):
+        calibration.value("other", "toy/lr", "plain")
