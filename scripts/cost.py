@@ -86,6 +86,9 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs the sweeps would run")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--gpu-images-per-s", type=float, default=0.0,
+                   help="a stated GPU training throughput (images/s, evaluation counted at a third of a training "
+                        "image): adds each sweep's GPU-hours at that rate, beside the estimate for this machine")
     a = p.parse_args()
     names = [e for e in calibrations() + experiments() if not a.only or e.split("/")[0] in a.only.split(",")]
     device = resolve_device(a.device)
@@ -95,9 +98,10 @@ def main() -> None:
         (stand_in / a.profile).mkdir()
         (stand_in / a.profile / calibration.TUNED).write_text(json.dumps(calibration.planning(a.profile)))
         os.environ["BNEXP_RESULTS"] = str(stand_in)
-    total_h = 0.0
-    print(f"{'experiment':24} {'runs':>5} {'steps/run':>9} {'s/step':>8} {'s/eval':>7} {'minutes':>8}  (jobs {a.jobs}, "
-          f"{device})")
+    total_h, total_gpu_h, datasets = 0.0, 0.0, {}
+    gpu = f" {'gpu-h':>7}" if a.gpu_images_per_s else ""
+    print(f"{'experiment':24} {'runs':>5} {'steps/run':>9} {'s/step':>8} {'s/eval':>7} {'minutes':>8}{gpu}  "
+          f"(jobs {a.jobs}, {device}" + (f"; GPU at a stated {a.gpu_images_per_s:g} images/s)" if gpu else ")"))
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         for name in names:
             master = compose("config", [f"experiment={name}", f"profile={a.profile}", f"device={a.device}",
@@ -105,26 +109,34 @@ def main() -> None:
             jobs = sweep.expand(master)
             runs = sweep.planned(master, jobs)
             timed: dict[str, tuple[float, float]] = {}
-            seconds, steps_seen = 0.0, []
+            seconds, steps_seen, images = 0.0, [], 0.0
             for job in jobs[:: 2 if sweep.is_bisection(master) else 1]:
                 cfg: Config = OmegaConf.to_object(sweep.without_hydra(job.config))  # type: ignore[assignment]
                 torch.set_num_threads(provenance.threads(cfg))
                 model_key = OmegaConf.to_yaml(OmegaConf.structured(cfg.model)) + str(cfg.train.batch_size)
-                data = Data(cfg.dataset, device, channels_last=cfg.train.channels_last)
+                which = (str(OmegaConf.structured(cfg.dataset)), cfg.train.channels_last)
+                if which not in datasets:  # one copy of each distinct data set (45,000 images at full)
+                    datasets[which] = Data(cfg.dataset, device, channels_last=cfg.train.channels_last)
+                data = datasets[which]
                 if model_key not in timed:
                     timed[model_key] = time_model(cfg, data, device, a.steps)
                 step_s, eval_s = timed[model_key]
                 steps, evals = per_run(cfg, len(data.train))
                 per = steps * step_s + evals * eval_s
-                seconds += per * (runs / len(jobs[:: 2 if sweep.is_bisection(master) else 1]))
+                share = runs / len(jobs[:: 2 if sweep.is_bisection(master) else 1])
+                seconds += per * share
+                images += share * (steps * cfg.train.batch_size + evals * (len(data.test) + len(data.val)) / 3)
                 steps_seen.append(steps)
             hours = seconds / 3600 / a.jobs
             total_h += hours
             mean_step = sum(s for s, _ in timed.values()) / len(timed)
             mean_eval = sum(e for _, e in timed.values()) / len(timed)
+            gpu_h = images / a.gpu_images_per_s / 3600 if a.gpu_images_per_s else 0.0
+            total_gpu_h += gpu_h
             print(f"{name:24} {runs:5d} {round(sum(steps_seen) / len(steps_seen)):9d} {mean_step:8.3f} "
-                  f"{mean_eval:7.2f} {60 * hours:8.3g}", flush=True)
-    print(f"{'total':24} {'':5} {'':9} {'':8} {'':7} {60 * total_h:8.3g}  ({total_h:.3g} h)")
+                  f"{mean_eval:7.2f} {60 * hours:8.3g}" + (f" {gpu_h:7.3g}" if gpu else ""), flush=True)
+    print(f"{'total':24} {'':5} {'':9} {'':8} {'':7} {60 * total_h:8.3g}" + (f" {total_gpu_h:7.3g}" if gpu else "")
+          + f"  ({total_h:.3g} h here)")
 
 
 if __name__ == "__main__":

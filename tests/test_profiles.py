@@ -86,3 +86,26 @@ def test_cost_estimates_every_sweep_from_timed_steps(real_data):
     assert rows["gradient_flow"][:2] == ["4", "2"]  # 2 models x 2 scales, 2 steps each (smoke)
     assert rows["lr_tolerance"][0] == "6"  # a bisection: 3 models x 1 seed x 2 probes
     assert float(rows["total"][0]) > 0
+
+
+@pytest.mark.slow  # expands the full profile's small_batch sweep (45,000-image split checked): make test-slow
+def test_the_full_profile_reads_its_own_constants_and_gn_keeps_four_channels_per_group(real_data, planned):
+    """At full, every tuned constant comes from results/full/tuned.json (here stand-ins), none from
+    another profile; GN groups are at least 4 channels wide in every layer; the ResNet's blocks
+    start as the identity."""
+    from bnexp import models
+    from bnexp.config import Norm
+
+    planned("full")
+    answers = calibration.planning("full")
+    _, jobs = expand("full", "small_batch", real_data)
+    gn = [j for j in jobs if j.config.model.norm == Norm.group]
+    tuned_gn = [j for j in gn if j.config.train.batch_size == 128]  # Wu & He's own protocol keeps its lr
+    assert tuned_gn and all(j.config.optim.lr == answers["small_batch/lr"]["values"]["gn"] for j in tuned_gn)
+    bn = [j for j in jobs if j.config.model.norm != Norm.group and j.config.train.batch_size == 128]
+    assert bn and all(j.config.optim.lr == answers["small_batch/lr"]["values"]["bn"] for j in bn)
+    for job in gn:
+        model = models.build(OmegaConf.to_object(job.config.model), 10)
+        norms = [m for m in model.modules() if isinstance(m, __import__("torch").nn.GroupNorm)]
+        assert norms and min(m.num_channels // m.num_groups for m in norms) >= 4
+    assert all(j.config.init.zero_init_residual for j in jobs)
