@@ -51,6 +51,22 @@ def questions() -> list[Question]:
     return [q for c in all_claims() for q in getattr(c.module, "TUNING", ())]
 
 
+def waves(claims: list[str] | None = None) -> list[list[Question]]:
+    """The questions in the order their sweeps can run: each wave's sweeps read only answers of
+    earlier waves (a question `after` another, a target after its reference)."""
+    todo = [q for q in questions() if claims is None or q.claim in claims]
+    done: set[str] = set()
+    out = []
+    while todo:
+        ready = [q for q in todo if (q.after or "") in done | {""} and (q.rule != "target" or q.reference in done)]
+        if not ready:
+            raise CalibrationError(f"questions that wait on each other: {[q.id for q in todo]}")
+        out.append(ready)
+        done |= {q.id for q in ready}
+        todo = [q for q in todo if q.id not in done]
+    return out
+
+
 def _scores(rows: pd.DataFrame, q: Question) -> pd.DataFrame:
     """Mean validation accuracy over the tuning seeds: one row per arm, one column per grid value."""
     chance = 1 / 10  # the data sets of the claims are CIFAR-10
@@ -121,14 +137,14 @@ def tuned(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 def write(results: Path | str, only: list[str] | None = None) -> Path:
-    """results/<profile>/tuned.json from the endpoints table there (`only`: these claims' questions,
-    the others kept as they are)."""
+    """results/<profile>/tuned.json from the endpoints table there (`only`: these questions, the
+    others kept as they are)."""
     results = Path(results)
     table = endpoints.read(results)[0]
     path = results / TUNED
     out = json.loads(path.read_text()) if path.is_file() else {}
     for q in questions():
-        if only is None or q.claim in only:
+        if only is None or q.id in only:
             out[q.id] = choose(table, q, out)
     path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     return path

@@ -75,6 +75,12 @@ class Optimizer(Enum):
     adamw = "adamw"
 
 
+class Precision(Enum):
+    fp32 = "fp32"  # float32 throughout (the default; what every run before this setting computed)
+    tf32 = "tf32"  # float32 with TF32 matmuls and convolutions (CUDA Ampere and later)
+    bf16 = "bf16"  # autocast to bfloat16 for the forward and the loss; fp32 weights, norms and statistics
+
+
 class Schedule(Enum):
     constant = "constant"
     step = "step"
@@ -181,6 +187,12 @@ class TrainConfig:
     # Deterministic kernels: torch.use_deterministic_algorithms, cuDNN deterministic and no
     # benchmark, CUBLAS_WORKSPACE_CONFIG=:4096:8. Bitwise-repeatable GPU runs, somewhat slower.
     deterministic: bool = False
+    precision: Precision = Precision.fp32  # see Precision; recorded, and part of the run key
+    compile: bool = False  # torch.compile the net (forward and backward); part of the run key
+    compile_mode: str = "default"  # torch.compile's mode: default | reduce-overhead | max-autotune
+    # cuDNN autotuning on CUDA (never in deterministic mode, never on a CPU); recorded, not in the
+    # run key: it picks among kernels that compute the same convolution.
+    cudnn_benchmark: bool = True
 
 
 @dataclass
@@ -220,8 +232,8 @@ def experiments() -> list[str]:
 
 
 def calibrations() -> list[str]:
-    """Every calibration sweep there is: configs/experiment/<claim>/tune.yaml, as `<claim>/tune`."""
-    return sorted(f"{p.parent.name}/tune" for p in (CONFIGS / "experiment").glob("*/tune.yaml"))
+    """Every calibration sweep there is: configs/experiment/<claim>/tune*.yaml, as `<claim>/tune...`."""
+    return sorted(f"{p.parent.name}/{p.stem}" for p in (CONFIGS / "experiment").glob("*/tune*.yaml"))
 
 
 def register() -> None:
@@ -343,6 +355,9 @@ def validate(cfg: Config) -> None:
         _check(cfg.device in ("auto", "cpu", "cuda"), "device",
                f"{cfg.device!r} names one device; with train.devices={t.devices} use auto, cuda or cpu "
                "(rank r trains on cuda:r)")
+    _check(t.compile_mode in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+           "train.compile_mode", f"must be default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs, "
+                                 f"got {t.compile_mode!r}")
     if m.norm is Norm.noisy_batch:
         _check(m.noise_shift >= 0, "model.noise_shift", f"must be >= 0, got {m.noise_shift}")
         _check(m.noise_scale >= 0, "model.noise_scale", f"must be >= 0, got {m.noise_scale}")

@@ -32,7 +32,7 @@ SUMMARY_COLUMNS = ("run_key", "seed", "status", "reason", "steps", "epochs", "tr
 CONFIG_COLUMNS = {
     "model.arch": "arch", "model.norm": "norm", "model.depth": "depth", "model.width": "width",
     "model.activation": "activation", "model.groups": "groups", "model.dropout": "dropout",
-    "model.virtual_batch": "virtual_batch",
+    "model.virtual_batch": "virtual_batch", "model.head_dropout": "head_dropout",
     "init.scheme": "init_scheme", "init.scale": "init_scale", "optim.lr": "lr",
     "optim.lr_reference_batch": "lr_reference_batch", "train.batch_size": "batch_size",
     "train.epochs": "epochs_planned", "dataset.subset": "subset", "dataset.name": "dataset",

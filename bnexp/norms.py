@@ -269,6 +269,16 @@ def norm_layer(m: ModelConfig) -> NormLayer | None:
     }[m.norm]
 
 
+def fp32_inputs(model: nn.Module) -> None:
+    """Every norm layer normalises in float32 under autocast: its input is cast up before the
+    statistics are taken (nothing inside a norm is on autocast's lower-precision list, so the
+    rest follows), as torch's autocast lists keep norms in fp32. For bf16 runs only: an fp32 run
+    has no hook at all."""
+    for m in model.modules():
+        if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
+            m.register_forward_pre_hook(lambda mod, args: (args[0].float(), *args[1:]))
+
+
 def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 

@@ -34,11 +34,13 @@ LOCK = ".lock"
 # Config entries that do not change what a run computes, left out of its key: where the data
 # lives, CPU threads, progress bars, logging, labels, and the profile's own table of values
 # (whatever of it an experiment uses has been interpolated into the entries that matter).
-KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "threads", "train.progress", "logger", "name")
+KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "threads", "train.progress", "logger", "name",
+                "train.cudnn_benchmark")
 # Entries added to the schema after records existed, at the value that computes exactly what
 # every run computed before they existed: left out of the key at that value, so that adding them
 # did not re-key those records (any other value is part of the key as usual).
-KEY_NEUTRAL = {"train.devices": 1, "model.sync_bn": False, "train.deterministic": False, "model.channels_per_group": 0}
+KEY_NEUTRAL = {"train.devices": 1, "model.sync_bn": False, "train.deterministic": False, "model.channels_per_group": 0,
+               "train.precision": "fp32", "train.compile": False, "train.compile_mode": "default"}
 STATUSES = ("completed", "diverged", "failed")
 METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()),
                            ("name", pa.string()), ("value", pa.float64())])

@@ -133,8 +133,8 @@ def draw(outcomes: list[list[Outcome]], curves: pd.DataFrame, figures: Path) -> 
 def write_report(out: Path | str, profile: str | None = None) -> Path:
     out = Path(out)
     table, curves, exact = endpoints.read(out)
-    book = ledger.load()
-    outcomes = evaluate(table, exact, book, calibration.read(out))
+    book, tuned = ledger.load(), calibration.read(out)
+    outcomes = evaluate(table, exact, book, tuned)
     figures = draw(outcomes, curves, out / "figures")
     claims_json = []
     for per_claim in outcomes:
@@ -144,7 +144,7 @@ def write_report(out: Path | str, profile: str | None = None) -> Path:
                             "statement": c.statement, "source": c.source,
                             "history": [o.as_json() for o in per_claim]})
     _write(out / "claims.json", json.dumps(claims_json, indent=2) + "\n")
-    _write(out / "REPORT.md", _markdown(profile or out.name, table, outcomes, book, figures))
+    _write(out / "REPORT.md", _markdown(profile or out.name, table, outcomes, book, figures, tuned))
     return out / "REPORT.md"
 
 
@@ -193,8 +193,32 @@ def _header(profile: str, table: pd.DataFrame) -> list[str]:
             "No sweep uses learning-rate warm-up."]
 
 
+def _calibration(tuned: dict) -> list[str]:
+    """The constants this profile's calibration chose (tuned.json), with what each choice rests on."""
+    if not tuned:
+        return []
+    lines = ["", "## Calibration", "",
+             "The constants this profile's protocols use, chosen at this scale before the verdict runs "
+             "(`results/<profile>/tuned.json`, recomputed from the `<claim>/tune` rows of `runs.csv` by "
+             "`python -m bnexp.calibration`): every arm on the same grid and tuning seeds, scored by mean final "
+             "validation accuracy (never test images).", "",
+             "| question | rule | chosen | mean validation accuracy over the grid | tuning seeds | runs |",
+             "|---|---|---|---|---|---|"]
+    for qid, a in tuned.items():
+        if a.get("rule") == "target":
+            lines.append(f"| {qid} | target | {a['value']:.4g} | {a['fraction']:g} x {a['arm']}'s "
+                         f"{a['reference_val_acc']:.3f} ({a['reference']}) | | |")
+            continue
+        chosen = ", ".join(f"{arm} {v:g}" for arm, v in a["values"].items())
+        scores = "; ".join(f"{arm}: " + ", ".join(f"{v} {s:.3f}" for v, s in by.items())
+                           for arm, by in a["scores"].items())
+        lines.append(f"| {qid} | {a['rule']} | {chosen} | {scores} | {', '.join(map(str, a['seeds']))} | "
+                     f"{len(a['runs'])} |")
+    return lines
+
+
 def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], book: ledger.Ledger,
-              figures: dict[str, str]) -> str:
+              figures: dict[str, str], tuned: dict | None = None) -> str:
     lines = [*_header(profile, table), "",
              "| claim | version | verdict | status | effect [95% CI] | unit | seeds | runs used | criterion "
              "| published |",
@@ -204,6 +228,7 @@ def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], 
         lines.append(f"| [{o.claim.id}](#{o.claim.id}) | v{o.number} | **{o.result.verdict}** | {o.status} | "
                      f"{_effect(o)} | {o.claim.unit} | {o.result.n_seeds or '-'} | {_runs(o)} | "
                      f"{o.version.criterion} | {o.claim.published} |")
+    lines += _calibration(tuned or {})
     lines += _deviations(outcomes, book)
     for per_claim in outcomes:
         lines += _section(per_claim, profile, figures)

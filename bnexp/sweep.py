@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from bnexp import data, models, records
 from bnexp.config import Config, ConfigError, check_keys, one_line_error, validate
-from bnexp.run.world import check_devices, resolve_device
+from bnexp.run.world import check_devices, check_speed, resolve_device
 
 
 @dataclass
@@ -123,6 +123,7 @@ def check(jobs: list[Job]) -> str | None:
             cfg: Config = OmegaConf.to_object(body)  # type: ignore[assignment]
             validate(cfg)
             models.check(cfg)
+            check_speed(cfg, resolve_device(cfg.device))
             if (cfg.device, cfg.train.devices) not in seen_device:
                 resolve_device(cfg.device)
                 if cfg.train.devices > 1:

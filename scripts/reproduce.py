@@ -171,19 +171,25 @@ def main() -> None:
         p.error(f"--only: no experiment {', '.join(unknown)} (configs/experiment/ has {', '.join(experiments())})")
     chosen = [e for e in ordered_experiments() if not only or e in only]
     tuned_claims = list(dict.fromkeys(q.claim for q in calibration.questions() if q.claim in chosen))
+    waves = calibration.waves(tuned_claims)  # a sweep that trains with another question's answer runs after it
     os.environ["BNEXP_RESULTS"] = a.results  # where the sweeps' ${bnexp_tuned:...} read tuned.json
     signal.signal(signal.SIGTERM, _interrupt)
     root = Path(a.results) / a.profile
     (root / "logs").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        # Stage 1, calibration: the tuning sweeps (tuning seeds, validation split), then the choices.
-        failed, totals = run_stage([f"{c}/tune" for c in tuned_claims], a, jobs, root)
-        endpoints.write(root)
-        if failed:
-            sys.exit(f"reproduce: the calibration sweeps of {', '.join(failed)} had failures; their logs say why, "
-                     "and a rerun tries the failed runs again")
-        path = calibration.write(root, only=tuned_claims)
+        # Stage 1, calibration: the tuning sweeps (tuning seeds, validation split), then the choices,
+        # wave by wave.
+        totals, path = Counter(), root / calibration.TUNED
+        for wave in waves:
+            failed, done = run_stage(list(dict.fromkeys(q.experiment for q in wave if q.rule != "target")), a, jobs,
+                                     root)
+            totals += done
+            endpoints.write(root)
+            if failed:
+                sys.exit(f"reproduce: the calibration sweeps of {', '.join(failed)} had failures; their logs say "
+                         "why, and a rerun tries the failed runs again")
+            path = calibration.write(root, only=[q.id for q in wave])
         print(f"calibration {a.profile}: {len(tuned_claims)} claims tuned in {(time.perf_counter() - t0) / 60:.1f} "
               f"min; wrote {path}", file=sys.stderr, flush=True)
         if a.stage == "calibrate":

@@ -64,6 +64,8 @@ class Question:
     arm_column: str = "choice_arm"  # the column naming a run's arm (config-group choice, `<claim>/<arm>`)
     fraction: float | None = None  # target: this fraction of the reference arm's tuned validation accuracy
     reference: str | None = None  # target: the question whose tuned reference arm it is relative to
+    sweep: str = "tune"  # its tuning sweep: configs/experiment/<claim>/<sweep>.yaml
+    after: str | None = None  # a question whose answer its sweep trains with (tuned first)
 
     @property
     def claim(self) -> str:
@@ -71,8 +73,8 @@ class Question:
 
     @property
     def experiment(self) -> str:
-        """The tuning sweep: configs/experiment/<claim>/tune.yaml, runs under runs/<claim>/tune/."""
-        return f"{self.claim}/tune"
+        """The tuning sweep as an experiment: `<claim>/tune`, its runs under runs/<claim>/tune/."""
+        return f"{self.claim}/{self.sweep}"
 
 
 def missing(experiment: str | None) -> Result:

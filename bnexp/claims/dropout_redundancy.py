@@ -82,7 +82,9 @@ def verdict_v2(t: pd.DataFrame):
 
 
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
-    Question("dropout_redundancy/p", "dropout", ("none", "batch"), arm_column="norm"),  # each net's dropout rate
+    Question("dropout_redundancy/lr", "lr", ("none", "batch"), arm_column="norm"),  # each net's lr, no dropout
+    Question("dropout_redundancy/p", "head_dropout", ("none", "batch"), arm_column="norm", sweep="tune_p",
+             after="dropout_redundancy/lr"),  # each net's dropout rate before the classifier, at its own lr
 )
 
 

@@ -27,14 +27,14 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from bnexp import models, optim, probes, records
+from bnexp import models, norms, optim, probes, records
 from bnexp.config import Config, ConfigError
 from bnexp.data import Data
 from bnexp.data import read as read_data
 from bnexp.run import checkpoint, provenance, ranks, tracking
 from bnexp.run.job import Job
-from bnexp.run.train import LoopState, Trainee, build, calibrate, loop, recalibrated, total_steps
-from bnexp.run.world import World, check_devices, wrap
+from bnexp.run.train import LoopState, Trainee, build, calibrate, loop, low_precision, recalibrated, total_steps
+from bnexp.run.world import World, check_devices, check_speed, wrap
 
 log = logging.getLogger("bnexp")
 
@@ -67,12 +67,14 @@ def _run(a: Attempt) -> dict[str, Any]:
     if a.world.size != cfg.train.devices:
         raise ConfigError("train.devices", f"{cfg.train.devices}, but {a.world.size} processes were started "
                                            f"(torchrun --nproc-per-node); pass train.devices={a.world.size}")
-    flags = determinism(cfg.train.deterministic)
-    torch.set_num_threads(provenance.threads(cfg))
     a.device = a.world.device(cfg.device)
+    check_speed(cfg, a.device)
+    flags = determinism(cfg.train.deterministic)
+    speed = speed_settings(cfg, a.device)
+    torch.set_num_threads(provenance.threads(cfg))
     started_group = a.world.start(a.device)
     try:
-        a.extra = _shape(cfg, a.world) | {"determinism": flags}
+        a.extra = _shape(cfg, a.world) | {"determinism": flags, "speed": speed}
         return _train(a)
     finally:
         a.world.stop(started_group)
@@ -137,8 +139,11 @@ def _trainee(cfg: Config, world: World, device: torch.device) -> Trainee:
             raise ConfigError("train.probe_layer", e.args[0]) from None
     opt = optim.optimizer(model, cfg.optim, optim.peak_lr(cfg.optim, cfg.train.batch_size))
     sched = optim.scheduler(opt, cfg.schedule, total_steps(cfg, len(data.train)))
+    if low_precision(cfg) is not None:
+        norms.fp32_inputs(model)  # norms and their statistics in fp32, as autocast's lists keep them
     net = wrap(model, world, device, cfg.model.sync_bn)
-    return Trainee(cfg, net, opt, sched, data, gen, tracking.Sink(records.MetricLog(None)), world)
+    fast = torch.compile(net, mode=cfg.train.compile_mode) if cfg.train.compile else None
+    return Trainee(cfg, net, opt, sched, data, gen, tracking.Sink(records.MetricLog(None)), world, fast)
 
 
 def _restore(a: Attempt, t: Trainee) -> LoopState:
@@ -263,11 +268,31 @@ def determinism(on: bool) -> dict[str, Any]:
     # Set either way: a sweep worker that ran a deterministic job before must not pass it on.
     torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.deterministic = on
-    torch.backends.cudnn.benchmark = False  # torch's default; bnexp never turns it on
+    torch.backends.cudnn.benchmark = False  # speed_settings turns it on for non-deterministic CUDA runs
     return {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "cudnn_deterministic": torch.backends.cudnn.deterministic,
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
+
+
+def speed_settings(cfg: Config, device: torch.device) -> dict[str, Any]:
+    """Set what `train.precision` and `train.cudnn_benchmark` ask of this device (after
+    `determinism`); the settings in force, for the summary. Set either way, so that a sweep
+    worker does not pass one job's settings on to the next."""
+    cuda = device.type == "cuda"
+    tf32 = cfg.train.precision.value == "tf32"
+    native_bf16 = device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if cfg.train.precision.value == "bf16" and not native_bf16:
+        # Measured on a Xeon with AVX512-BF16/AMX: bf16 1.4x the images/s of fp32. Without those
+        # instructions torch emulates bfloat16 and runs slower than fp32: allowed, but said.
+        log.warning("train.precision=bf16: this CPU has no native bfloat16 (AVX512-BF16/AMX); it will run slower "
+                    "than fp32")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cuda and cfg.train.cudnn_benchmark and not cfg.train.deterministic
+    return {"precision": cfg.train.precision.value, "tf32": tf32 and cuda,
+            "compile": cfg.train.compile_mode if cfg.train.compile else None,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark}
 
 
 def record_bytes(cfg: Config, model: nn.Module, total: int) -> int:

@@ -59,13 +59,15 @@ class StepOut:
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               measure: Measure | None = None) -> StepOut:
-    """One optimiser step on (x, y), measuring what `measure` asks for."""
+               measure: Measure | None = None, low: torch.dtype | None = None) -> StepOut:
+    """One optimiser step on (x, y), measuring what `measure` asks for; with `low` (bfloat16) the
+    forward and the loss run under autocast to it, the backward and the update in fp32 weights."""
     m = measure or Measure()
     grads_too = m.layers is not None
-    with probes.capture_input(m.probe[0]) if grads_too and m.probe else contextlib.nullcontext({}) as box:
+    with probes.capture_input(m.probe[0]) if grads_too and m.probe else contextlib.nullcontext({}) as box, \
+            _autocast(x, low):
         logits = model(x)
-    loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     out = StepOut(loss.detach(), (logits.detach().argmax(1) == y).sum())
@@ -82,13 +84,23 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
     return out
 
 
+def _autocast(x: torch.Tensor, low: torch.dtype | None):
+    return torch.autocast(x.device.type, dtype=low) if low is not None else contextlib.nullcontext()
+
+
+def low_precision(cfg: Config) -> torch.dtype | None:
+    """The dtype autocast runs the forward in (train.precision=bf16), or None (fp32, tf32)."""
+    return torch.bfloat16 if cfg.train.precision.value == "bf16" else None
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, batches) -> tuple[float, float]:
+def evaluate(model: nn.Module, batches, low: torch.dtype | None = None) -> tuple[float, float]:
     """(mean loss, accuracy in [0, 1]) over the batches, in whatever mode the model is in."""
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = n = 0
     for x, y in batches:
-        logits = model(x)
+        with _autocast(x, low):
+            logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double().cpu()
         correct += int((logits.argmax(1) == y).sum())
         n += len(y)
@@ -100,13 +112,15 @@ def eval_all(model: nn.Module, data: Data, cfg: Config) -> dict[str, float]:
     model.eval()
     out: dict[str, float] = {}
     parts = {"test": data.test} | ({"val": data.val} if len(data.val) else {})
+    low = low_precision(cfg)
     for name, part in parts.items():
-        out[f"{name}/loss"], out[f"{name}/acc"] = evaluate(model, data.eval_batches(part, cfg.train.eval_batch_size))
+        batches = data.eval_batches(part, cfg.train.eval_batch_size)
+        out[f"{name}/loss"], out[f"{name}/acc"] = evaluate(model, batches, low)
     if cfg.train.eval_batch_stats:
         # Batches of the training size, so each statistic covers as many images as in training.
         with norms.batch_statistics(model):
             batches = data.eval_batches(data.test, cfg.train.batch_size, drop_last=True)
-            out["test_batchstats/loss"], out["test_batchstats/acc"] = evaluate(model, batches)
+            out["test_batchstats/loss"], out["test_batchstats/acc"] = evaluate(model, batches, low)
     model.train()
     return out
 
@@ -155,6 +169,7 @@ class Trainee:
     gen: torch.Generator  # data order and augmentation, on the CPU: the same on every rank
     sink: Sink  # where metrics go: the record's metric log and the wandb run
     world: World = field(default_factory=World)
+    fast: nn.Module | None = None  # `net` compiled (train.compile): the steps that probe nothing run it
 
     @property
     def model(self) -> nn.Module:
@@ -208,8 +223,11 @@ def loop(t: Trainee, state: LoopState, save: Callable[[], None]) -> None:
             measuring = step % c.log_every == 0
             lr_now = t.opt.param_groups[0]["lr"]
             probing = c.landscape_every and step % c.landscape_every == 0
-            out = train_step(t.net, t.opt, x, y, Measure(layers if measuring else None, probe,
-                                                         [k * lr_now for k in c.landscape_steps] if probing else None))
+            etas = [k * lr_now for k in c.landscape_steps] if probing else None
+            m = Measure(layers if measuring else None, probe, etas)
+            # Hooks (the probe) and the landscape's functional calls run on the eager net.
+            net = t.fast if t.fast is not None and not (measuring and probe) and not probing else t.net
+            out = train_step(net, t.opt, x, y, m, low_precision(t.cfg))
             t.sched.step()
             state.loss_sum += out.loss * len(y)
             state.correct += out.correct
@@ -286,7 +304,8 @@ def recalibrated(t: Trainee, state: LoopState) -> None:
     if used:
         copy_.eval()
         batches = t.data.eval_batches(t.data.test, t.cfg.train.eval_batch_size)
-        values = dict(zip(("test_recal/loss", "test_recal/acc"), evaluate(copy_, batches), strict=True))
+        values = dict(zip(("test_recal/loss", "test_recal/acc"), evaluate(copy_, batches, low_precision(t.cfg)),
+                          strict=True))
     else:
         values = {"test_recal/loss": state.last["test/loss"], "test_recal/acc": state.last["test/acc"]}
     state.last |= values

@@ -58,6 +58,15 @@ def check_devices(cfg: Config) -> torch.device:
     return device
 
 
+def check_speed(cfg: Config, device: torch.device) -> None:
+    """Refuse, in one line, a speed setting that cannot apply on `device`."""
+    if cfg.train.precision.value == "tf32" and device.type != "cuda":
+        raise ConfigError("train.precision", f"tf32 is a CUDA matmul and convolution mode; on {device.type} use "
+                                             "fp32 or bf16")
+    if cfg.train.compile and cfg.train.compile_mode == "reduce-overhead" and device.type != "cuda":
+        raise ConfigError("train.compile_mode", "reduce-overhead uses CUDA graphs; on a CPU use default")
+
+
 @dataclass(frozen=True)
 class World:
     rank: int = 0
