@@ -18,6 +18,7 @@ Rules:
 - `best`: each arm gets the grid value of its highest score; `shared`: one value for all arms,
   the one whose worst arm's score is highest (a value every arm trains at);
 - ties go to the smaller value (the more conservative lr or dropout rate);
+- a choice at either end of its grid is listed under `at_grid_edge`: the grid should be widened;
 - `target`: `fraction` x the reference arm's score at its chosen value (a target relative to
   the tuned reference, so that it means the same at every scale).
 Refused, naming the question: rows on a seed outside the ledger's tuning range, rows without a
@@ -114,7 +115,10 @@ def choose(table: pd.DataFrame, q: Question, chosen: dict[str, Any]) -> dict[str
         values = {arm: value for arm in q.arms}
     else:
         values = {arm: _pick(scores.loc[arm]) for arm in q.arms}
-    return {"rule": q.rule, "knob": q.knob, "values": values,
+    grid = list(scores.columns)
+    # A choice at the end of its grid may be short of the best: flagged, so that the grid is widened.
+    edge = sorted(arm for arm, v in values.items() if len(grid) > 1 and v in (min(grid), max(grid)))
+    return {"rule": q.rule, "knob": q.knob, "values": values, "at_grid_edge": edge,
             "scores": {arm: {_key(v): float(s) for v, s in scores.loc[arm].items()} for arm in q.arms},
             "seeds": sorted(int(s) for s in rows["seed"].unique()), "runs": sorted(rows["key"])}
 

@@ -209,7 +209,8 @@ def _calibration(tuned: dict) -> list[str]:
             lines.append(f"| {qid} | target | {a['value']:.4g} | {a['fraction']:g} x {a['arm']}'s "
                          f"{a['reference_val_acc']:.3f} ({a['reference']}) | | |")
             continue
-        chosen = ", ".join(f"{arm} {v:g}" for arm, v in a["values"].items())
+        edge = set(a.get("at_grid_edge", ()))
+        chosen = ", ".join(f"{arm} {v:g}" + (" (grid's end)" if arm in edge else "") for arm, v in a["values"].items())
         scores = "; ".join(f"{arm}: " + ", ".join(f"{v} {s:.3f}" for v, s in by.items())
                            for arm, by in a["scores"].items())
         lines.append(f"| {qid} | {a['rule']} | {chosen} | {scores} | {', '.join(map(str, a['seeds']))} | "
