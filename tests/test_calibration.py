@@ -90,3 +90,19 @@ def test_the_resolver_reads_the_profile_s_choice_or_refuses_in_one_line(tmp_path
         calibration.value("toy", "toy/p", "plain")
     with pytest.raises(calibration.CalibrationError, match="no tuned value"):
         calibration.value("other", "toy/lr", "plain")
+
+
+def test_the_committed_quick_choices_recompute_from_the_committed_table():
+    """results/quick/tuned.json is what the committed table's tuning rows give, and those rows are
+    tuning seeds scored on a validation split."""
+    from bnexp import endpoints
+    from bnexp.claims import ledger
+    from tests.conftest import ROOT
+
+    results = ROOT / "results" / "quick"
+    table = endpoints.read(results)[0]
+    assert calibration.tuned(table) == json.loads((results / calibration.TUNED).read_text())
+    tune = table[table["experiment"].str.contains("/tune")]
+    low, high = ledger.load().tuning_seeds
+    assert len(tune) and tune["seed"].between(low, high).all()
+    assert tune.loc[tune["status"] != "diverged", "val_acc"].notna().all()
