@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnexp import endpoints, report
+from bnexp import calibration, endpoints, report
 from bnexp.claims import all_claims, by_id
 from tests import tables
 from tests.conftest import ROOT
@@ -18,7 +18,7 @@ COMMITTED = ROOT / "results" / "quick"
 
 
 def test_the_committed_quick_report_regenerates_exactly_from_its_table(tmp_path):
-    for name in (endpoints.RUNS, endpoints.CURVES, endpoints.EXACT):
+    for name in (endpoints.RUNS, endpoints.CURVES, endpoints.EXACT, calibration.TUNED):
         shutil.copy(COMMITTED / name, tmp_path / name)
     report.write_report(tmp_path, "quick")
     assert json.loads((tmp_path / "claims.json").read_text()) == json.loads((COMMITTED / "claims.json").read_text())
