@@ -17,6 +17,7 @@ run computes but not what it costs).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -35,6 +36,8 @@ from bnexp.data import Data
 from bnexp.run import provenance
 from bnexp.run.train import build, evaluate, train_step
 from bnexp.run.world import resolve_device
+
+EVAL_TIMED = 2000  # images an evaluation is timed on
 
 
 def per_run(cfg: Config, train_images: int) -> tuple[int, int]:
@@ -67,11 +70,15 @@ def time_model(cfg: Config, data: Data, device: torch.device, n: int) -> tuple[f
     _sync(device)
     step_s = (time.perf_counter() - t0) / n
     model.eval()
+    # An evaluation pass over test and validation images, timed on at most EVAL_TIMED of them and
+    # scaled by the image count (a pass is the same batches repeated).
+    batches = list(itertools.islice(data.eval_batches(data.test, cfg.train.eval_batch_size),
+                                    max(1, EVAL_TIMED // cfg.train.eval_batch_size)))
     t0 = time.perf_counter()
-    evaluate(model, data.eval_batches(data.test, cfg.train.eval_batch_size))
+    evaluate(model, iter(batches))
     _sync(device)
-    # An evaluation reads the validation split too: timed on the test set, scaled by image count.
-    return step_s, (time.perf_counter() - t0) * (len(data.test) + len(data.val)) / len(data.test)
+    timed = sum(len(y) for _, y in batches)
+    return step_s, (time.perf_counter() - t0) * (len(data.test) + len(data.val)) / timed
 
 
 def _sync(device: torch.device) -> None:
