@@ -9,6 +9,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 import torch
 
 from bnexp import records
@@ -48,6 +49,7 @@ def _kill_mid_epoch(proc, ckpt, min_step: int) -> dict:
     raise AssertionError("no checkpoint inside an epoch appeared")
 
 
+@pytest.mark.slow  # three runs of 48 steps, one killed mid-epoch: about 40 s
 def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_record(tmp_path, real_data):
     whole = tmp_path / "whole"
     assert _start(whole, real_data).wait(timeout=300) == 0

@@ -137,6 +137,7 @@ def _recertify(repo, *args):
                           capture_output=True, text=True, cwd=repo, env=env, timeout=600)
 
 
+@pytest.mark.slow  # two clones, four verdict recomputations in fresh interpreters: about 25 s
 def test_a_pure_rename_in_shared_code_is_recertified_and_a_changed_rounding_is_refused(tmp_path):
     renamed = _clone_with(tmp_path, ("_clean(", "_present_values("), "renamed")
     r = _recertify(renamed, "lr_tolerance", "2", "--reason", "stats._clean renamed")
