@@ -236,7 +236,7 @@ def loop(t: Trainee, state: LoopState, save: Callable[[], None]) -> None:
             state.step, state.batch = step + 1, state.batch + 1
             if out.landscape is not None:
                 t.sink.add(step, step / t.steps_per_epoch, {k: float(v) for k, v in out.landscape.items()})
-            if (measuring or state.step == total) and _log_point(t, state, out, lr_now, bar):
+            if (measuring or state.step == total) and _log_point(t, state, out, (lr_now, layers), bar):
                 break  # diverged
             if c.eval_every_steps and state.step % c.eval_every_steps == 0 and state.step < total and world.main:
                 _evaluate(t, state)
@@ -260,14 +260,15 @@ def loop(t: Trainee, state: LoopState, save: Callable[[], None]) -> None:
     bar.close()
 
 
-def _log_point(t: Trainee, state: LoopState, out: StepOut, lr: float, bar) -> bool:
-    """Record the means since the last log point and what the step measured; True if the run
-    diverged (decided on every rank's worst loss, so that all ranks stop at the same step)."""
+def _log_point(t: Trainee, state: LoopState, out: StepOut, at: tuple[float, dict[str, nn.Parameter]], bar) -> bool:
+    """Record the means since the last log point and what the step measured (`at`: the lr and
+    the weight layers); True if the run diverged (decided on every rank's worst loss, so that all
+    ranks stop at the same step)."""
+    lr, layers = at
     loss_sum, correct, seen = all_sum(state.loss_sum, state.correct, torch.tensor(float(state.seen)))
     state.loss_max = all_max(state.loss_max)
     values = {"train/loss": float(loss_sum) / float(seen), "train/acc": float(correct) / float(seen), "lr": lr}
     if out.grad_norm is not None:
-        layers = models.weight_layers(t.model)
         values["grad_norm"] = float(out.grad_norm)
         values |= {f"grad_norm/{k}": float(v) for k, v in out.layer_grads.items()}
         values |= {f"weight_norm/{k}": float(w.detach().norm()) for k, w in layers.items()}
