@@ -8,6 +8,7 @@ report regenerates exactly from committed files, without the raw runs.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import sys
@@ -57,7 +58,19 @@ class Outcome:
                 "excluded": self.excluded, "method": self.version.method, "criterion": self.version.criterion,
                 "experiment": self.version.experiment, "registered_commit": self.registered,
                 "verdict_seeds": list(self.entry.verdict_seeds) if self.entry and self.entry.verdict_seeds else None,
-                "version_reason": self.entry.reason if self.entry else None, "detail": r.detail}
+                "version_reason": self.entry.reason if self.entry else None, "detail": r.detail,
+                **({"sequential": _sequential_json(r.derived)} if "looks" in r.derived else {})}
+
+
+def _sequential_json(d: dict) -> dict:
+    """What a v3 verdict adds: the looks taken, the seeds used, each part with its margin, the guards,
+    the neighbouring choices and the reference arm's accuracy (for the cross-scale table)."""
+    return {"looks": [{"n": lk["n"], "verdict": lk["verdict"]} for lk in d["looks"]], "seeds": d.get("seeds", []),
+            "next_seeds": d.get("next_seeds"), "deciding": d.get("deciding"),
+            "parts": [{k: _num(v) if isinstance(v, float) else v for k, v in p.items()} for p in d.get("parts", [])],
+            "guards": {k: {"value": _num(g["value"]), "holds": g["holds"]} for k, g in d.get("guards", {}).items()},
+            "sensitivity": [{**x, "effect": _num(x["effect"])} for x in d.get("sensitivity", [])],
+            "reference_acc": _num(d.get("reference_acc")), "reference_arm": d.get("reference_arm")}
 
 
 def _num(v: float | None) -> float | None:
@@ -87,6 +100,9 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tune
     out = []
     for claim in all_claims():
         outcomes = []
+        # What v3 verdicts read beside their runs: the profile's tuned constants and tuning runs.
+        tuning = table[table["experiment"].astype(str).str.startswith(f"{claim.id}/")] if len(table) else table
+        ctx = {"tuned": tuned or {}, "tuning": ledger.usable(tuning)[0] if len(tuning) else tuning}
         for number, version in sorted(claim.versions.items()):
             entry = book.get(claim.id, number)
             used, excluded = ledger.usable(_rows_for(table, version.experiment, entry))
@@ -96,6 +112,8 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tune
                     result = version.verdict(used, dict(zip(own["quantity"], own["value"], strict=True)))
                 elif used.empty:
                     result = missing(version.experiment)
+                elif "ctx" in inspect.signature(version.verdict).parameters:
+                    result = version.verdict(used, ctx)
                 else:
                     result = version.verdict(used)
             except Exception as e:  # a partial table (a smoke run, a sweep under way) is a result too
@@ -144,7 +162,10 @@ def write_report(out: Path | str, profile: str | None = None) -> Path:
                             "statement": c.statement, "source": c.source,
                             "history": [o.as_json() for o in per_claim]})
     _write(out / "claims.json", json.dumps(claims_json, indent=2) + "\n")
-    _write(out / "REPORT.md", _markdown(profile or out.name, table, outcomes, book, figures, tuned))
+    others = {d.name: json.loads((d / "claims.json").read_text()) for d in sorted(out.parent.iterdir())
+              if d != out and (d / "claims.json").is_file()}  # the other profiles' committed verdicts
+    scales = {**others, (profile or out.name): claims_json}
+    _write(out / "REPORT.md", _markdown(profile or out.name, table, outcomes, book, figures, tuned, scales))
     return out / "REPORT.md"
 
 
@@ -190,6 +211,11 @@ def _header(profile: str, table: pd.DataFrame) -> list[str]:
             "Verdicts: `reproduced` when the effect is past the threshold with the whole 95% interval clear of "
             "it, `not reproduced` when the interval is clear of it on the wrong side, `inconclusive` otherwise "
             "(including intervals of zero width, which identical per-seed values of a discrete endpoint give). "
+            "From v3 on, a version registers fidelity guards (measured conditions without which the claim cannot "
+            "show at this scale: a failed guard gives `untestable at this scale` with the measured reason, never "
+            "`not reproduced`), a claim's parts (all must hold; the headline effect is the part that decides), and "
+            "a sequential plan: seeds are added in looks, each read with a repeated confidence interval whose "
+            "overall error is that of one 95% interval, and a claim stops at the first look that decides it. "
             "No sweep uses learning-rate warm-up."]
 
 
@@ -218,8 +244,41 @@ def _calibration(tuned: dict) -> list[str]:
     return lines
 
 
+def _reference(seq: dict) -> str:
+    ref = seq.get("reference_acc")
+    return f"{ref:.3f} ({seq.get('reference_arm')})" if ref is not None else "-"
+
+
+def _cross_scale(scales: dict[str, list[dict]]) -> list[str]:
+    """Each experimental claim's headline verdict at every profile with a committed table, beside
+    its reference arm's accuracy: does the verdict move toward the paper as training grows?"""
+    if len(scales) < 2:
+        return []
+    order = {"smoke": 0, "quick": 1, "long": 2, "full": 3}
+    profiles = sorted(scales, key=lambda p: (order.get(p, 9), p))
+    lines = ["", "## Verdicts across scales", "",
+             "The headline verdict of each claim at every profile whose report is committed under `results/` "
+             "(read from its `claims.json`), with the accuracy its reference arm reached there and the paper's numbers.",
+             "", "| claim | profile | version | verdict | effect [95% CI] | seeds (looks) | reference arm accuracy | "
+             "published |", "|---|---|---|---|---|---|---|---|"]
+    for claim in [c["id"] for c in scales[profiles[-1]]]:
+        for p in profiles:
+            c = next((x for x in scales[p] if x["id"] == claim), None)
+            if c is None or c.get("experiment") is None or not c.get("n_runs_used"):
+                continue
+            seq = c.get("sequential") or {}
+            looks = ", ".join(str(lk["n"]) for lk in seq.get("looks", []))
+            ref = seq.get("reference_acc")
+            ci = f" [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]" if c.get("ci_low") is not None else ""
+            lines.append(f"| {claim} | {p} | v{c['version']} | {c['verdict']} | {_fmt(c['effect'])}{ci} | "
+                         f"{c['n_seeds'] or '-'}" + (f" ({looks})" if looks else "") + " | "
+                         f"{_reference(seq)} | "
+                         f"{c['published']} |")
+    return lines
+
+
 def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], book: ledger.Ledger,
-              figures: dict[str, str], tuned: dict | None = None) -> str:
+              figures: dict[str, str], tuned: dict | None = None, scales: dict[str, list[dict]] | None = None) -> str:
     lines = [*_header(profile, table), "",
              "| claim | version | verdict | status | effect [95% CI] | unit | seeds | runs used | criterion "
              "| published |",
@@ -229,6 +288,7 @@ def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], 
         lines.append(f"| [{o.claim.id}](#{o.claim.id}) | v{o.number} | **{o.result.verdict}** | {o.status} | "
                      f"{_effect(o)} | {o.claim.unit} | {o.result.n_seeds or '-'} | {_runs(o)} | "
                      f"{o.version.criterion} | {o.claim.published} |")
+    lines += _cross_scale(scales or {})
     lines += _calibration(tuned or {})
     lines += _deviations(outcomes, book)
     for per_claim in outcomes:
@@ -258,6 +318,15 @@ def _deviations(outcomes: list[list[Outcome]], book: ledger.Ledger) -> list[str]
     return lines
 
 
+def _seeds_used(o: Outcome) -> str:
+    """The seeds the verdict read (a sequential verdict: those of its last look), then the registered range."""
+    used = o.result.derived.get("seeds") or sorted(int(x) for x in o.used["seed"].unique()) if len(o.used) else []
+    shown = ", ".join(map(str, used)) or "none"
+    if o.entry and o.entry.verdict_seeds:
+        shown += f" (registered {o.entry.verdict_seeds[0]}-{o.entry.verdict_seeds[1]})"
+    return shown
+
+
 def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) -> list[str]:
     o = headline(per_claim)
     c, v = o.claim, o.version
@@ -266,9 +335,8 @@ def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) ->
         evidence.append("exact check in `bnexp/exact.py`, measured when the table was built (the tests assert "
                         "the same)")
     if v.experiment:
-        seeds = f"{o.entry.verdict_seeds[0]}-{o.entry.verdict_seeds[1]}" if o.entry and o.entry.verdict_seeds else "all"
         evidence.append(f"{_runs(o)} runs of `bnexp-train -m experiment={v.experiment} profile={profile}`, "
-                        f"seeds {seeds}")
+                        f"seeds {_seeds_used(o)}")
     lines = ["", f"## {c.id}", "", f"**{c.statement}** ({c.source})", "",
              f"- Verdict (v{o.number}): **{o.result.verdict}**, {o.status}"
              + (f" ({'; '.join(o.reasons)})" if o.reasons else ""),

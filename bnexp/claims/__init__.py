@@ -22,7 +22,7 @@ from types import ModuleType
 
 from bnexp.claims.common import Version
 
-SUPPORT = {"common", "ledger", "stats"}  # modules here that are not claims
+SUPPORT = {"common", "ledger", "protocol", "sequential", "stats"}  # modules here that are not claims
 
 
 @dataclass(frozen=True)

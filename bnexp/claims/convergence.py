@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Question, Version, arm, final_acc, from_estimate
+from bnexp.claims import protocol as pr
+from bnexp.claims.common import Question, Use, Version, arm, final_acc, from_estimate
 from bnexp.claims.stats import decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -105,6 +106,78 @@ def verdict_v2(t: pd.DataFrame):
     return from_estimate(decide(ratio, THRESHOLD_V2, at_least=False), ratio, detail, {"target": TARGET_V2})
 
 
+# --- v3: the tuned target; steps known only between two evaluations ----------------------------
+
+FRACTION_V3 = 0.8  # the target: this fraction of plain's tuned validation accuracy (convergence/target)
+THRESHOLD_V3 = 0.5  # BN's steps / plain's
+CENSOR_V3 = 2  # a run that never reaches the target took between its last evaluation and this x planned steps
+MEANINGFUL_V3 = 0.2  # guard: plain's tuned validation accuracy at least this (2x chance) for a target to mean anything
+
+
+def _bracket(curve: str, target: float, planned: float) -> tuple[float, float]:
+    """Steps to the target, known to lie between the evaluation before the first one at or above
+    it (0 if that is the first) and that one; never reached: from the last evaluation on."""
+    points = json.loads(curve)
+    before = 0.0
+    for step, acc in points:
+        if acc >= target:
+            return before, float(step)
+        before = float(step)
+    return before, CENSOR_V3 * planned
+
+
+def _ratio_brackets(t: pd.DataFrame, target: float) -> tuple[list[float], list[float]]:
+    """Per seed, BN's steps / plain's as a bracket: [BN low / plain high, BN high / plain low]."""
+    planned = float(t["steps"].max())
+    b = t.assign(**dict(zip(("lo", "hi"), zip(*t["acc_curve"].map(lambda c: _bracket(c, target, planned)),
+                                                strict=True), strict=True)))
+
+    def side(cell: str, column: str) -> pd.Series:
+        return per_seed(b[b["arm"] == cell], column)
+
+    lows = paired(side("bn", "lo"), side("plain", "hi"), lambda a, c: a / c)
+    highs = paired(side("bn", "hi"), side("plain", "lo"), lambda a, c: a / c if c > 0 else float("inf"))
+    return lows, highs
+
+
+def _target(ctx: dict, fraction: float) -> float:
+    answer = ctx.get("tuned", {}).get("convergence/target")
+    return fraction * float(answer["reference_val_acc"]) if answer else float("nan")
+
+
+def protocol_v3(fraction: float = FRACTION_V3, neighbours: bool = True) -> pr.Protocol:
+    part = pr.Part(f"steps to {fraction:g} x plain's tuned validation accuracy, BN / plain",
+                   lambda r, c: _ratio_brackets(r, _target(c, fraction)), THRESHOLD_V3, False, log=True)
+    guard = pr.Guard("plain's tuned validation accuracy (the target's reference)",
+                     lambda r, c: _target(c, 1.0), MEANINGFUL_V3, True, (),
+                     "plain does not learn in this regime, so a target relative to it is near chance")
+    base = pr.Protocol((part,), guards=(guard,))
+    if not neighbours:
+        return base
+    return pr.Protocol(base.parts, base.plan, base.guards, tuple(
+        (f"target {f:g} x plain's", lambda f=f: protocol_v3(f, False)) for f in (0.7, 0.9)))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+    ctx = ctx or {}
+    target = _target(ctx, FRACTION_V3)
+    planned = float(t["steps"].max())
+    steps = t.assign(hit=t["acc_curve"].map(lambda c: _bracket(c, target, planned)[1]))
+    never = steps[steps["hit"] > planned].groupby("arm").size()
+    lrs = t.groupby("arm")["lr"].first()
+    detail = [f"target {target:.4g} test accuracy ({FRACTION_V3:g} x plain's tuned validation accuracy); steps are "
+              f"known to an evaluation interval ({int(t['steps'].max())} planned steps)",
+              "mean first evaluation at the target: " + ", ".join(
+                  f"{a} (lr {lrs.get(a, float('nan')):g}): {v:.0f}" for a, v in steps.groupby("arm")["hit"].mean().items())
+              + ("; never reached: " + ", ".join(f"{a} {n}" for a, n in never.items()) if len(never) else "")]
+    if "bn_shared" in set(t["arm"]):
+        shared = pr.rci_bracket(*_ratio_brackets(t.assign(arm=t["arm"].replace({"bn": "bn_own", "bn_shared": "bn"})),
+                                                 target), 2.0, log=True)
+        detail.append(f"BN at plain's lr / plain (descriptive): midpoint {shared.mean:.3g}")
+    ref = float(t[t["arm"] == "bn"]["final_acc"].mean())
+    return pr.verdict(protocol_v3(), t, ctx, detail, {"target": target, "reference_acc": ref, "reference_arm": "BN"})
+
+
 _CRITERION = (f"steps to {TARGET_FRAC_V1:.0%} of plain's best accuracy, each at its best lr: "
               f"BN <= {THRESHOLD_V1:g}x plain")
 _METHOD = "per-seed ratio of steps, paired by seed; 95% t-interval on the log ratio; best lr by mean over seeds"
@@ -124,6 +197,16 @@ VERSIONS = {
                "planned length",
                "per-seed ratio of steps, paired by seed; 95% t-interval on the log ratio",
                endpoints_v2, verdict_v2, "convergence"),
+    3: Version(f"steps to {FRACTION_V3:g} x plain's tuned validation accuracy (the profile's convergence/target), each "
+               f"net at its own tuned constant lr: BN <= {THRESHOLD_V3:g}x plain; steps known only between two "
+               f"evaluations (a run that never reaches it: from its last evaluation to {CENSOR_V3}x the planned "
+               f"length); untestable unless plain's tuned validation accuracy is >= {MEANINGFUL_V3:g}",
+               "per-seed bracket of the BN/plain step ratio, paired by seed; from the lower end of the low ratios' "
+               "repeated log t-interval to the upper end of the high ratios' (sequential plan: looks at 3, 5, 8 "
+               "seeds, O'Brien-Fleming-type spending)",
+               endpoints_v2, verdict_v3, "convergence",
+               uses=(Use("convergence/lr", "arm", "plain", "plain"), Use("convergence/lr", "arm", "bn", "bn"),
+                     Use("convergence/lr", "arm", "bn_shared", "plain"))),
 }
 
 

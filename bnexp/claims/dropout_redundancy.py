@@ -6,7 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Question, Version, arm, final_acc, from_estimate
+from bnexp.claims import protocol as pr
+from bnexp.claims.common import Question, Use, Version, arm, final_acc, from_estimate
 from bnexp.claims.stats import INCONCLUSIVE, REPRODUCED, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -81,6 +82,52 @@ def verdict_v2(t: pd.DataFrame):
     return from_estimate(v, d, detail)
 
 
+# --- v3: the profile's conv net with dropout before the classifier, augmented; guards on overfitting
+
+SHARE_DIVISOR_V3 = 2  # BN's gain from dropout is at most plain's gain divided by this
+OVERFITS_V3 = 0.05  # guard: plain without dropout, train (train mode) minus test accuracy at least this
+HELPS_V3 = 0.01  # guard: dropout raises plain's test accuracy by at least this (mean over seeds)
+
+
+def _acc(t: pd.DataFrame, cell: str, column: str = "final_acc") -> pd.Series:
+    return per_seed(t[t["arm"] == cell], column)
+
+
+def _gain_v3(t: pd.DataFrame, model: str) -> pd.Series:
+    return (_acc(t, f"{model}_pbest") - _acc(t, f"{model}_p0")).dropna()
+
+
+def protocol_v3(divisor: float = SHARE_DIVISOR_V3, helps: float = HELPS_V3, neighbours: bool = True) -> pr.Protocol:
+    part = pr.Part(f"BN's gain from dropout - plain's / {divisor:g}",
+                   lambda r, c: paired(_gain_v3(r, "bn"), _gain_v3(r, "plain"), lambda b, a: b - a / divisor), 0.0, False)
+    why = "dropout has nothing to remove in this regime, so 'it adds little with BN' cannot show"
+    guards = (pr.Guard("plain without dropout: train - test accuracy (mean over seeds)",
+                       lambda r, c: float((_acc(r, "plain_p0", "train_acc") - _acc(r, "plain_p0")).mean()),
+                       OVERFITS_V3, True, (), "the plain net does not overfit; " + why),
+              pr.Guard("dropout's test accuracy gain for plain (mean over seeds)",
+                       lambda r, c: float(_gain_v3(r, "plain").mean()), helps, True, (), "dropout does not help plain; " + why))
+    base = pr.Protocol((part,), guards=guards)
+    if not neighbours:
+        return base
+    return pr.Protocol(base.parts, base.plan, base.guards, (
+        ("BN gain <= plain gain / 1.5", lambda: protocol_v3(1.5, helps, False)),
+        ("BN gain <= plain gain / 3", lambda: protocol_v3(3.0, helps, False)),
+        ("dropout helps plain by >= 0.005", lambda: protocol_v3(divisor, 0.005, False)),
+        ("dropout helps plain by >= 0.02", lambda: protocol_v3(divisor, 0.02, False))))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+    p = t.groupby("arm")["dropout"].first() if "dropout" in t else pd.Series(dtype=float)
+    p = t.groupby("arm")["head_dropout"].first() if "head_dropout" in t else p
+    gap = (t["train_acc"] - t["final_acc"]).groupby(t["arm"]).mean()
+    acc = t.groupby("arm")["final_acc"].mean()
+    detail = ["dropout before the classifier, p: " + ", ".join(f"{a}: {v:g}" for a, v in p.items()),
+              "mean test acc: " + ", ".join(f"{a}: {v:.3f}" for a, v in acc.items()),
+              "train (dropout on) - test accuracy: " + ", ".join(f"{a}: {v:+.3f}" for a, v in gap.items())]
+    return pr.verdict(protocol_v3(), t, ctx or {}, detail,
+                      {"reference_acc": float(acc.get("bn_p0", float("nan"))), "reference_arm": "BN, no dropout"})
+
+
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
     Question("dropout_redundancy/lr", "lr", ("none", "batch"), arm_column="norm"),  # each net's lr, no dropout
     Question("dropout_redundancy/p", "head_dropout", ("none", "batch"), arm_column="norm", sweep="tune_p",
@@ -97,6 +144,13 @@ VERSIONS = {
                "BN as without; undecided unless dropout clearly helps the plain net",
                "per-seed accuracy differences, paired by seed; 95% t-intervals", endpoints_v2, verdict_v2,
                "dropout_redundancy"),
+    3: Version(f"in the profile's conv net with augmentation, dropout before the classifier (Inception's placement) at "
+               f"each net's p and lr tuned at this profile: BN's test accuracy gain from dropout is at most 1/"
+               f"{SHARE_DIVISOR_V3} of plain's; untestable unless plain without dropout overfits (train - test >= "
+               f"{OVERFITS_V3:g}) and dropout helps plain (>= {HELPS_V3:g})",
+               "per-seed accuracy differences, paired by seed; repeated 95% t-intervals (sequential plan: looks at 3, "
+               "5, 8 seeds, O'Brien-Fleming-type spending)", endpoints_v2, verdict_v3, "dropout_redundancy",
+               uses=(Use("dropout_redundancy/lr", "norm", "none", "none"), Use("dropout_redundancy/lr", "norm", "batch", "batch"))),
 }
 
 

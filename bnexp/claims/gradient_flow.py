@@ -6,8 +6,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from bnexp.claims import protocol as pr
 from bnexp.claims.common import Version, final_acc, from_estimate
-from bnexp.claims.stats import combine, decide, t_interval
+from bnexp.claims.stats import combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
 STATEMENT = "BN keeps gradients from vanishing or exploding."
@@ -90,6 +91,50 @@ def verdict_v2(t: pd.DataFrame):
     return from_estimate(v, plain, detail)
 
 
+# --- v3: per-layer spread at He init vs depth, primary; the scale response secondary -------------
+
+BN_MAX_V3 = 10.0  # BN's max/min per-layer (weight) gradient norm at He init x1, deepest net: at most this
+PLAIN_OVER_BN_V3 = 2.0  # plain's spread / BN's there: at least this
+
+
+def endpoints_v3(rec: Record) -> dict:
+    return endpoints_v1(rec) | endpoints_v2(rec)
+
+
+def _spreads(t: pd.DataFrame, model: str) -> pd.Series:
+    deep = t[(t["depth"] == t["depth"].max()) & ((t["init_scale"] - 1.0).abs() < 1e-9)]
+    return per_seed(deep[deep["choice_model"] == model], "spread_init")
+
+
+def protocol_v3(bn_max: float = BN_MAX_V3, ratio: float = PLAIN_OVER_BN_V3, neighbours: bool = True) -> pr.Protocol:
+    bn = pr.Part("BN's per-layer gradient spread at He init, deepest net", lambda r, c: list(_spreads(r, "bn")),
+                 bn_max, False, log=True)
+    plain = pr.Part("plain's spread / BN's there", lambda r, c: paired(_spreads(r, "plain"), _spreads(r, "bn"),
+                                                                     lambda a, b: a / b), ratio, True, log=True)
+    base = pr.Protocol((bn, plain))
+    if not neighbours:
+        return base
+    return pr.Protocol(base.parts, base.plan, base.guards, (
+        ("BN spread <= 5", lambda: protocol_v3(5.0, ratio, False)), ("BN spread <= 20", lambda: protocol_v3(20.0, ratio, False)),
+        ("plain / BN >= 1.5", lambda: protocol_v3(bn_max, 1.5, False)),
+        ("plain / BN >= 3", lambda: protocol_v3(bn_max, 3.0, False))))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+    one = t[(t["init_scale"] - 1.0).abs() < 1e-9]
+    by_depth = one.groupby(["choice_model", "depth"])["spread_init"].median()
+    detail = ["median per-layer spread at He init x1 by depth: " + ", ".join(
+        f"{m} d{d}: {v:.3g}" for (m, d), v in by_depth.items())]
+    deep = t[t["depth"] == t["depth"].max()]
+    g = deep.groupby(["choice_model", "seed"])["grad_init"]
+    span = g.max() / g.min().clip(lower=1e-300)
+    detail.append("secondary, the scale response (largest / smallest gradient norm at init over the init scales "
+                  f"{', '.join(f'{x:g}' for x in sorted(t['init_scale'].unique()))}, deepest net; near-algebraic for "
+                  "plain): " + ", ".join(f"{m} {t_interval(span[m], log=True)}" for m in span.index.levels[0]
+                                         if m in span.index.get_level_values(0)))
+    return pr.verdict(protocol_v3(), t, ctx or {}, detail)
+
+
 VERSIONS = {
     1: Version(f"max/min per-layer gradient norm at init stays <= {BN_MAX_V1:g}x with BN at every init scale while "
                f"plain's exceeds {PLAIN_MIN_V1:g}x at its worst scale",
@@ -99,6 +144,12 @@ VERSIONS = {
                f"init scales with BN and by >= {PLAIN_MIN_V2:g}x without; the headline effect is plain's factor",
                "per-seed largest/smallest gradient norm over the init scales; 95% t-intervals on its log",
                endpoints_v2, verdict_v2, "gradient_flow"),
+    3: Version(f"at He init (x1), in the deepest net of the sweep, the max/min per-layer gradient norm (conv and linear "
+               f"weights, biases and norm parameters excluded) at step 0 is <= {BN_MAX_V3:g} with BN and plain's is "
+               f">= {PLAIN_OVER_BN_V3:g}x BN's; the init-scale response is reported, not decided",
+               "per-seed spreads (BN) and ratios (plain / BN, paired by seed); repeated 95% t-intervals on their "
+               "logs (sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending); both must hold",
+               endpoints_v3, verdict_v3, "gradient_flow"),
 }
 
 

@@ -6,7 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Question, Version, arm, final_acc, from_estimate
+from bnexp.claims import protocol as pr
+from bnexp.claims.common import Question, Use, Version, arm, final_acc, from_estimate
 from bnexp.claims.stats import INCONCLUSIVE, decide, paired, t_interval
 from bnexp.records import Record
 
@@ -85,6 +86,56 @@ def verdict_v2(t: pd.DataFrame):
     return from_estimate(v, diff, detail)
 
 
+# --- v3: moderate scales and other schemes; the reference cell out of the mean ------------------
+
+REFERENCE_V3 = ("kaiming_normal", 1.0)  # careful init: He, unscaled
+CHANCE_V3 = 0.1
+BN_KEEPS_V3 = 0.9  # BN keeps at least this share of its careful-init gain over chance, over the other inits
+PLAIN_LOSES_V3 = 0.2  # guard: the other inits cost plain at least this share of its gain (else nothing to remove)
+PLAIN_TRAINS_V3 = 0.2  # guard: plain's careful-init accuracy at least this
+
+
+def kept_v3(t: pd.DataFrame) -> pd.DataFrame:
+    """Per (arm, seed): the mean over the non-reference cells of each cell's gain over chance as a
+    share of the reference cell's (at most 1), and the reference accuracy."""
+    def one(g: pd.DataFrame) -> pd.Series:
+        is_ref = (g["init_scheme"] == REFERENCE_V3[0]) & ((g["init_scale"] - REFERENCE_V3[1]).abs() < 1e-9)
+        ref_acc = float(g.loc[is_ref, "final_acc"].iloc[0]) if is_ref.any() else float("nan")
+        share = ((g.loc[~is_ref, "final_acc"] - CHANCE_V3) / max(ref_acc - CHANCE_V3, 1e-6)).clip(0.0, 1.0)
+        return pd.Series({"kept": float(share.mean()), "reference": ref_acc})
+
+    return t.groupby(["arm", "seed"])[["init_scheme", "init_scale", "final_acc"]].apply(one)
+
+
+def protocol_v3(keeps: float = BN_KEEPS_V3, loses: float = PLAIN_LOSES_V3, neighbours: bool = True) -> pr.Protocol:
+    bn = pr.Part("share of BN's careful-init gain kept across the other inits",
+                 lambda r, c: list(kept_v3(r)["kept"]["bn"]), keeps, True)
+    more = pr.Part("kept share, BN - plain", lambda r, c: paired(kept_v3(r)["kept"]["bn"], kept_v3(r)["kept"]["plain"],
+                                                               lambda a, b: a - b), 0.0, True)
+    guards = (pr.Guard("share of plain's careful-init gain lost across the other inits (mean over seeds)",
+                       lambda r, c: float(1 - kept_v3(r)["kept"]["plain"].mean()), loses, True, (),
+                       "these inits barely hurt plain, so there is no need of careful init for BN to remove"),
+              pr.Guard("plain's accuracy under careful init (mean over seeds)",
+                       lambda r, c: float(kept_v3(r)["reference"]["plain"].mean()), PLAIN_TRAINS_V3, True, (),
+                       "plain does not train even under careful init"))
+    base = pr.Protocol((bn, more), guards=guards)
+    if not neighbours:
+        return base
+    return pr.Protocol(base.parts, base.plan, base.guards, (
+        ("BN keeps >= 0.85", lambda: protocol_v3(0.85, loses, False)),
+        ("BN keeps >= 0.95", lambda: protocol_v3(0.95, loses, False)),
+        ("plain loses >= 0.1", lambda: protocol_v3(keeps, 0.1, False)),
+        ("plain loses >= 0.3", lambda: protocol_v3(keeps, 0.3, False))))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+    table = t.groupby(["arm", "init_scheme", "init_scale"])["final_acc"].mean()
+    detail = [f"{m} mean test acc: " + ", ".join(f"{s} x{c:g}: {a:.3f}" for (_, s, c), a in g.items())
+              for m, g in table.groupby(level=0)]
+    ref = float(kept_v3(t)["reference"]["bn"].mean()) if "bn" in set(t["arm"]) else float("nan")
+    return pr.verdict(protocol_v3(), t, ctx or {}, detail, {"reference_acc": ref, "reference_arm": "BN, He x1"})
+
+
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
     Question("init_insensitivity/lr", "lr", ("plain", "bn")),  # each net's lr under careful init
 )
@@ -99,6 +150,14 @@ VERSIONS = {
                f"over chance than plain does; undecided unless plain reaches >= {GUARD_V2:g} under careful init",
                "per-seed difference of the kept share, paired by seed; 95% t-interval",
                endpoints_v2, verdict_v2, "init_insensitivity"),
+    3: Version(f"each net at its own tuned lr, over moderate init scales (x0.5, x2) and other schemes, the careful-init "
+               f"({REFERENCE_V3[0]} x{REFERENCE_V3[1]:g}) cell left out of the mean: BN keeps >= {BN_KEEPS_V3:g} of "
+               f"its careful-init gain over chance, and more than plain keeps; untestable unless those inits cost "
+               f"plain >= {PLAIN_LOSES_V3:g} of its gain and plain reaches >= {PLAIN_TRAINS_V3:g} under careful init",
+               "per-seed kept shares (BN) and differences (BN - plain, paired by seed); repeated 95% t-intervals "
+               "(sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending); both must hold",
+               endpoints_v2, verdict_v3, "init_insensitivity",
+               uses=(Use("init_insensitivity/lr", "arm", "plain", "plain"), Use("init_insensitivity/lr", "arm", "bn", "bn"))),
 }
 
 

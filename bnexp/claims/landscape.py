@@ -6,7 +6,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Question, Version, final_acc, from_estimate
+import math
+
+from scipy import stats
+
+from bnexp.claims import protocol as pr
+from bnexp.claims.common import Question, Use, Version, final_acc, from_estimate
 from bnexp.claims.stats import combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -90,6 +95,69 @@ def verdict_v2(t: pd.DataFrame):
     return from_estimate(v, loss, detail)
 
 
+# --- v3: v2's criteria on a sequential plan; noisy BN's margin judged only with the power for it ---
+
+RATIO_V3 = 0.5  # BN's loss range and gradient change along the gradient, as a fraction of plain's
+NOISY_GAP_V3 = 0.03  # noisy BN (statistics re-estimated without noise) within this much accuracy of BN
+POWER_V3 = 0.8  # guard: the plan's largest look gives at least this power for the margin...
+MAX_SEEDS_V3 = 8  # ...that is, the seeds a power calculation on the tuning seeds asks for are at most these
+
+
+def seeds_needed(ctx: dict, margin: float = NOISY_GAP_V3) -> float:
+    """Seeds for a one-sided test of 'BN - noisy BN < margin' at level 0.025 with POWER_V3 when the
+    two train equally well, from the spread of BN's validation accuracy over the tuning seeds at
+    the tuned lr (a per-seed difference of two such runs has sqrt(2) times that spread). Noisy BN's
+    own validation accuracy cannot stand in: it is read on noisy statistics."""
+    tune = ctx.get("tuning")
+    lr = ctx.get("tuned", {}).get("landscape/lr", {}).get("values", {}).get("bn")
+    if tune is None or lr is None or tune.empty:
+        return math.inf
+    at = tune[(tune["experiment"] == "landscape/tune") & ((tune["lr"] - lr).abs() < 1e-12)]
+    acc = per_seed(at[at["choice_model"] == "bn"], "val_acc")
+    if len(acc) < 2:
+        return math.inf
+    sd = math.sqrt(2) * float(acc.std(ddof=1))
+    z = stats.norm.isf(0.025) + stats.norm.isf(1 - POWER_V3)
+    return float(max(math.ceil((z * sd / margin) ** 2), 2))
+
+
+def protocol_v3(ratio: float = RATIO_V3, gap: float = NOISY_GAP_V3, neighbours: bool = True) -> pr.Protocol:
+    def seeds(r: pd.DataFrame, model: str, column: str) -> pd.Series:
+        return per_seed(r[r["choice_model"] == model], column)
+
+    def over_plain(column: str):
+        return lambda r, c: paired(seeds(r, "bn", column), seeds(r, "plain", column), lambda a, b: a / b)
+
+    loss = pr.Part("loss range along the gradient after init, BN / plain", over_plain("loss_range_after_init"),
+                   ratio, False, log=True)
+    grad = pr.Part("gradient change along the gradient after init, BN / plain", over_plain("grad_change_after_init"),
+                   ratio, False, log=True)
+    noisy = pr.Part("BN - noisy BN test accuracy (recalibrated without noise)",
+                    lambda r, c: paired(seeds(r, "bn", "recal_acc"), seeds(r, "noisy_bn", "recal_acc"), lambda a, b: a - b),
+                    gap, False)
+    guard = pr.Guard(f"seeds a power calculation on the tuning seeds asks for ({POWER_V3:g} power, margin {gap:g})",
+                     lambda r, c: seeds_needed(c, gap), MAX_SEEDS_V3, False, (noisy.name,),
+                     "the plan's seeds cannot resolve noisy BN's margin at this noise level")
+    base = pr.Protocol((loss, grad, noisy), guards=(guard,))
+    if not neighbours:
+        return base
+    return pr.Protocol(base.parts, base.plan, base.guards, (
+        ("ratios <= 0.33", lambda: protocol_v3(0.33, gap, False)), ("ratios <= 0.67", lambda: protocol_v3(0.67, gap, False)),
+        ("noisy BN within 0.02", lambda: protocol_v3(ratio, 0.02, False)),
+        ("noisy BN within 0.05", lambda: protocol_v3(ratio, 0.05, False))))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+    ctx = ctx or {}
+    acc = t.groupby("choice_model")[["final_acc", "recal_acc"]].mean()
+    detail = [f"one lr shared by every model: {t['lr'].iloc[0]:g}",
+              f"seeds the tuning seeds' power calculation asks for: {seeds_needed(ctx):g}",
+              "mean test acc (running statistics / recalibrated): " + ", ".join(
+                  f"{k}: {r.final_acc:.3f} / {r.recal_acc:.3f}" for k, r in acc.iterrows())]
+    ref = float(acc["recal_acc"].get("bn", float("nan")))
+    return pr.verdict(protocol_v3(), t, ctx, detail, {"reference_acc": ref, "reference_arm": "BN"})
+
+
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
     Question("landscape/lr", "lr", ("plain", "bn", "noisy_bn"), rule="shared", arm_column="choice_model"),
 )
@@ -105,6 +173,14 @@ VERSIONS = {
                f"on statistics re-estimated without noise) within {NOISY_GAP_V2 * 100:g} points of BN",
                "per-seed ratios and differences, paired by seed; 95% t-intervals (log for ratios); all three must hold",
                endpoints_v2, verdict_v2, "landscape"),
+    3: Version(f"v2's criteria (loss range and gradient change along the gradient <= {RATIO_V3:g}x with BN; noisy BN "
+               f"within {NOISY_GAP_V3 * 100:g} points of BN) at the lr shared by all three, tuned at this profile; the "
+               f"noisy-BN part judged only if a power calculation on the tuning seeds ({POWER_V3:g} power) asks for "
+               f"<= {MAX_SEEDS_V3} seeds (else untestable at this scale); all three must hold",
+               "per-seed ratios and differences, paired by seed; repeated 95% t-intervals (log for ratios; "
+               "sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending)",
+               endpoints_v2, verdict_v3, "landscape",
+               uses=tuple(Use("landscape/lr", "choice_model", m, m) for m in ("plain", "bn", "noisy_bn"))),
 }
 
 

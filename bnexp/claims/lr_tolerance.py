@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from bnexp.claims import protocol as pr
 from bnexp.claims.common import Version, final_acc, from_estimate
 from bnexp.claims.stats import bracket_interval, decide, paired, t_interval
 from bnexp.records import Record
@@ -93,6 +94,72 @@ def verdict_v2(t: pd.DataFrame):
                          {"brackets": {f"{m} s{s}": [r.low, r.high] for (m, s), r in b.iterrows()}})
 
 
+# --- v3: brackets that cannot invert; BN probed below lr 1; the bar's neighbours ------------------
+
+LOW_V3, HIGH_V3 = 0.001, 100.0  # the bisection's bracket (assumed, never run): its first probe is 0.32
+TRAINS_V3 = 0.20  # a probe trains: completed, test accuracy (BN: recalibrated statistics) >= this
+THRESHOLD_V3 = 4.0  # BN's boundary / plain's
+
+
+def brackets_v3(t: pd.DataFrame, bar: float = TRAINS_V3, relative: bool = False) -> pd.DataFrame:
+    """Per (model, seed): the trainability boundary's bracket over every probe, monotone by
+    construction. low: the largest lr that trained below the smallest that failed; high: the
+    smallest lr that failed above the largest that trained. Where probes are not monotone (an lr
+    trains above one that failed), the bracket widens to hold every crossing and is flagged;
+    low < high always. `relative`: a probe trains at `bar` x the best accuracy of its model and seed."""
+    def bracket(g: pd.DataFrame) -> pd.Series:
+        need = bar * g["recal_acc"].max() if relative else bar
+        trains = (g["status"] == "completed") & (g["recal_acc"] >= need)
+        ok, bad = g.loc[trains, "lr"], g.loc[~trains, "lr"]
+        first_bad = bad.min() if len(bad) else HIGH_V3
+        last_ok = ok.max() if len(ok) else LOW_V3
+        low = max([x for x in ok if x < first_bad] + [LOW_V3])
+        high = min([x for x in bad if x > last_ok] + [HIGH_V3])
+        return pd.Series({"low": float(low), "high": float(high), "probes": len(g),
+                          "monotone": bool(last_ok < first_bad)})
+
+    return t.groupby(["choice_model", "seed"])[["lr", "status", "recal_acc"]].apply(bracket)
+
+
+def _ratio(t: pd.DataFrame, bar: float, relative: bool) -> tuple[list[float], list[float]]:
+    b = brackets_v3(t, bar, relative)
+    return (paired(b["low"]["bn"], b["high"]["plain"], lambda a, c: a / c),
+            paired(b["high"]["bn"], b["low"]["plain"], lambda a, c: a / c))
+
+
+def protocol_v3(bar: float = TRAINS_V3, relative: bool = False, neighbours: bool = True) -> pr.Protocol:
+    words = f"{bar:g} x the model's best accuracy" if relative else f"accuracy >= {bar:g}"
+    part = pr.Part(f"trainability boundary ({words}), BN / plain", lambda r, c: _ratio(r, bar, relative),
+                   THRESHOLD_V3, True, log=True)
+    guard = pr.Guard("plain's best probe accuracy (mean over seeds): the bar is reachable",
+                     lambda r, c: float(r[r["choice_model"] == "plain"].groupby("seed")["recal_acc"].max().mean()),
+                     TRAINS_V3, True, (), "plain never reaches the bar at any lr, so it has no boundary to compare")
+    base = pr.Protocol((part,), guards=(guard,))
+    if not neighbours:
+        return base
+    return pr.Protocol(base.parts, base.plan, base.guards, (
+        ("bar 0.15", lambda: protocol_v3(0.15, False, False)), ("bar 0.25", lambda: protocol_v3(0.25, False, False)),
+        ("bar 0.5 x each model's best", lambda: protocol_v3(0.5, True, False)),
+        ("bar 0.75 x each model's best", lambda: protocol_v3(0.75, True, False))))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+    b = brackets_v3(t)
+    detail = []
+    for model, g in b.groupby(level=0):
+        cells = ", ".join(f"s{seed}: [{row.low:.3g}, {row.high:.3g}]" + ("" if row.monotone else " (not monotone)")
+                          for (_, seed), row in g.iterrows())
+        detail.append(f"{model} boundary brackets: {cells}")
+    flat = int((~b["monotone"].astype(bool)).sum())
+    if flat:
+        detail.append(f"{flat} bracket(s) where an lr trained above one that failed: widened to hold every crossing")
+    best = t.groupby("choice_model")["recal_acc"].max()
+    detail.append("best probe accuracy (recalibrated statistics): " + ", ".join(f"{m}: {v:.3f}" for m, v in best.items()))
+    return pr.verdict(protocol_v3(), t, ctx or {}, detail,
+                      {"brackets": {f"{m} s{s}": [r.low, r.high] for (m, s), r in b.iterrows()},
+                       "reference_acc": float(best.get("bn", float("nan"))), "reference_arm": "BN (best probe)"})
+
+
 VERSIONS = {
     1: Version(f"largest lr whose accuracy is within {GOOD_V1 * 100:.0f} points of the model's best is "
                f">= {THRESHOLD_V1:g}x higher with BN than plain",
@@ -105,6 +172,14 @@ VERSIONS = {
                "per-seed bracket of the BN/plain boundary ratio, paired by seed; the interval runs from the lower "
                "end of the low ratios' 95% log t-interval to the upper end of the high ratios'",
                endpoints_v2, verdict_v2, "lr_tolerance"),
+    3: Version(f"trainability boundary (largest constant lr, no warm-up, at which a run completes with test accuracy "
+               f">= {TRAINS_V3:g}, BN's on recalibrated statistics) is >= {THRESHOLD_V3:g}x higher with BN than plain; "
+               f"bisected in log lr from [{LOW_V3:g}, {HIGH_V3:g}] (so every model is probed below lr 1); brackets "
+               "monotone by construction; untestable unless plain reaches the bar at some lr",
+               "per-seed bracket of the BN/plain boundary ratio, paired by seed; from the lower end of the low "
+               "ratios' repeated log t-interval to the upper end of the high ratios' (sequential plan: looks at 3, "
+               "5, 8 seeds, O'Brien-Fleming-type spending)",
+               endpoints_v2, verdict_v3, "lr_tolerance"),
 }
 
 
@@ -127,10 +202,12 @@ def _figure_v2(t: pd.DataFrame) -> plt.Figure:
     """Every bisection probe: accuracy against lr, BN also with recalibrated statistics."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     t = t.rename(columns={"choice_model": "model"})
-    sns.scatterplot(t, x="lr", y="final_acc", hue="model", style="status", s=50, ax=ax)
+    palette = {"plain": "C0", "bn": "C1", "gn": "C2"}  # fixed, so recalibrated BN (C3) never shares a colour
+    sns.scatterplot(t, x="lr", y="final_acc", hue="model", style="status", s=50, ax=ax,
+                    palette={m: palette.get(m, "C4") for m in t["model"].unique()})
     bn = t[t["model"] == "bn"].sort_values("lr")
     if len(bn):
-        ax.scatter(bn["lr"], bn["recal_acc"], marker="^", facecolors="none", edgecolors="C1", s=60,
+        ax.scatter(bn["lr"], bn["recal_acc"], marker="^", facecolors="none", edgecolors="C3", s=60,
                    label="bn, recalibrated statistics")
     ax.axhline(TRAINS_V2, color="grey", ls="--", lw=1, label="trains")
     ax.set(xscale="log", xlabel="learning rate (constant, no warm-up)", ylabel="final test accuracy",

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims.common import Question, Result, Version, arm, final_acc, from_estimate
+from bnexp.claims import protocol as pr
+from bnexp.claims.common import Question, Result, Use, Version, arm, final_acc, from_estimate
 from bnexp.claims.stats import INCONCLUSIVE, combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -98,6 +99,45 @@ def verdict_v2(t: pd.DataFrame):
     return from_estimate(v, acc, detail)
 
 
+# --- v3: v2's criteria on a sequential plan; the drift judged only where plain's inputs drift ------
+
+GAIN_V3 = 0.20  # sigmoid CNN: BN's test accuracy minus plain's
+DRIFT_RATIO_V3 = 0.5  # 3 x 100 sigmoid net: BN's drift / plain's at most this
+DRIFTS_V3 = 0.1  # guard: plain's drift at least this many initial spreads (else there is no drift to reduce)
+
+
+def _by(t: pd.DataFrame, a: str, norm: str, column: str) -> pd.Series:
+    return per_seed(t[(t["arm"] == a) & (t["norm"] == norm)], column)
+
+
+def protocol_v3(gain: float = GAIN_V3, ratio: float = DRIFT_RATIO_V3, neighbours: bool = True) -> pr.Protocol:
+    acc = pr.Part("sigmoid CNN: BN - plain test accuracy",
+                  lambda r, c: paired(_by(r, "cnn", "batch", "final_acc"), _by(r, "cnn", "none", "final_acc"),
+                                      lambda x, y: x - y), gain, True)
+    drift = pr.Part("3 x 100 sigmoid net: drift of the last layer's sigmoid inputs, BN / plain",
+                    lambda r, c: paired(_by(r, "fc", "batch", "drift_all"), _by(r, "fc", "none", "drift_all"),
+                                        lambda x, y: x / max(y, 1e-12)), ratio, False, log=True)
+    guard = pr.Guard("plain's drift in the 3 x 100 net (mean over seeds, initial spreads)",
+                     lambda r, c: float(_by(r, "fc", "none", "drift_all").mean()), DRIFTS_V3, True, (drift.name,),
+                     "plain's sigmoid inputs do not drift in this regime, so BN cannot be seen to keep them stable")
+    base = pr.Protocol((acc, drift), guards=(guard,))
+    if not neighbours:
+        return base
+    return pr.Protocol(base.parts, base.plan, base.guards, (
+        ("gain >= 0.15", lambda: protocol_v3(0.15, ratio, False)), ("gain >= 0.25", lambda: protocol_v3(0.25, ratio, False)),
+        ("drift ratio <= 0.33", lambda: protocol_v3(gain, 0.33, False)),
+        ("drift ratio <= 0.67", lambda: protocol_v3(gain, 0.67, False))))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+    means = t.groupby(["arm", "norm"])[["final_acc", "drift_all"]].mean()
+    lr = ", ".join(f"{a} {x:g}" for a, x in t.groupby("arm")["lr"].first().items())
+    detail = [f"one lr shared by BN and plain in each arm: {lr}", "mean test acc / final drift: " + ", ".join(
+        f"{a} {'BN' if n == 'batch' else 'plain'}: {r.final_acc:.3f} / {r.drift_all:.3g}" for (a, n), r in means.iterrows())]
+    ref = float(means["final_acc"].get(("cnn", "batch"), float("nan")))
+    return pr.verdict(protocol_v3(), t, ctx or {}, detail, {"reference_acc": ref, "reference_arm": "BN sigmoid CNN"})
+
+
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
     Question("sigmoid/lr", "lr", ("none", "batch"), rule="shared", arm_column="norm"),  # one lr both MLPs train at
 )
@@ -113,6 +153,14 @@ VERSIONS = {
                f"spread) is <= {DRIFT_RATIO_V2:g}x plain's",
                "per-seed differences (accuracy) and ratios (drift), paired by seed; 95% t-intervals (log for the "
                "ratio); both criteria must hold", endpoints_v2, verdict_v2, "sigmoid"),
+    3: Version(f"at one lr shared by both nets (tuned at this profile): the sigmoid CNN's test accuracy is >= "
+               f"{GAIN_V3 * 100:g} points higher with BN, and in the 3 x 100 sigmoid net the drift of the last layer's "
+               f"sigmoid inputs is <= {DRIFT_RATIO_V3:g}x plain's, judged only if plain's drifts by >= {DRIFTS_V3:g} "
+               "initial spreads (else that part is untestable at this scale)",
+               "per-seed differences (accuracy) and ratios (drift), paired by seed; repeated 95% t-intervals (log for "
+               "the ratio; sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending); both must hold",
+               endpoints_v2, verdict_v3, "sigmoid",
+               uses=(Use("sigmoid/lr", "norm", "none", "none"), Use("sigmoid/lr", "norm", "batch", "batch"))),
 }
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+UNTESTABLE = "untestable at this scale"  # a fidelity guard failed: the regime cannot show the claim (v3 on)
 
 
 @dataclass

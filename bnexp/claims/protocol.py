@@ -1,0 +1,250 @@
+"""A claim's protocol from v3 on: the parts it decides, the fidelity guards without which a part
+cannot show, the registered sequential plan that adds seeds, and the neighbouring choices whose
+verdicts are shown beside the registered one.
+
+    parts      each a per-seed effect (paired by seed), its threshold and direction; the claim
+               holds when every part holds (an intersection-union rule: no multiplicity
+               adjustment is needed for it, each part is read at the plan's level)
+    guards     each a measured condition on the look's runs; a failed guard makes the parts it
+               guards "untestable at this scale", with the measured reason, never "not reproduced"
+    plan       looks after n_1 < n_2 < ... seeds (sequential.Plan); at each look every part reads its
+               repeated confidence interval; the claim stops at the first look where its verdict
+               can no longer change, and otherwise asks for the next look's seeds
+
+A look uses the first n_k of the version's seeds present in the table (seeds are run in their
+registered order, a look's at a time), so a later look never changes an earlier one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bnexp.claims.common import Result
+from bnexp.claims.sequential import Plan
+from bnexp.claims.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE, Estimate, decide
+
+# What a part's function returns: per-seed values, or per-seed brackets (lows, highs) of a value
+# known only between two grid points.
+Values = list[float] | tuple[list[float], list[float]]
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str  # what is measured, in words
+    values: Callable[[pd.DataFrame, dict], Values]  # the look's rows and the context -> per-seed values
+    threshold: float
+    at_least: bool
+    log: bool = False  # a ratio: the interval on the log, shown as a ratio
+
+
+@dataclass(frozen=True)
+class Guard:
+    name: str  # the condition, in words
+    measure: Callable[[pd.DataFrame, dict], float]  # the look's rows and the context -> the measured value
+    threshold: float
+    at_least: bool
+    guards: tuple[str, ...] = ()  # names of the parts it guards; () = every part
+    why: str = ""  # what a failure means for the claim
+
+    def holds(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        return value >= self.threshold if self.at_least else value <= self.threshold
+
+
+@dataclass(frozen=True)
+class Protocol:
+    parts: tuple[Part, ...]
+    plan: Plan = Plan()
+    guards: tuple[Guard, ...] = ()
+    # Registered neighbouring choices: (label, the protocol with that choice) for the sensitivity table.
+    neighbours: tuple[tuple[str, Callable[[], Protocol]], ...] = field(default=(), compare=False)
+
+
+# --- intervals at a look ------------------------------------------------------------------------
+
+def rci(values, multiplier: float, log: bool = False) -> Estimate:
+    """Mean of per-seed values +- multiplier standard errors (a repeated confidence interval)."""
+    v = np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], float)
+    if log:
+        v = np.log(np.clip(v, 1e-12, None))
+    n = len(v)
+    if n == 0:
+        return Estimate(math.nan, -math.inf, math.inf, 0)
+    mean = float(v.mean())
+    half = multiplier * float(v.std(ddof=1)) / math.sqrt(n) if n >= 2 else math.inf
+    low, high = mean - half, mean + half
+    if log:
+        return Estimate(math.exp(mean), math.exp(low) if low > -math.inf else 0.0,
+                        math.exp(high) if high < math.inf else math.inf, n)
+    return Estimate(mean, low, high, n)
+
+
+def rci_bracket(lows, highs, multiplier: float, log: bool = False) -> Estimate:
+    """Per-seed values known only as brackets: from the lower end of the lows' interval to the upper
+    end of the highs' (both ends carry the grid's coarseness); centre: mean of the midpoints.
+    A bracket of zero width on every seed is a point value, and reads as one."""
+    lo, hi = rci(lows, multiplier, log), rci(highs, multiplier, log)
+    centre = math.sqrt(lo.mean * hi.mean) if log else (lo.mean + hi.mean) / 2
+    return Estimate(centre, lo.low, hi.high, min(lo.n, hi.n))
+
+
+def estimate(part: Part, rows: pd.DataFrame, ctx: dict, multiplier: float) -> Estimate:
+    v = part.values(rows, ctx)
+    if isinstance(v, tuple):
+        return rci_bracket(v[0], v[1], multiplier, part.log)
+    return rci(v, multiplier, part.log)
+
+
+def margin(part: Part, est: Estimate) -> float:
+    """How far the interval's near end clears the threshold (negative: it does not); for a ratio,
+    the factor by which it clears (below 1: it does not)."""
+    if part.log:
+        if part.at_least:
+            return est.low / part.threshold if part.threshold else math.inf
+        return part.threshold / est.high if est.high > 0 else math.inf
+    return est.low - part.threshold if part.at_least else part.threshold - est.high
+
+
+# --- one look, then the plan ------------------------------------------------------------------
+
+@dataclass
+class Look:
+    n: int
+    seeds: list[int]
+    multiplier: float
+    parts: dict[str, tuple[str, Estimate]]  # name -> (verdict, interval)
+    guards: dict[str, float]  # name -> measured value
+    failed: list[str]  # guards that failed
+    verdict: str
+    final: bool  # the verdict can no longer change
+
+
+def combine(verdicts: list[str]) -> tuple[str, bool]:
+    """Every part must hold. (verdict, whether more seeds could change it)."""
+    if NOT_REPRODUCED in verdicts:
+        return NOT_REPRODUCED, True
+    if INCONCLUSIVE in verdicts:
+        return INCONCLUSIVE, False
+    if UNTESTABLE in verdicts:
+        return UNTESTABLE, True
+    return REPRODUCED, True
+
+
+def look(protocol: Protocol, t: pd.DataFrame, ctx: dict, k: int, seeds: list[int]) -> Look:
+    n = protocol.plan.looks[k]
+    rows = t[t["seed"].isin(seeds[:n])]
+    mult = protocol.plan.multiplier(k, n)
+    measured = {g.name: float(g.measure(rows, ctx)) for g in protocol.guards}
+    failed = [g.name for g in protocol.guards if not g.holds(measured[g.name])]
+    parts = {}
+    for p in protocol.parts:
+        est = estimate(p, rows, ctx, mult)
+        blocked = any(g.name in failed and (not g.guards or p.name in g.guards) for g in protocol.guards)
+        parts[p.name] = (UNTESTABLE if blocked else decide(est, p.threshold, p.at_least), est)
+    verdict, final = combine([v for v, _ in parts.values()])
+    return Look(n, list(seeds[:n]), mult, parts, measured, failed, verdict, final)
+
+
+def run(protocol: Protocol, t: pd.DataFrame, ctx: dict) -> tuple[list[Look], int | None]:
+    """Every look the table allows, up to the first whose verdict is final; and the seeds the
+    plan asks for next (None once it has stopped, or at its last look)."""
+    seeds = sorted(int(s) for s in t["seed"].unique())
+    looks: list[Look] = []
+    for k, n in enumerate(protocol.plan.looks):
+        if len(seeds) < n:
+            return looks, n
+        looks.append(look(protocol, t, ctx, k, seeds))
+        if looks[-1].final:
+            return looks, None
+    return looks, None
+
+
+def deciding(protocol: Protocol, last: Look) -> Part:
+    """The part that decides the claim's verdict, whose effect is the headline."""
+    by = {p.name: p for p in protocol.parts}
+    for wanted in (NOT_REPRODUCED, UNTESTABLE, INCONCLUSIVE):
+        hit = [name for name, (v, _) in last.parts.items() if v == wanted]
+        if last.verdict == wanted and hit:
+            return by[hit[0]]
+    return min(protocol.parts, key=lambda p: _normalised_margin(p, last.parts[p.name][1]))  # the closest call
+
+
+def _normalised_margin(p: Part, est: Estimate) -> float:
+    m = margin(p, est)
+    return math.log(m) if p.log and m > 0 else m if not p.log else -math.inf
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def verdict(protocol: Protocol, t: pd.DataFrame, ctx: dict | None = None, detail: list[str] | None = None,
+            derived: dict[str, Any] | None = None) -> Result:
+    """The claim's sequential verdict, with every look, guard, part margin and neighbouring choice."""
+    ctx = ctx if ctx is not None else dict(t.attrs)
+    looks, next_n = run(protocol, t, ctx)
+    lines = [f"sequential plan: {protocol.plan}"]
+    if not looks:
+        return Result(INCONCLUSIVE, n_seeds=t["seed"].nunique(),
+                      detail=lines + [f"first look needs {next_n} seeds; the table has {t['seed'].nunique()}"],
+                      derived={"next_seeds": next_n, "looks": []} | (derived or {}))
+    last = looks[-1]
+    head = deciding(protocol, last)
+    est = last.parts[head.name][1]
+    for lk in looks:
+        lines.append(f"look at {lk.n} seeds ({', '.join(map(str, lk.seeds))}; interval +-{lk.multiplier:.3g} "
+                     f"standard errors): **{lk.verdict}**"
+                     + "".join(f"; {name}: {v} {e}" for name, (v, e) in lk.parts.items()))
+    for g in protocol.guards:
+        value = last.guards[g.name]
+        ok = g.name not in last.failed
+        lines.append(f"guard: {g.name}: measured {_fmt(value)} (needs {'>=' if g.at_least else '<='} "
+                     f"{g.threshold:g}): {'holds' if ok else 'fails'}" + ("" if ok else f"; {g.why}"))
+    parts = []
+    for p in protocol.parts:
+        v, e = last.parts[p.name]
+        m = margin(p, e)
+        shown = f"x{m:.3g}" if p.log else f"{m:+.3g}"
+        lines.append(f"part: {p.name}: {e} (criterion {'>=' if p.at_least else '<='} {p.threshold:g}): {v}; "
+                     f"margin of the interval's near end to the threshold {shown}")
+        parts.append({"name": p.name, "verdict": v, "effect": e.mean, "ci_low": e.low, "ci_high": e.high,
+                      "threshold": p.threshold, "margin": m, "log": p.log})
+    sensitivity = []
+    for label, variant in protocol.neighbours:
+        alt = variant()
+        alt_looks, _ = run(alt, t, ctx)
+        if alt_looks:
+            a = alt_looks[-1]
+            ap = deciding(alt, a)
+            sensitivity.append({"choice": label, "verdict": a.verdict, "effect": a.parts[ap.name][1].mean,
+                                "n": a.n})
+    if sensitivity:
+        lines.append("neighbouring choices: " + "; ".join(
+            f"{s['choice']}: {s['verdict']} ({_fmt(s['effect'])}, {s['n']} seeds)" for s in sensitivity))
+    if next_n is not None:
+        lines.append(f"the plan continues: the next look needs {next_n} seeds")
+    out = {"looks": [{"n": lk.n, "verdict": lk.verdict, "multiplier": lk.multiplier} for lk in looks],
+           "next_seeds": next_n, "parts": parts, "sensitivity": sensitivity, "seeds": last.seeds,
+           "guards": {g.name: {"value": last.guards[g.name], "holds": g.name not in last.failed}
+                      for g in protocol.guards},
+           "deciding": head.name}
+    return Result(last.verdict, est.mean, est.low, est.high, est.n, lines + (detail or []), out | (derived or {}))
+
+
+def with_threshold(protocol: Protocol, part: str, threshold: float) -> Protocol:
+    """The protocol with one part's threshold changed (a neighbouring choice)."""
+    return replace(protocol, neighbours=(),
+                   parts=tuple(replace(p, threshold=threshold) if p.name == part else p for p in protocol.parts))
+
+
+def with_guard(protocol: Protocol, guard: str, threshold: float) -> Protocol:
+    """The protocol with one guard's threshold changed (a neighbouring choice)."""
+    return replace(protocol, neighbours=(),
+                   guards=tuple(replace(g, threshold=threshold) if g.name == guard else g for g in protocol.guards))
