@@ -20,6 +20,7 @@ the report, claims.json and figures are computed from that table (bnexp/report.p
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -146,6 +147,63 @@ def run_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path) ->
     return failed, totals
 
 
+def sequential_plans(names: list[str]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """experiment -> (claim, looks) for the experiments whose claim's newest version has a plan."""
+    import inspect
+
+    from bnexp.claims.protocol import Protocol
+
+    out = {}
+    for c in all_claims():
+        v = c.versions[c.latest]
+        make = getattr(c.module, f"protocol_v{c.latest}", None)
+        if v.experiment in names and make is not None and "neighbours" in inspect.signature(make).parameters:
+            plan = make(neighbours=False)
+            if isinstance(plan, Protocol):
+                out[v.experiment] = (c.id, plan.plan.looks)
+    return out
+
+
+def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path) -> tuple[list[str], Counter]:
+    """The verdict sweeps. An experiment whose claim registers a sequential plan runs its first
+    look's seeds; after each look the verdicts are recomputed from the table, and only the claims
+    whose plan asks for more seeds run the next look's. The others run once, on the profile's seeds."""
+    plans = sequential_plans(names)
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        spec = str(compose("config", [f"profile={a.profile}"]).profile.seeds)
+    kind, _, count = spec.partition(":")
+    if kind != "verdict" or (count and int(count) < min((p[1][0] for p in plans.values()), default=1)):
+        return run_stage(names, a, jobs, root)  # a profile that asks for fewer seeds (smoke): one pass, no looks
+    failed, totals = run_stage([n for n in names if n not in plans], a, jobs, root) if any(
+        n not in plans for n in names) else ([], Counter())
+    todo = [n for n in names if n in plans]
+    base = list(a.overrides)
+    for k in range(max((len(p[1]) for p in plans.values()), default=0)):
+        if not todo:
+            break
+        by_n: dict[int, list[str]] = {}
+        for name in todo:
+            by_n.setdefault(plans[name][1][k], []).append(name)
+        for n, group in sorted(by_n.items()):
+            a.overrides = [*base, f"profile.seeds=verdict:{n}"]
+            f, more = run_stage(group, a, jobs, root)
+            failed, totals = failed + f, totals + more
+        a.overrides = base
+        endpoints.write(root)
+        write_report(root, a.profile)
+        after = {c["id"]: c for c in json.loads((root / "claims.json").read_text())}
+        nxt = []
+        for name in todo:
+            claim, looks = plans[name]
+            ask = (after.get(claim, {}).get("sequential") or {}).get("next_seeds")
+            if ask is not None and k + 1 < len(looks) and ask == looks[k + 1]:
+                nxt.append(name)
+            tqdm.write(f"{claim}: look at {looks[k]} seeds: {after.get(claim, {}).get('verdict')}"
+                       + (f"; the plan continues to {ask} seeds" if name in nxt else ""), file=sys.stderr)
+        todo = nxt
+    return failed, totals
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     profiles = sorted(f.stem for f in (CONFIGS / "profile").glob("*.yaml"))
@@ -194,8 +252,9 @@ def main() -> None:
               f"min; wrote {path}", file=sys.stderr, flush=True)
         if a.stage == "calibrate":
             return
-        # Stage 2, the verdict sweeps, their constants read from tuned.json.
-        failed, more = run_stage(chosen, a, jobs, root)
+        # Stage 2, the verdict sweeps, their constants read from tuned.json: look by look where a
+        # claim's newest version registers a sequential plan.
+        failed, more = verdict_stage(chosen, a, jobs, root)
         totals += more
     except KeyboardInterrupt:
         sys.exit("reproduce: interrupted; rerun the same command to continue")
