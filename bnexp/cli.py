@@ -33,7 +33,7 @@ from bnexp import records, sweep
 from bnexp.config import CONFIGS, ConfigError, one_line_error, register
 from bnexp.data import DataError
 from bnexp.resolvers import run_key
-from bnexp.run import provenance, ranks
+from bnexp.run import committed, provenance, ranks
 from bnexp.run.lifecycle import run
 from bnexp.run.world import World, agree
 
@@ -135,6 +135,12 @@ def _decide(run_dir: Path, dcfg: DictConfig) -> str | None:
     checkpoint and what goes with it stay, to be continued from)."""
     if records.is_done(run_dir):
         return _skip(run_dir, dcfg)
+    row = committed.find(run_dir, run_key(dcfg))
+    if row is not None:
+        committed.mark(run_dir, row)
+        log.info("%s: in the committed endpoints table (%s at %s); not trained again", run_dir, row["status"],
+                 str(row["git_commit"])[:10])
+        return "skipped"
     if not records.claim(run_dir):
         log.warning("%s: another process is training this run; skipped", run_dir)
         return "busy"

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from bnexp import data, models, records
 from bnexp.config import Config, ConfigError, check_keys, one_line_error, validate
+from bnexp.run import committed
 from bnexp.run.world import check_devices, check_speed, resolve_device
 
 
@@ -157,7 +158,7 @@ class Tally:
 
 
 def done(dirs: list[Path]) -> set[Path]:
-    return {d for d in dirs if records.is_done(d)}
+    return {d for d in dirs if records.is_done(d) or committed.marked(d) is not None}
 
 
 def tally(dirs: list[Path], done_before: set[Path]) -> Tally:
@@ -165,7 +166,7 @@ def tally(dirs: list[Path], done_before: set[Path]) -> Tally:
     began, `no record` if it left no summary (killed, or it could not write)."""
     counts: Counter = Counter()
     for d in dirs:
-        if d in done_before:
+        if d in done_before or (committed.marked(d) is not None and not records.is_complete(d)):
             counts["skipped"] += 1
         elif records.is_complete(d):
             counts[records.read_summary(d)["status"]] += 1

@@ -161,10 +161,14 @@ def _outcome(r) -> str:
 
 
 def _summary(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
+    """The probe's summary, or the committed table's row where the run was not trained again
+    (bnexp/run/committed.py)."""
+    for name in ("summary.json", "in_table.json"):
+        try:
+            return json.loads((run_dir / name).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def ends(conf, points: list[list[str]]) -> list[list[str]]:
