@@ -40,6 +40,7 @@ class General:
     tuning_seeds: str = MISSING  # calibration sweeps' seeds: tuning:N from the ledger
     seeds: str = MISSING  # every verdict sweep's seeds: a list ("0,1"), verdict[:N] or tuning:N from the ledger
     descriptive_seeds: str = MISSING  # seeds of sweeps no verdict reads (gn_groups)
+    only: str = ""  # the experiments the profile is for (comma-separated); "": all of them
 
 
 def experiment_files(configs: Path) -> dict[str, list[Path]]:

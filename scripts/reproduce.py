@@ -204,6 +204,12 @@ def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path
     return failed, totals
 
 
+def profile_only(profile: str) -> list[str]:
+    """The experiments a profile is for (`only` in configs/profile/<name>.yaml; empty: all)."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return [e for e in str(compose("config", [f"profile={profile}"]).profile.only).split(",") if e]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     profiles = sorted(f.stem for f in (CONFIGS / "profile").glob("*.yaml"))
@@ -223,7 +229,7 @@ def main() -> None:
                    help="mirror every run to wandb (offline unless WANDB_MODE says otherwise) and log a report run")
     a = p.parse_args()
     jobs = a.jobs or max(1, (os.cpu_count() or 1) // a.threads)
-    only = [e for e in a.only.split(",") if e]
+    only = [e for e in a.only.split(",") if e] or profile_only(a.profile)
     unknown = sorted(set(only) - set(experiments()))
     if unknown:
         p.error(f"--only: no experiment {', '.join(unknown)} (configs/experiment/ has {', '.join(experiments())})")
