@@ -128,4 +128,4 @@ def test_a_claim_added_without_its_other_parts_is_named_in_one_line_each(tmp_pat
     assert lines[0] == ("experiment new_claim: no claim version reads it: add bnexp/claims/new_claim.py with a "
                         "Version(experiment='new_claim', ...)")
     assert sorted(lines[1:]) == [f"configs/profile/{p}.yaml: no budget for experiment new_claim: add a line "
-                                 "`new_claim: {epochs: ..., subset: ...}`" for p in ("full", "quick", "smoke")]
+                                 "`new_claim: {epochs: ..., subset: ...}`" for p in ("full", "long", "quick", "smoke")]

@@ -84,7 +84,7 @@ def test_cost_estimates_every_sweep_from_timed_steps(real_data):
     assert r.returncode == 0, r.stderr
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[1:]}
     assert rows["gradient_flow"][:2] == ["4", "2"]  # 2 models x 2 scales, 2 steps each (smoke)
-    assert rows["lr_tolerance"][0] == "6"  # a bisection: 3 models x 1 seed x 2 probes
+    assert rows["lr_tolerance"][0] == "4"  # a bisection: 2 models x 1 seed x 2 probes
     assert float(rows["total"][0]) > 0
 
 

@@ -396,10 +396,15 @@ def plain(v):
     if hasattr(v, "to_dict"):
         return plain(v.to_dict())
     return v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+import inspect
+takes_ctx = "ctx" in inspect.signature(version.verdict).parameters
 out = []
-for rows, measured in pickle.load(open(path, "rb")):
+for rows, measured, ctx in pickle.load(open(path, "rb")):
     try:
-        r = version.verdict(rows, measured) if measured is not None else version.verdict(rows)
+        if measured is not None:
+            r = version.verdict(rows, measured)
+        else:
+            r = version.verdict(rows, ctx) if takes_ctx else version.verdict(rows)
         out.append(plain([r.verdict, r.effect, r.ci_low, r.ci_high, r.n_seeds, r.detail, r.derived]))
     except Exception as e:
         out.append(["raised", type(e).__name__, str(e)])
@@ -409,17 +414,21 @@ _FIELDS = ("verdict", "effect", "ci_low", "ci_high", "n_seeds", "detail", "deriv
 
 
 def tables_for(claim_id: str, number: int, root: Path, hand_made: dict[str, list[pd.DataFrame]]
-               ) -> list[tuple[str, pd.DataFrame, dict | None]]:
-    """(label, rows, measured values or None) for every table a re-certification recomputes: each
-    committed endpoints table under `root`/results (the rows the report reads, and every row of
-    the experiment), then the claim's hand-made tables."""
+               ) -> list[tuple[str, pd.DataFrame, dict | None, dict]]:
+    """(label, rows, measured values or None, context) for every table a re-certification
+    recomputes: each committed endpoints table under `root`/results (the rows the report reads,
+    and every row of the experiment, with that profile's tuned constants and tuning runs as the
+    report passes them), then the claim's hand-made tables (no context)."""
     from bnexp.claims import by_id
 
     version, entry = by_id()[claim_id].versions[number], load().get(claim_id, number)
-    out: list[tuple[str, pd.DataFrame, dict | None]] = []
+    out: list[tuple[str, pd.DataFrame, dict | None, dict]] = []
     for path in sorted((root / "results").glob("*/runs.csv")):
         table = pd.read_csv(path, low_memory=False)
         label = str(path.relative_to(root))
+        tuned = path.with_name("tuned.json")
+        tuning = table[table["experiment"].astype(str).str.startswith(f"{claim_id}/")]
+        ctx = {"tuned": json.loads(tuned.read_text()) if tuned.is_file() else {}, "tuning": usable(tuning)[0]}
         measured = None
         if version.measure is not None:
             exact = path.with_name("exact.csv")
@@ -431,9 +440,9 @@ def tables_for(claim_id: str, number: int, root: Path, hand_made: dict[str, list
         rows = table[table["experiment"] == version.experiment] if version.experiment else table.iloc[:0]
         if entry is not None and entry.verdict_seeds:
             out.append((f"{label} (its verdict seeds)", usable(rows[rows["seed"].isin(list(entry.seeds()))])[0],
-                        measured))
-        out.append((f"{label} (every seed)", usable(rows)[0], measured))
-    out += [(f"hand-made table {k + 1} of {claim_id}", t, None) for k, t in enumerate(hand_made.get(claim_id, []))]
+                        measured, ctx))
+        out.append((f"{label} (every seed)", usable(rows)[0], measured, ctx))
+    out += [(f"hand-made table {k + 1} of {claim_id}", t, None, {}) for k, t in enumerate(hand_made.get(claim_id, []))]
     return out
 
 
@@ -504,10 +513,10 @@ def recertify(claim_id: str, number: int, reason: str, hand_made: dict[str, list
     tables = tables_for(claim_id, number, root, hand_made)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tables.pkl"
-        path.write_bytes(pickle.dumps([(rows, measured) for _, rows, measured in tables]))
+        path.write_bytes(pickle.dumps([(rows, measured, ctx) for _, rows, measured, ctx in tables]))
         before = _verdicts_at(old_commit, claim_id, number, old_hash, path)
         after = _verdicts_at(head, claim_id, number, new_hash, path)
-    for (label, _, _), a, b in zip(tables, before, after, strict=True):
+    for (label, _, _, _), a, b in zip(tables, before, after, strict=True):
         named = dict(zip(_FIELDS, a, strict=False)) if a[:1] != ["raised"] else a
         moved = first_difference(named, dict(zip(_FIELDS, b, strict=False)) if b[:1] != ["raised"] else b)
         if moved:
