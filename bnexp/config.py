@@ -193,6 +193,9 @@ class TrainConfig:
     # cuDNN autotuning on CUDA (never in deterministic mode, never on a CPU); recorded, not in the
     # run key: it picks among kernels that compute the same convolution.
     cudnn_benchmark: bool = True
+    # Processes sharing one GPU (a sweep's jobs): each may take at most 1/this of its memory, so
+    # that none grabs what the others need. Recorded, not in the run key.
+    jobs_per_device: int = 1
 
 
 @dataclass
@@ -397,6 +400,7 @@ def validate(cfg: Config) -> None:
     _check(t.probe_unit >= 0, "train.probe_unit", f"must be >= 0, got {t.probe_unit}")  # < every width: models.check
     _check(t.diverge_loss > 0, "train.diverge_loss", f"must be > 0, got {t.diverge_loss}")
     _check(t.checkpoint_minutes >= 0, "train.checkpoint_minutes", f"must be >= 0, got {t.checkpoint_minutes}")
+    _check(t.jobs_per_device >= 1, "train.jobs_per_device", f"must be >= 1, got {t.jobs_per_device}")
     n_train = d.subset or available
     _check(n_train >= classes, "dataset.subset",
            f"{n_train} training images cannot hold one of each of the {classes} classes")

@@ -35,7 +35,7 @@ LOCK = ".lock"
 # lives, CPU threads, progress bars, logging, labels, and the profile's own table of values
 # (whatever of it an experiment uses has been interpolated into the entries that matter).
 KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "threads", "train.progress", "logger", "name",
-                "train.cudnn_benchmark")
+                "train.cudnn_benchmark", "train.jobs_per_device")
 # Entries added to the schema after records existed, at the value that computes exactly what
 # every run computed before they existed: left out of the key at that value, so that adding them
 # did not re-key those records (any other value is part of the key as usual).

@@ -50,9 +50,19 @@ def ordered_experiments() -> list[str]:
 LAUNCHERS = ("joblib", "submitit_local", "submitit_slurm")  # configs/hydra/launcher/ and the joblib plugin
 
 
+def jobs_per_device(a: argparse.Namespace, jobs: int) -> int:
+    """Local jobs sharing each visible GPU (1 without one, or on another launcher)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if a.device != "cpu" and torch.cuda.is_available() else 0
+    return -(-jobs // gpus) if gpus and a.launcher == "joblib" else 1
+
+
 def sweep_args(name: str, a: argparse.Namespace, jobs: int) -> list[str]:
     launcher = [f"hydra/launcher={a.launcher}", *([f"hydra.launcher.n_jobs={jobs}"] if a.launcher == "joblib" else [])]
+    share = jobs_per_device(a, jobs)
     return [f"experiment={name}", f"profile={a.profile}", *launcher, f"threads={a.threads}", f"device={a.device}",
+            *([f"train.jobs_per_device={share}"] if share > 1 else []),
             f"hydra.sweep.dir={a.results}/{a.profile}/runs/{name}", *(["logger=wandb"] if a.wandb else []),
             *a.overrides]
 

@@ -63,6 +63,7 @@ def test_precision_is_part_of_the_run_key_and_a_label_is_not():
     assert records.run_key(make_config("model=bn", "train.precision=bf16")) != key
     assert records.run_key(make_config("model=bn", "train.compile=true")) != key
     assert records.run_key(make_config("model=bn", "train.cudnn_benchmark=false")) == key  # speed only
+    assert records.run_key(make_config("model=bn", "train.jobs_per_device=4")) == key  # sharing a GPU: speed only
     assert records.run_key(make_config("model=bn", "train.precision=fp32")) == key  # the default: as before
 
 

@@ -290,9 +290,13 @@ def speed_settings(cfg: Config, device: torch.device) -> dict[str, Any]:
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = cuda and cfg.train.cudnn_benchmark and not cfg.train.deterministic
+    share = cfg.train.jobs_per_device
+    if cuda and share > 1:  # a little under 1/n each: the CUDA context itself lives outside the cap
+        torch.cuda.set_per_process_memory_fraction(0.95 / share, device)
     return {"precision": cfg.train.precision.value, "tf32": tf32 and cuda,
             "compile": cfg.train.compile_mode if cfg.train.compile else None,
-            "cudnn_benchmark": torch.backends.cudnn.benchmark}
+            "cudnn_benchmark": torch.backends.cudnn.benchmark, "jobs_per_device": share,
+            "memory_fraction": round(0.95 / share, 4) if cuda and share > 1 else None}
 
 
 def record_bytes(cfg: Config, model: nn.Module, total: int) -> int:
