@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 PROFILE ?= quick
 LAUNCHER ?= joblib
 
-.PHONY: install data test test-slow train reproduce-figures calibrate report bench lint clean wandb-sync wandb-dashboard
+.PHONY: install data test test-slow train reproduce-figures calibrate report bench gpu-check lint clean wandb-sync wandb-dashboard
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,14 @@ wandb-sync: install
 # The report alone, from the runs already under results/$(PROFILE)/runs.
 report: install
 	$(BIN)/python -m bnexp.report results/$(PROFILE)
+
+# The whole GPU path in one command (about 8 minutes on one GPU): results/gpu/<device>.{json,txt}.
+# DEVICE=cpu runs it at toy sizes (a few minutes), as the test suite does.
+DEVICE ?= auto
+GPU_CHECK_OUT ?= results/gpu
+gpu-check: install data
+	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/gpu_check.py --device $(DEVICE) --out $(GPU_CHECK_OUT) \
+		$(if $(filter cpu,$(DEVICE)),--tiny)
 
 bench: install data
 	BNEXP_DATA=$(abspath $(DATA)) $(BIN)/python scripts/bench.py $(BENCH_ARGS)

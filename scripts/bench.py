@@ -2,6 +2,7 @@
 """The harness's training step against a naive loop and against the compute bound: `make bench`.
 
     python scripts/bench.py [--presets bn,plain] [--steps 30] [--repeats 3] [--batch 128] [--workers 2]
+                            [--loops harness,naive,bound] [--jobs-per-device N] [overrides...]
 
 For each model preset, three loops train the same model with the same `train_step`:
     harness  bnexp's data path: uint8 images on the device, whole-batch crop and flip
@@ -12,6 +13,8 @@ For each model preset, three loops train the same model with the same `train_ste
 Each is timed `--repeats` times over `--steps` steps after warm-up; the ratios harness/naive and
 harness/bound, with min/median/max over repeats, go to results/bench/bench.json and the screen.
 Absolute images/s vary between machines; the ratios measured in one run are what carries over.
+Hydra overrides apply to every preset (train.precision=bf16 train.compile=true model.width=8);
+`--jobs-per-device` caps this process's share of a GPU's memory as a sweep job's would be.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from omegaconf import OmegaConf
 from bnexp import optim
 from bnexp.config import CONFIGS, register
 from bnexp.data import PAD, Data
-from bnexp.run.train import build, train_step
+from bnexp.run.train import as_configured, build, train_step
 from bnexp.run.world import resolve_device
 
 
@@ -67,14 +70,15 @@ def timed(steps: int, batches, step) -> float:
 
 def bench_preset(name: str, data: Data, a, device: torch.device) -> dict:
     register()
-    cfg = OmegaConf.to_object(compose("config", [f"model={name}", f"train.batch_size={a.batch}"]))
+    cfg = OmegaConf.to_object(compose("config", [f"model={name}", f"train.batch_size={a.batch}", *a.overrides]))
     torch.manual_seed(0)
     model = build(cfg, data.classes).to(device).to(memory_format=torch.channels_last).train()
     opt = optim.optimizer(model, cfg.optim, cfg.optim.lr)
+    net, low = as_configured(model, cfg)
 
     def step(x, y):
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        train_step(model, opt, x, y.to(device))
+        train_step(net, opt, x, y.to(device), low=low)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -98,13 +102,14 @@ def bench_preset(name: str, data: Data, a, device: torch.device) -> dict:
             yield one
 
     out = {}
-    for label, make in (("harness", harness), ("naive", naive), ("bound", bound)):
+    for label, make in ((k, v) for k, v in (("harness", harness), ("naive", naive), ("bound", bound))
+                        if k in a.loops.split(",")):
         it = make()
         timed(3, it, step)  # warm-up (and the DataLoader's workers started)
         out[label] = [timed(a.steps, it, step) for _ in range(a.repeats)]
         del it
-    ratios = {"harness/naive": [h / n for h, n in zip(out["harness"], out["naive"], strict=True)],
-              "harness/bound": [h / b for h, b in zip(out["harness"], out["bound"], strict=True)]}
+    ratios = {f"harness/{k}": [h / n for h, n in zip(out["harness"], out[k], strict=True)]
+              for k in ("naive", "bound") if k in out and "harness" in out}
     summary = {k: {"min": min(v), "median": statistics.median(v), "max": max(v)} for k, v in (out | ratios).items()}
     return {"images_per_s": out, "ratios": ratios, "summary": summary}
 
@@ -118,8 +123,13 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive loop")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="results/bench/bench.json")
+    p.add_argument("--loops", default="harness,naive,bound", help="which loops to time")
+    p.add_argument("--jobs-per-device", type=int, default=1, help="processes sharing the GPU (memory cap 0.95/N)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every preset")
     a = p.parse_args()
     device = resolve_device(a.device)
+    if device.type == "cuda" and a.jobs_per_device > 1:
+        torch.cuda.set_per_process_memory_fraction(0.95 / a.jobs_per_device, device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results = {}
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
@@ -129,16 +139,13 @@ def main() -> None:
         for name in a.presets.split(","):
             results[name] = r = bench_preset(name, data, a, device)
             s = r["summary"]
-            print(f"{name}: harness {s['harness']['median']:.0f} img/s, naive {s['naive']['median']:.0f}, bound "
-                  f"{s['bound']['median']:.0f}; harness/naive {s['harness/naive']['median']:.2f} "
-                  f"[{s['harness/naive']['min']:.2f}, {s['harness/naive']['max']:.2f}], harness/bound "
-                  f"{s['harness/bound']['median']:.2f} [{s['harness/bound']['min']:.2f}, "
-                  f"{s['harness/bound']['max']:.2f}] (median [min, max] of {a.repeats})")
+            print(f"{name}: " + "; ".join(f"{k} {v['median']:.3g} [{v['min']:.3g}, {v['max']:.3g}]" for k, v in s.items())
+                  + f" (images/s and ratios, median [min, max] of {a.repeats})")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "machine": platform.machine(), "steps": a.steps, "repeats": a.repeats, "batch": a.batch,
-            "workers": a.workers}
+            "workers": a.workers, "overrides": a.overrides, "jobs_per_device": a.jobs_per_device}
     out.write_text(json.dumps({"meta": meta, "presets": results}, indent=2) + "\n")
     print(f"wrote {out}")
 

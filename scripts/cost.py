@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a profile costs on this machine: every sweep's runs and steps, timed from a few real steps.
 
-    python scripts/cost.py --profile full [--only small_batch] [--steps 5] [--jobs 4] [--device cuda]
+    python scripts/cost.py --profile full [--only small_batch] [--steps 5] [--jobs 4] [--device cuda] [overrides...]
 
 For each experiment the sweep is expanded as `make reproduce-figures` would (a bisection counts
 its probes); each distinct model of the sweep trains `--steps` optimiser steps on real data after
@@ -34,7 +34,7 @@ from bnexp import calibration, optim, sweep
 from bnexp.config import CONFIGS, Config, calibrations, experiments
 from bnexp.data import Data
 from bnexp.run import provenance
-from bnexp.run.train import build, evaluate, train_step
+from bnexp.run.train import as_configured, build, evaluate, train_step
 from bnexp.run.world import resolve_device
 
 EVAL_TIMED = 2000  # images an evaluation is timed on
@@ -57,6 +57,7 @@ def time_model(cfg: Config, data: Data, device: torch.device, n: int) -> tuple[f
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = optim.optimizer(model, cfg.optim, optim.peak_lr(cfg.optim, cfg.train.batch_size))
+    net, low = as_configured(model, cfg)  # the speed settings in force (precision, compile)
     gen = torch.Generator().manual_seed(0)
     batches = (b for _ in iter(int, 1) for b in data.train_batches(cfg.train.batch_size, gen))  # epochs on end
     model.train()
@@ -66,7 +67,7 @@ def time_model(cfg: Config, data: Data, device: torch.device, n: int) -> tuple[f
             t0 = time.perf_counter()
         if i == 2 + n:
             break
-        train_step(model, opt, x, y)
+        train_step(net, opt, x, y, low=low)
     _sync(device)
     step_s = (time.perf_counter() - t0) / n
     model.eval()
@@ -75,7 +76,7 @@ def time_model(cfg: Config, data: Data, device: torch.device, n: int) -> tuple[f
     batches = list(itertools.islice(data.eval_batches(data.test, cfg.train.eval_batch_size),
                                     max(1, EVAL_TIMED // cfg.train.eval_batch_size)))
     t0 = time.perf_counter()
-    evaluate(model, iter(batches))
+    evaluate(net, iter(batches), low)
     _sync(device)
     timed = sum(len(y) for _, y in batches)
     return step_s, (time.perf_counter() - t0) * (len(data.test) + len(data.val)) / timed
@@ -94,6 +95,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs the sweeps would run")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. train.precision=bf16 "
+                                                 "train.compile=true (the settings to cost)")
     p.add_argument("--gpu-images-per-s", type=float, default=0.0,
                    help="a stated GPU training throughput (images/s, evaluation counted at a third of a training "
                         "image): adds each sweep's GPU-hours at that rate, beside the estimate for this machine")
@@ -113,7 +116,8 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         for name in names:
             master = compose("config", [f"experiment={name}", f"profile={a.profile}", f"device={a.device}",
-                                        f"threads={a.threads}", "hydra/launcher=basic"], return_hydra_config=True)
+                                        f"threads={a.threads}", "hydra/launcher=basic", *a.overrides],
+                             return_hydra_config=True)
             jobs = sweep.expand(master)
             runs = sweep.planned(master, jobs)
             timed: dict[str, tuple[float, float]] = {}

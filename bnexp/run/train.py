@@ -93,6 +93,15 @@ def low_precision(cfg: Config) -> torch.dtype | None:
     return torch.bfloat16 if cfg.train.precision.value == "bf16" else None
 
 
+def as_configured(model: nn.Module, cfg: Config) -> tuple[nn.Module, torch.dtype | None]:
+    """A one-process net as `train.precision` and `train.compile` make it run (norms kept in fp32
+    under bf16, the module compiled), and autocast's dtype: what timings outside a run measure."""
+    low = low_precision(cfg)
+    if low is not None:
+        norms.fp32_inputs(model)
+    return (torch.compile(model, mode=cfg.train.compile_mode) if cfg.train.compile else model), low
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches, low: torch.dtype | None = None) -> tuple[float, float]:
     """(mean loss, accuracy in [0, 1]) over the batches, in whatever mode the model is in."""
