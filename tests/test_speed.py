@@ -24,7 +24,8 @@ def test_a_bf16_run_trains_and_its_record_says_bf16(tmp_path, real_data):
                        env=env, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((run_dir / records.SUMMARY).read_text())
-    assert summary["speed"] == {"precision": "bf16", "tf32": False, "compile": None, "cudnn_benchmark": False}
+    assert summary["speed"] == {"precision": "bf16", "tf32": False, "compile": None, "cudnn_benchmark": False,
+                                "jobs_per_device": 1, "memory_fraction": None}
     loss = records.read_metrics(run_dir).query("name == 'train/loss'")["value"].tolist()
     assert loss[-1] < loss[0] - 0.05, loss  # learning happened in bfloat16
     assert OmegaConf.load(run_dir / records.CONFIG).train.precision == "bf16"

@@ -201,6 +201,7 @@ def test_rerun_skips_complete_runs_and_redoes_incomplete_ones(tmp_path, real_dat
     assert records.read_summary(runs[0])["run_key"] == runs[0].name
 
 
+@pytest.mark.slow  # two sweeps, about a minute: make test-slow (CI runs it)
 def test_a_run_in_the_committed_table_is_not_trained_again_on_a_fresh_machine(tmp_path, real_data):
     """A profile finished in parts: only results/<profile>/runs.csv travels. A job whose run key is
     in it (a result of clean code at a known commit) is skipped; one from a dirty tree is trained."""
