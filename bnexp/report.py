@@ -258,7 +258,8 @@ def _cross_scale(scales: dict[str, list[dict]]) -> list[str]:
     profiles = sorted(scales, key=lambda p: (order.get(p, 9), p))
     lines = ["", "## Verdicts across scales", "",
              "The headline verdict of each claim at every profile whose report is committed under `results/` "
-             "(read from its `claims.json`), with the accuracy its reference arm reached there and the paper's numbers.",
+             "(read from its `claims.json`), with the accuracy its reference arm reached there and the paper's "
+             "numbers.",
              "", "| claim | profile | version | verdict | effect [95% CI] | seeds (looks) | reference arm accuracy | "
              "published |", "|---|---|---|---|---|---|---|---|"]
     for claim in [c["id"] for c in scales[profiles[-1]]]:
@@ -268,7 +269,6 @@ def _cross_scale(scales: dict[str, list[dict]]) -> list[str]:
                 continue
             seq = c.get("sequential") or {}
             looks = ", ".join(str(lk["n"]) for lk in seq.get("looks", []))
-            ref = seq.get("reference_acc")
             ci = f" [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]" if c.get("ci_low") is not None else ""
             lines.append(f"| {claim} | {p} | v{c['version']} | {c['verdict']} | {_fmt(c['effect'])}{ci} | "
                          f"{c['n_seeds'] or '-'}" + (f" ({looks})" if looks else "") + " | "

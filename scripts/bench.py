@@ -14,13 +14,16 @@ Each is timed `--repeats` times over `--steps` steps after warm-up; the ratios h
 harness/bound, with min/median/max over repeats, go to results/bench/bench.json and the screen.
 Absolute images/s vary between machines; the ratios measured in one run are what carries over.
 Hydra overrides apply to every preset (train.precision=bf16 train.compile=true model.width=8);
-`--jobs-per-device` caps this process's share of a GPU's memory as a sweep job's would be.
+`--jobs-per-device N` caps this process's share of a GPU's memory as a sweep job's would be (on a
+CPU: its share of the cores, as `threads` does for sweep jobs); with `--barrier DIR` the N
+processes started together wait for one another after warm-up, so that their timed steps overlap.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -68,6 +71,18 @@ def timed(steps: int, batches, step) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def rendezvous(folder: str | None, n: int, deadline_s: float = 600.0) -> None:
+    """Wait until `n` processes have reached this point (one file each in `folder`)."""
+    if not folder or n < 2:
+        return
+    here = Path(folder)
+    here.mkdir(parents=True, exist_ok=True)
+    (here / str(os.getpid())).touch()
+    t0 = time.perf_counter()
+    while len(list(here.iterdir())) < n and time.perf_counter() - t0 < deadline_s:
+        time.sleep(0.02)
+
+
 def bench_preset(name: str, data: Data, a, device: torch.device) -> dict:
     register()
     cfg = OmegaConf.to_object(compose("config", [f"model={name}", f"train.batch_size={a.batch}", *a.overrides]))
@@ -106,6 +121,7 @@ def bench_preset(name: str, data: Data, a, device: torch.device) -> dict:
                         if k in a.loops.split(",")):
         it = make()
         timed(3, it, step)  # warm-up (and the DataLoader's workers started)
+        rendezvous(a.barrier, a.jobs_per_device)  # returns at once once every peer has arrived
         out[label] = [timed(a.steps, it, step) for _ in range(a.repeats)]
         del it
     ratios = {f"harness/{k}": [h / n for h, n in zip(out["harness"], out[k], strict=True)]
@@ -125,12 +141,14 @@ def main() -> None:
     p.add_argument("--out", default="results/bench/bench.json")
     p.add_argument("--loops", default="harness,naive,bound", help="which loops to time")
     p.add_argument("--jobs-per-device", type=int, default=1, help="processes sharing the GPU (memory cap 0.95/N)")
+    p.add_argument("--barrier", help="a folder where the --jobs-per-device processes meet before timing")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every preset")
     a = p.parse_args()
     device = resolve_device(a.device)
     if device.type == "cuda" and a.jobs_per_device > 1:
         torch.cuda.set_per_process_memory_fraction(0.95 / a.jobs_per_device, device)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if device.type == "cpu":  # processes sharing the CPU split its cores, as sweep jobs do with `threads`
+        torch.set_num_threads(max(1, torch.get_num_threads() // a.jobs_per_device))
     results = {}
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         register()
@@ -139,7 +157,8 @@ def main() -> None:
         for name in a.presets.split(","):
             results[name] = r = bench_preset(name, data, a, device)
             s = r["summary"]
-            print(f"{name}: " + "; ".join(f"{k} {v['median']:.3g} [{v['min']:.3g}, {v['max']:.3g}]" for k, v in s.items())
+            print(f"{name}: "
+                  + "; ".join(f"{k} {v['median']:.3g} [{v['min']:.3g}, {v['max']:.3g}]" for k, v in s.items())
                   + f" (images/s and ratios, median [min, max] of {a.repeats})")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

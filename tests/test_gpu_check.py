@@ -14,7 +14,8 @@ from tests.conftest import ROOT
 @pytest.mark.slow  # about 3 minutes on 2 cores: make test-slow (CI runs it)
 def test_gpu_check_runs_every_section_on_the_cpu_and_writes_its_report(tmp_path, real_data):
     r = subprocess.run(["make", "-s", "gpu-check", "DEVICE=cpu", f"GPU_CHECK_OUT={tmp_path / 'gpu'}"],
-                       capture_output=True, text=True, timeout=900, cwd=ROOT, env=os.environ | {"BNEXP_DATA": str(real_data)})
+                       capture_output=True, text=True, timeout=900, cwd=ROOT,
+                       env=os.environ | {"BNEXP_DATA": str(real_data)})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     path = next((tmp_path / "gpu").glob("cpu-*-tiny.json"))
     report = json.loads(path.read_text())

@@ -226,7 +226,8 @@ def test_a_run_in_the_committed_table_is_not_trained_again_on_a_fresh_machine(tm
     assert "2 jobs: 1 completed, 0 failed, 1 skipped" in r.stderr.splitlines()[-1], r.stderr[-2000:]
     assert (r.stderr + r.stdout).count("in the committed endpoints table") == 1
     kept = table.iloc[0]
-    assert json.loads((results / "runs" / "toy" / kept["key"] / "in_table.json").read_text())["run_key"] == kept["run_key"]
+    left = json.loads((results / "runs" / "toy" / kept["key"] / "in_table.json").read_text())
+    assert left["run_key"] == kept["run_key"]
     assert not (results / "runs" / "toy" / kept["key"] / records.SUMMARY).exists()  # not trained
     assert records.is_complete(results / "runs" / "toy" / table.iloc[1]["key"])
     endpoints.write(results)

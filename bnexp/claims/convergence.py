@@ -168,7 +168,8 @@ def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
     detail = [f"target {target:.4g} test accuracy ({FRACTION_V3:g} x plain's tuned validation accuracy); steps are "
               f"known to an evaluation interval ({int(t['steps'].max())} planned steps)",
               "mean first evaluation at the target: " + ", ".join(
-                  f"{a} (lr {lrs.get(a, float('nan')):g}): {v:.0f}" for a, v in steps.groupby("arm")["hit"].mean().items())
+                  f"{a} (lr {lrs.get(a, float('nan')):g}): {v:.0f}"
+            for a, v in steps.groupby("arm")["hit"].mean().items())
               + ("; never reached: " + ", ".join(f"{a} {n}" for a, n in never.items()) if len(never) else "")]
     if "bn_shared" in set(t["arm"]):
         shared = pr.rci_bracket(*_ratio_brackets(t.assign(arm=t["arm"].replace({"bn": "bn_own", "bn_shared": "bn"})),

@@ -99,13 +99,15 @@ def _gain_v3(t: pd.DataFrame, model: str) -> pd.Series:
 
 def protocol_v3(divisor: float = SHARE_DIVISOR_V3, helps: float = HELPS_V3, neighbours: bool = True) -> pr.Protocol:
     part = pr.Part(f"BN's gain from dropout - plain's / {divisor:g}",
-                   lambda r, c: paired(_gain_v3(r, "bn"), _gain_v3(r, "plain"), lambda b, a: b - a / divisor), 0.0, False)
+                   lambda r, c: paired(_gain_v3(r, "bn"), _gain_v3(r, "plain"), lambda b, a: b - a / divisor),
+                   0.0, False)
     why = "dropout has nothing to remove in this regime, so 'it adds little with BN' cannot show"
     guards = (pr.Guard("plain without dropout: train - test accuracy (mean over seeds)",
                        lambda r, c: float((_acc(r, "plain_p0", "train_acc") - _acc(r, "plain_p0")).mean()),
                        OVERFITS_V3, True, (), "the plain net does not overfit; " + why),
               pr.Guard("dropout's test accuracy gain for plain (mean over seeds)",
-                       lambda r, c: float(_gain_v3(r, "plain").mean()), helps, True, (), "dropout does not help plain; " + why))
+                       lambda r, c: float(_gain_v3(r, "plain").mean()), helps, True, (),
+                     "dropout does not help plain; " + why))
     base = pr.Protocol((part,), guards=guards)
     if not neighbours:
         return base
@@ -150,7 +152,8 @@ VERSIONS = {
                f"{OVERFITS_V3:g}) and dropout helps plain (>= {HELPS_V3:g})",
                "per-seed accuracy differences, paired by seed; repeated 95% t-intervals (sequential plan: looks at 3, "
                "5, 8 seeds, O'Brien-Fleming-type spending)", endpoints_v2, verdict_v3, "dropout_redundancy",
-               uses=(Use("dropout_redundancy/lr", "norm", "none", "none"), Use("dropout_redundancy/lr", "norm", "batch", "batch"))),
+               uses=(Use("dropout_redundancy/lr", "norm", "none", "none"),
+                     Use("dropout_redundancy/lr", "norm", "batch", "batch"))),
 }
 
 

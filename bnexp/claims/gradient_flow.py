@@ -115,7 +115,8 @@ def protocol_v3(bn_max: float = BN_MAX_V3, ratio: float = PLAIN_OVER_BN_V3, neig
     if not neighbours:
         return base
     return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("BN spread <= 5", lambda: protocol_v3(5.0, ratio, False)), ("BN spread <= 20", lambda: protocol_v3(20.0, ratio, False)),
+        ("BN spread <= 5", lambda: protocol_v3(5.0, ratio, False)),
+        ("BN spread <= 20", lambda: protocol_v3(20.0, ratio, False)),
         ("plain / BN >= 1.5", lambda: protocol_v3(bn_max, 1.5, False)),
         ("plain / BN >= 3", lambda: protocol_v3(bn_max, 3.0, False))))
 
@@ -144,9 +145,9 @@ VERSIONS = {
                f"init scales with BN and by >= {PLAIN_MIN_V2:g}x without; the headline effect is plain's factor",
                "per-seed largest/smallest gradient norm over the init scales; 95% t-intervals on its log",
                endpoints_v2, verdict_v2, "gradient_flow"),
-    3: Version(f"at He init (x1), in the deepest net of the sweep, the max/min per-layer gradient norm (conv and linear "
-               f"weights, biases and norm parameters excluded) at step 0 is <= {BN_MAX_V3:g} with BN and plain's is "
-               f">= {PLAIN_OVER_BN_V3:g}x BN's; the init-scale response is reported, not decided",
+    3: Version(f"at He init (x1), in the deepest net of the sweep, the max/min per-layer gradient norm (conv and "
+               f"linear weights, biases and norm parameters excluded) at step 0 is <= {BN_MAX_V3:g} with BN and "
+               f"plain's is >= {PLAIN_OVER_BN_V3:g}x BN's; the init-scale response is reported, not decided",
                "per-seed spreads (BN) and ratios (plain / BN, paired by seed); repeated 95% t-intervals on their "
                "logs (sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending); both must hold",
                endpoints_v3, verdict_v3, "gradient_flow"),

@@ -150,14 +150,16 @@ VERSIONS = {
                f"over chance than plain does; undecided unless plain reaches >= {GUARD_V2:g} under careful init",
                "per-seed difference of the kept share, paired by seed; 95% t-interval",
                endpoints_v2, verdict_v2, "init_insensitivity"),
-    3: Version(f"each net at its own tuned lr, over moderate init scales (x0.5, x2) and other schemes, the careful-init "
-               f"({REFERENCE_V3[0]} x{REFERENCE_V3[1]:g}) cell left out of the mean: BN keeps >= {BN_KEEPS_V3:g} of "
-               f"its careful-init gain over chance, and more than plain keeps; untestable unless those inits cost "
-               f"plain >= {PLAIN_LOSES_V3:g} of its gain and plain reaches >= {PLAIN_TRAINS_V3:g} under careful init",
+    3: Version(f"each net at its own tuned lr, over moderate init scales (x0.5, x2) and other schemes, the "
+               f"careful-init ({REFERENCE_V3[0]} x{REFERENCE_V3[1]:g}) cell left out of the mean: BN keeps >= "
+               f"{BN_KEEPS_V3:g} of its careful-init gain over chance, and more than plain keeps; untestable unless "
+               f"those inits cost plain >= {PLAIN_LOSES_V3:g} of its gain and plain reaches >= {PLAIN_TRAINS_V3:g} "
+               f"under careful init",
                "per-seed kept shares (BN) and differences (BN - plain, paired by seed); repeated 95% t-intervals "
                "(sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending); both must hold",
                endpoints_v2, verdict_v3, "init_insensitivity",
-               uses=(Use("init_insensitivity/lr", "arm", "plain", "plain"), Use("init_insensitivity/lr", "arm", "bn", "bn"))),
+               uses=(Use("init_insensitivity/lr", "arm", "plain", "plain"),
+                     Use("init_insensitivity/lr", "arm", "bn", "bn"))),
 }
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-
-import math
-
 from scipy import stats
 
 from bnexp.claims import protocol as pr
@@ -133,7 +132,8 @@ def protocol_v3(ratio: float = RATIO_V3, gap: float = NOISY_GAP_V3, neighbours: 
     grad = pr.Part("gradient change along the gradient after init, BN / plain", over_plain("grad_change_after_init"),
                    ratio, False, log=True)
     noisy = pr.Part("BN - noisy BN test accuracy (recalibrated without noise)",
-                    lambda r, c: paired(seeds(r, "bn", "recal_acc"), seeds(r, "noisy_bn", "recal_acc"), lambda a, b: a - b),
+                    lambda r, c: paired(seeds(r, "bn", "recal_acc"), seeds(r, "noisy_bn", "recal_acc"),
+                                        lambda a, b: a - b),
                     gap, False)
     guard = pr.Guard(f"seeds a power calculation on the tuning seeds asks for ({POWER_V3:g} power, margin {gap:g})",
                      lambda r, c: seeds_needed(c, gap), MAX_SEEDS_V3, False, (noisy.name,),
@@ -142,7 +142,8 @@ def protocol_v3(ratio: float = RATIO_V3, gap: float = NOISY_GAP_V3, neighbours: 
     if not neighbours:
         return base
     return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("ratios <= 0.33", lambda: protocol_v3(0.33, gap, False)), ("ratios <= 0.67", lambda: protocol_v3(0.67, gap, False)),
+        ("ratios <= 0.33", lambda: protocol_v3(0.33, gap, False)),
+        ("ratios <= 0.67", lambda: protocol_v3(0.67, gap, False)),
         ("noisy BN within 0.02", lambda: protocol_v3(ratio, 0.02, False)),
         ("noisy BN within 0.05", lambda: protocol_v3(ratio, 0.05, False))))
 

@@ -154,7 +154,8 @@ def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
     if flat:
         detail.append(f"{flat} bracket(s) where an lr trained above one that failed: widened to hold every crossing")
     best = t.groupby("choice_model")["recal_acc"].max()
-    detail.append("best probe accuracy (recalibrated statistics): " + ", ".join(f"{m}: {v:.3f}" for m, v in best.items()))
+    detail.append("best probe accuracy (recalibrated statistics): "
+                  + ", ".join(f"{m}: {v:.3f}" for m, v in best.items()))
     return pr.verdict(protocol_v3(), t, ctx or {}, detail,
                       {"brackets": {f"{m} s{s}": [r.low, r.high] for (m, s), r in b.iterrows()},
                        "reference_acc": float(best.get("bn", float("nan"))), "reference_arm": "BN (best probe)"})

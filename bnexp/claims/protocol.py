@@ -61,7 +61,7 @@ class Guard:
 @dataclass(frozen=True)
 class Protocol:
     parts: tuple[Part, ...]
-    plan: Plan = Plan()
+    plan: Plan = Plan()  # noqa: RUF009 (a frozen dataclass: one shared default is safe)
     guards: tuple[Guard, ...] = ()
     # Registered neighbouring choices: (label, the protocol with that choice) for the sensitivity table.
     neighbours: tuple[tuple[str, Callable[[], Protocol]], ...] = field(default=(), compare=False)
@@ -193,7 +193,7 @@ def verdict(protocol: Protocol, t: pd.DataFrame, ctx: dict | None = None, detail
     lines = [f"sequential plan: {protocol.plan}"]
     if not looks:
         return Result(INCONCLUSIVE, n_seeds=t["seed"].nunique(),
-                      detail=lines + [f"first look needs {next_n} seeds; the table has {t['seed'].nunique()}"],
+                      detail=lines + [f"first look needs {next_n} seeds; the table has {t['seed'].nunique()}"],  # noqa: RUF005
                       derived={"next_seeds": next_n, "looks": []} | (derived or {}))
     last = looks[-1]
     head = deciding(protocol, last)

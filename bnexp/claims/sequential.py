@@ -117,7 +117,9 @@ def boundaries(fractions: tuple[float, ...], alpha: float, spending: str) -> tup
     for k in range(1, len(fractions)):
         target = spent(fractions[k], alpha, spending) - spent(fractions[k - 1], alpha, spending)
         step, root_t = fractions[k] - fractions[k - 1], math.sqrt(fractions[k])
-        zk = float(optimize.brentq(lambda c: _exit(grid, density, step, c * root_t) - target, 0.5, 12.0, xtol=1e-10))
+        # the lambda is called only inside this iteration, so reading the loop's variables is intended
+        zk = float(optimize.brentq(lambda c: _exit(grid, density, step, c * root_t) - target,  # noqa: B023
+                                   0.5, 12.0, xtol=1e-10))
         z.append(zk)
         grid, density = _advance(grid, density, step, zk * root_t)
     return tuple(z)

@@ -124,7 +124,8 @@ def protocol_v3(gain: float = GAIN_V3, ratio: float = DRIFT_RATIO_V3, neighbours
     if not neighbours:
         return base
     return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("gain >= 0.15", lambda: protocol_v3(0.15, ratio, False)), ("gain >= 0.25", lambda: protocol_v3(0.25, ratio, False)),
+        ("gain >= 0.15", lambda: protocol_v3(0.15, ratio, False)),
+        ("gain >= 0.25", lambda: protocol_v3(0.25, ratio, False)),
         ("drift ratio <= 0.33", lambda: protocol_v3(gain, 0.33, False)),
         ("drift ratio <= 0.67", lambda: protocol_v3(gain, 0.67, False))))
 
@@ -133,7 +134,8 @@ def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
     means = t.groupby(["arm", "norm"])[["final_acc", "drift_all"]].mean()
     lr = ", ".join(f"{a} {x:g}" for a, x in t.groupby("arm")["lr"].first().items())
     detail = [f"one lr shared by BN and plain in each arm: {lr}", "mean test acc / final drift: " + ", ".join(
-        f"{a} {'BN' if n == 'batch' else 'plain'}: {r.final_acc:.3f} / {r.drift_all:.3g}" for (a, n), r in means.iterrows())]
+        f"{a} {'BN' if n == 'batch' else 'plain'}: {r.final_acc:.3f} / {r.drift_all:.3g}"
+        for (a, n), r in means.iterrows())]
     ref = float(means["final_acc"].get(("cnn", "batch"), float("nan")))
     return pr.verdict(protocol_v3(), t, ctx or {}, detail, {"reference_acc": ref, "reference_arm": "BN sigmoid CNN"})
 

@@ -142,7 +142,8 @@ def protocol_v3(rise: float = RISE_V3, par: float = GN_PAR_V3, neighbours: bool 
     if not neighbours:
         return base
     return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("rise >= 0.03", lambda: protocol_v3(0.03, par, False)), ("rise >= 0.07", lambda: protocol_v3(0.07, par, False)),
+        ("rise >= 0.03", lambda: protocol_v3(0.03, par, False)),
+        ("rise >= 0.07", lambda: protocol_v3(0.07, par, False)),
         ("GN on par within 0.02", lambda: protocol_v3(rise, 0.02, False)),
         ("GN on par within 0.05", lambda: protocol_v3(rise, 0.05, False))))
 
