@@ -38,7 +38,7 @@ from bnexp import optim
 from bnexp.config import CONFIGS, register
 from bnexp.data import PAD, Data
 from bnexp.run.train import as_configured, build, train_step
-from bnexp.run.world import resolve_device
+from bnexp.run.world import resolve_device, share_device
 
 
 class NaiveCifar(torch.utils.data.Dataset):
@@ -145,8 +145,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every preset")
     a = p.parse_args()
     device = resolve_device(a.device)
-    if device.type == "cuda" and a.jobs_per_device > 1:
-        torch.cuda.set_per_process_memory_fraction(0.95 / a.jobs_per_device, device)
+    share_device(device, a.jobs_per_device)
     if device.type == "cpu":  # processes sharing the CPU split its cores, as sweep jobs do with `threads`
         torch.set_num_threads(max(1, torch.get_num_threads() // a.jobs_per_device))
     results = {}

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What a profile costs on this machine: every sweep's runs and steps, timed from a few real steps.
 
-    python scripts/cost.py --profile full [--only small_batch] [--steps 5] [--jobs 4] [--device cuda] [overrides...]
+    python scripts/cost.py --profile full [--only small_batch] [--steps 5] [--jobs 4] [--device cuda]
+                           [--json cost.json] [overrides...]
 
 For each experiment the sweep is expanded as `make reproduce-figures` would (a bisection counts
 its probes); each distinct model of the sweep trains `--steps` optimiser steps on real data after
@@ -11,7 +12,7 @@ divided by the parallel jobs. It is an estimate from measured throughput, not a 
 sweep: data loading, checkpoints and jobs contending for one device are left out. The
 calibration sweeps (`<claim>/tune`) are costed first, like any other; a profile not yet
 calibrated is expanded with stand-in constants (the middle of each grid, which changes what a
-run computes but not what it costs).
+run computes but not what it costs). `--json` writes the same table for programs (make gpu-check).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs the sweeps would run")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--json", help="also write the table here, as JSON")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. train.precision=bf16 "
                                                  "train.compile=true (the settings to cost)")
     p.add_argument("--gpu-images-per-s", type=float, default=0.0,
@@ -109,7 +111,7 @@ def main() -> None:
         (stand_in / a.profile).mkdir()
         (stand_in / a.profile / calibration.TUNED).write_text(json.dumps(calibration.planning(a.profile)))
         os.environ["BNEXP_RESULTS"] = str(stand_in)
-    total_h, total_gpu_h, datasets = 0.0, 0.0, {}
+    total_h, total_gpu_h, datasets, table = 0.0, 0.0, {}, {}
     gpu = f" {'gpu-h':>7}" if a.gpu_images_per_s else ""
     print(f"{'experiment':24} {'runs':>5} {'steps/run':>9} {'s/step':>8} {'s/eval':>7} {'minutes':>8}{gpu}  "
           f"(jobs {a.jobs}, {device}" + (f"; GPU at a stated {a.gpu_images_per_s:g} images/s)" if gpu else ")"))
@@ -145,10 +147,18 @@ def main() -> None:
             mean_eval = sum(e for _, e in timed.values()) / len(timed)
             gpu_h = images / a.gpu_images_per_s / 3600 if a.gpu_images_per_s else 0.0
             total_gpu_h += gpu_h
+            table[name] = {"runs": runs, "steps_per_run": round(sum(steps_seen) / len(steps_seen)),
+                           "s_per_step": mean_step, "s_per_eval": mean_eval, "hours": hours,
+                           **({"gpu_hours_at_stated_rate": gpu_h} if gpu else {})}
             print(f"{name:24} {runs:5d} {round(sum(steps_seen) / len(steps_seen)):9d} {mean_step:8.3f} "
                   f"{mean_eval:7.2f} {60 * hours:8.3g}" + (f" {gpu_h:7.3g}" if gpu else ""), flush=True)
     print(f"{'total':24} {'':5} {'':9} {'':8} {'':7} {60 * total_h:8.3g}" + (f" {total_gpu_h:7.3g}" if gpu else "")
           + f"  ({total_h:.3g} h here)")
+    if a.json:
+        out = Path(a.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"profile": a.profile, "device": str(device), "jobs": a.jobs, "steps": a.steps,
+                                   "settings": a.overrides, "sweeps": table, "total_hours": total_h}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

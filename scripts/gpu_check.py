@@ -143,18 +143,15 @@ def fastest(speed: dict) -> list[str]:
     return VARIANTS[best]
 
 
-def section_cost(a, settings: list[str]) -> dict:
+def section_cost(a, settings: list[str], tmp: Path) -> dict:
     args = ["--profile", "smoke", "--only", "lr_tolerance", "--steps", "1"] if a.tiny else \
         ["--profile", "full", "--steps", "5"]
-    code, text, s = run([sys.executable, "scripts/cost.py", *args, "--device", a.device, *settings], 1800,
-                        env={"BNEXP_RESULTS": str(ROOT / "results")})
-    rows = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 6 and re.fullmatch(r"[\w/]+", parts[0]) and parts[1].isdigit():
-            rows[parts[0]] = {"runs": int(parts[1]), "hours": float(parts[5]) / 60}
-    return {"status": "passed" if code == 0 else "failed", "seconds": s, "settings": settings, "sweeps": rows,
-            "total_hours": sum(r["hours"] for r in rows.values()) if rows else None,
+    path = tmp / "cost.json"
+    code, text, s = run([sys.executable, "scripts/cost.py", *args, "--device", a.device, "--json", str(path),
+                         *settings], 1800, env={"BNEXP_RESULTS": str(ROOT / "results")})
+    table = json.loads(path.read_text()) if code == 0 else {}
+    return {"status": "passed" if code == 0 else "failed", "seconds": s, "settings": settings,
+            "sweeps": table.get("sweeps", {}), "total_hours": table.get("total_hours"),
             **({} if code == 0 else {"output": text[-1500:]})}
 
 
@@ -232,7 +229,7 @@ def main() -> None:
             elif name == "smoke":
                 report["sections"][name] = section_smoke(a, tmp)
             elif name == "cost":
-                report["sections"][name] = section_cost(a, fastest(report["sections"].get("speed", {})))
+                report["sections"][name] = section_cost(a, fastest(report["sections"].get("speed", {})), tmp)
             else:
                 p.error(f"--sections: no section {name!r} (tests, speed, sharing, smoke, cost)")
             report["sections"][name].setdefault("seconds", time.perf_counter() - started)

@@ -34,7 +34,7 @@ from bnexp.data import read as read_data
 from bnexp.run import checkpoint, provenance, ranks, tracking
 from bnexp.run.job import Job
 from bnexp.run.train import LoopState, Trainee, build, calibrate, loop, low_precision, recalibrated, total_steps
-from bnexp.run.world import World, check_devices, check_speed, wrap
+from bnexp.run.world import World, check_devices, check_speed, share_device, wrap
 
 log = logging.getLogger("bnexp")
 
@@ -291,12 +291,11 @@ def speed_settings(cfg: Config, device: torch.device) -> dict[str, Any]:
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = cuda and cfg.train.cudnn_benchmark and not cfg.train.deterministic
     share = cfg.train.jobs_per_device
-    if cuda and share > 1:  # a little under 1/n each: the CUDA context itself lives outside the cap
-        torch.cuda.set_per_process_memory_fraction(0.95 / share, device)
+    fraction = share_device(device, share)
     return {"precision": cfg.train.precision.value, "tf32": tf32 and cuda,
             "compile": cfg.train.compile_mode if cfg.train.compile else None,
             "cudnn_benchmark": torch.backends.cudnn.benchmark, "jobs_per_device": share,
-            "memory_fraction": round(0.95 / share, 4) if cuda and share > 1 else None}
+            "memory_fraction": fraction}
 
 
 def record_bytes(cfg: Config, model: nn.Module, total: int) -> int:

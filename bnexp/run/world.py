@@ -39,6 +39,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def share_device(device: torch.device, jobs: int) -> float | None:
+    """Cap this process's share of a GPU's memory when `jobs` processes share it; the fraction, or
+    None where nothing is capped (a CPU, or one job). A little under 1/n each: the CUDA context
+    itself lives outside the cap."""
+    if device.type != "cuda" or jobs <= 1:
+        return None
+    fraction = round(0.95 / jobs, 4)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
+
+
 def check_devices(cfg: Config) -> torch.device:
     """The device type of a multi-device run, refused before any rank starts when this machine
     has fewer devices than `train.devices`: visible GPUs on CUDA, CPU cores for gloo processes
