@@ -22,12 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from bnexp.claims.common import Result
 from bnexp.claims.sequential import Plan
-from bnexp.claims.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE, Estimate, decide
+from bnexp.claims.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE, Estimate, decide, t_interval
 
 # What a part's function returns: per-seed values, or per-seed brackets (lows, highs) of a value
 # known only between two grid points.
@@ -69,28 +68,11 @@ class Protocol:
 
 # --- intervals at a look ------------------------------------------------------------------------
 
-def rci(values, multiplier: float, log: bool = False) -> Estimate:
-    """Mean of per-seed values +- multiplier standard errors (a repeated confidence interval)."""
-    v = np.asarray([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], float)
-    if log:
-        v = np.log(np.clip(v, 1e-12, None))
-    n = len(v)
-    if n == 0:
-        return Estimate(math.nan, -math.inf, math.inf, 0)
-    mean = float(v.mean())
-    half = multiplier * float(v.std(ddof=1)) / math.sqrt(n) if n >= 2 else math.inf
-    low, high = mean - half, mean + half
-    if log:
-        return Estimate(math.exp(mean), math.exp(low) if low > -math.inf else 0.0,
-                        math.exp(high) if high < math.inf else math.inf, n)
-    return Estimate(mean, low, high, n)
-
-
 def rci_bracket(lows, highs, multiplier: float, log: bool = False) -> Estimate:
     """Per-seed values known only as brackets: from the lower end of the lows' interval to the upper
     end of the highs' (both ends carry the grid's coarseness); centre: mean of the midpoints.
     A bracket of zero width on every seed is a point value, and reads as one."""
-    lo, hi = rci(lows, multiplier, log), rci(highs, multiplier, log)
+    lo, hi = t_interval(lows, log, multiplier), t_interval(highs, log, multiplier)
     centre = math.sqrt(lo.mean * hi.mean) if log else (lo.mean + hi.mean) / 2
     return Estimate(centre, lo.low, hi.high, min(lo.n, hi.n))
 
@@ -99,7 +81,7 @@ def estimate(part: Part, rows: pd.DataFrame, ctx: dict, multiplier: float) -> Es
     v = part.values(rows, ctx)
     if isinstance(v, tuple):
         return rci_bracket(v[0], v[1], multiplier, part.log)
-    return rci(v, multiplier, part.log)
+    return t_interval(v, part.log, multiplier)
 
 
 def margin(part: Part, est: Estimate) -> float:

@@ -47,8 +47,10 @@ def _clean(values) -> np.ndarray:
                       dtype=float)
 
 
-def t_interval(values, log: bool = False) -> Estimate:
-    """95% t-interval of the mean of per-seed values; `log` for ratios (geometric mean)."""
+def t_interval(values, log: bool = False, multiplier: float | None = None) -> Estimate:
+    """95% t-interval of the mean of per-seed values; `log` for ratios (geometric mean). With a
+    `multiplier`, the mean +- that many standard errors instead (a sequential plan's repeated
+    confidence interval, bnexp/claims/protocol.py)."""
     v = _clean(values)
     if log:
         v = np.log(np.clip(v, 1e-12, None))
@@ -59,7 +61,8 @@ def t_interval(values, log: bool = False) -> Estimate:
     if n < 2:
         low, high = -math.inf, math.inf
     else:
-        half = float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n))
+        t = stats.t.ppf(0.975, n - 1) if multiplier is None else multiplier
+        half = float(t * v.std(ddof=1) / math.sqrt(n))
         low, high = mean - half, mean + half
     if log:
         return Estimate(math.exp(mean), math.exp(low) if low > -math.inf else 0.0,
