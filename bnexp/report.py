@@ -320,7 +320,9 @@ def _deviations(outcomes: list[list[Outcome]], book: ledger.Ledger) -> list[str]
 
 def _seeds_used(o: Outcome) -> str:
     """The seeds the verdict read (a sequential verdict: those of its last look), then the registered range."""
-    used = o.result.derived.get("seeds") or sorted(int(x) for x in o.used["seed"].unique()) if len(o.used) else []
+    used = []
+    if len(o.used):  # the last look's seeds where the verdict names them, else every seed of its rows
+        used = o.result.derived.get("seeds") or sorted(int(x) for x in o.used["seed"].unique())
     shown = ", ".join(map(str, used)) or "none"
     if o.entry and o.entry.verdict_seeds:
         shown += f" (registered {o.entry.verdict_seeds[0]}-{o.entry.verdict_seeds[1]})"
