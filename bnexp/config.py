@@ -239,6 +239,18 @@ def calibrations() -> list[str]:
     return sorted(f"{p.parent.name}/{p.stem}" for p in (CONFIGS / "experiment").glob("*/tune*.yaml"))
 
 
+def profile_only(profile: str) -> list[str]:
+    """The experiments a profile is for (`only` in configs/profile/<name>.yaml); empty: all of them,
+    or a name that is not a profile."""
+    if not (CONFIGS / "profile" / f"{profile}.yaml").is_file():
+        return []
+    from hydra import compose, initialize_config_dir  # here: the rest of this module needs no Hydra state
+
+    register()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return [e for e in str(compose("config", [f"profile={profile}"]).profile.only).split(",") if e]
+
+
 def register() -> None:
     """Make `Config` the schema that configs/config.yaml extends (its defaults name it)."""
     ConfigStore.instance().store(name="bnexp_schema", node=Config)

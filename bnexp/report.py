@@ -27,6 +27,7 @@ from bnexp import calibration, endpoints
 from bnexp.claims import Claim, all_claims, ledger
 from bnexp.claims.common import Result, missing
 from bnexp.claims.stats import INCONCLUSIVE
+from bnexp.config import profile_only
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -148,11 +149,20 @@ def draw(outcomes: list[list[Outcome]], curves: pd.DataFrame, figures: Path) -> 
     return drawn
 
 
+def at_profile(outcomes: list[Outcome], only: list[str]) -> bool:
+    """Whether a claim belongs in a profile's report: every claim, unless the profile names its
+    experiments (`only`); then those whose sweeps it runs, and the exact checks."""
+    return not only or any(o.version.measure or o.version.experiment in only for o in outcomes)
+
+
 def write_report(out: Path | str, profile: str | None = None) -> Path:
     out = Path(out)
     table, curves, exact = endpoints.read(out)
     book, tuned = ledger.load(), calibration.read(out)
-    outcomes = evaluate(table, exact, book, tuned)
+    only = profile_only(profile or out.name)
+    evaluated = evaluate(table, exact, book, tuned)
+    outcomes = [oc for oc in evaluated if at_profile(oc, only)]
+    not_run = [oc[0].claim.id for oc in evaluated if not at_profile(oc, only)]
     figures = draw(outcomes, curves, out / "figures")
     claims_json = []
     for per_claim in outcomes:
@@ -165,7 +175,7 @@ def write_report(out: Path | str, profile: str | None = None) -> Path:
     others = {d.name: json.loads((d / "claims.json").read_text()) for d in sorted(out.parent.iterdir())
               if d != out and (d / "claims.json").is_file()}  # the other profiles' committed verdicts
     scales = {**others, (profile or out.name): claims_json}
-    _write(out / "REPORT.md", _markdown(profile or out.name, table, outcomes, book, figures, tuned, scales))
+    _write(out / "REPORT.md", _markdown(profile or out.name, table, outcomes, book, figures, tuned, scales, not_run))
     return out / "REPORT.md"
 
 
@@ -262,7 +272,8 @@ def _cross_scale(scales: dict[str, list[dict]]) -> list[str]:
              "numbers.",
              "", "| claim | profile | version | verdict | effect [95% CI] | seeds (looks) | reference arm accuracy | "
              "published |", "|---|---|---|---|---|---|---|---|"]
-    for claim in [c["id"] for c in scales[profiles[-1]]]:
+    claims = dict.fromkeys(c["id"] for p in profiles for c in scales[p])  # a profile may run only some claims
+    for claim in claims:
         for p in profiles:
             c = next((x for x in scales[p] if x["id"] == claim), None)
             if c is None or c.get("experiment") is None or not c.get("n_runs_used"):
@@ -278,7 +289,8 @@ def _cross_scale(scales: dict[str, list[dict]]) -> list[str]:
 
 
 def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], book: ledger.Ledger,
-              figures: dict[str, str], tuned: dict | None = None, scales: dict[str, list[dict]] | None = None) -> str:
+              figures: dict[str, str], tuned: dict | None = None, scales: dict[str, list[dict]] | None = None,
+              not_run: list[str] | None = None) -> str:
     lines = [*_header(profile, table), "",
              "| claim | version | verdict | status | effect [95% CI] | unit | seeds | runs used | criterion "
              "| published |",
@@ -288,6 +300,9 @@ def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], 
         lines.append(f"| [{o.claim.id}](#{o.claim.id}) | v{o.number} | **{o.result.verdict}** | {o.status} | "
                      f"{_effect(o)} | {o.claim.unit} | {o.result.n_seeds or '-'} | {_runs(o)} | "
                      f"{o.version.criterion} | {o.claim.published} |")
+    if not_run:
+        lines += ["", f"Not run at this profile (`only` in `configs/profile/{profile}.yaml`): {', '.join(not_run)}; "
+                      "their verdicts at the other profiles are in the table below."]
     lines += _cross_scale(scales or {})
     lines += _calibration(tuned or {})
     lines += _deviations(outcomes, book)

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from bnexp import calibration, endpoints, sweep
 from bnexp.claims import all_claims
-from bnexp.config import CONFIGS, experiments
+from bnexp.config import CONFIGS, experiments, profile_only
 from bnexp.report import write_report
 
 
@@ -212,12 +212,6 @@ def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path
                        + (f"; the plan continues to {ask} seeds" if name in nxt else ""), file=sys.stderr)
         todo = nxt
     return failed, totals
-
-
-def profile_only(profile: str) -> list[str]:
-    """The experiments a profile is for (`only` in configs/profile/<name>.yaml; empty: all)."""
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return [e for e in str(compose("config", [f"profile={profile}"]).profile.only).split(",") if e]
 
 
 def main() -> None:

@@ -34,6 +34,27 @@ def test_the_committed_quick_report_regenerates_exactly_from_its_table(tmp_path)
         sorted(p.name for p in (COMMITTED / "figures").glob("*.png"))
 
 
+def test_a_profile_that_runs_some_experiments_reports_those_and_names_the_others(tmp_path):
+    """long's `only` names four experiments: its report keeps their claims and the exact checks, says
+    which claims it does not run, and its cross-scale table still shows those at the other profiles."""
+    (tmp_path / "quick").mkdir()
+    shutil.copy(COMMITTED / "claims.json", tmp_path / "quick" / "claims.json")
+    out = tmp_path / "long"
+    out.mkdir()
+    for name in (endpoints.RUNS, endpoints.CURVES, endpoints.EXACT, calibration.TUNED):
+        shutil.copy(COMMITTED / name, out / name)  # quick's rows stand in for long's: only the claims differ
+    report.write_report(out, "long")
+    ids = [c["id"] for c in json.loads((out / "claims.json").read_text())]
+    ran = ["convergence", "small_batch", "dropout_redundancy", "landscape"]
+    skipped = ["lr_tolerance", "init_insensitivity", "gradient_flow", "sigmoid"]
+    assert ids == [c.id for c in all_claims() if c.id not in skipped]
+    assert set(ran) < set(ids)
+    text = (out / "REPORT.md").read_text()
+    assert (f"Not run at this profile (`only` in `configs/profile/long.yaml`): {', '.join(skipped)};" in text)
+    assert "| lr_tolerance | quick | v3 |" in text and "| small_batch | long | v3 |" in text
+    assert "## lr_tolerance" not in text and "## small_batch" in text
+
+
 def test_claims_json_names_every_claim_with_version_status_and_counts():
     claims = json.loads((COMMITTED / "claims.json").read_text())
     assert [c["id"] for c in claims] == [c.id for c in all_claims()]
