@@ -191,11 +191,14 @@ def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path
     for k in range(max((len(p[1]) for p in plans.values()), default=0)):
         if not todo:
             break
-        by_n: dict[int, list[str]] = {}
+        by_n: dict[tuple[int, int], list[str]] = {}
         for name in todo:
-            by_n.setdefault(plans[name][1][k], []).append(name)
-        for n, group in sorted(by_n.items()):
-            a.overrides = [*base, f"profile.seeds=verdict:{n}"]
+            looks = plans[name][1]
+            by_n.setdefault((looks[k - 1] if k else 0, looks[k]), []).append(name)
+        for (earlier, n), group in sorted(by_n.items()):
+            # a look launches only the seeds it adds: the earlier looks' are in the table (an
+            # interrupted call reruns the looks in order, so each look's missing runs are made there)
+            a.overrides = [*base, f"profile.seeds=verdict:{earlier + 1}-{n}"]
             f, more = run_stage(group, a, jobs, root)
             failed, totals = failed + f, totals + more
         a.overrides = base

@@ -110,10 +110,12 @@ def test_sweeps_take_their_seeds_from_the_ledger(tmp_path):
                     "  - {claim: e, version: 1, hash: h3, verdict_seeds: null, reason: r}\n")
     assert seeds_for("verdict", "c", path) == "3,4,5,6,7,8,9,10"  # the newest version's
     assert seeds_for("verdict:5", "c", path) == "3,4,5,6,7"
+    assert seeds_for("verdict:4-5", "c", path) == "6,7"  # the seeds a sequential plan's second look adds
     assert seeds_for("tuning:2", "c", path) == "9000,9001"
     assert seeds_for("0,1", "c", path) == "0,1"
-    for spec, claim, message in (("verdict", "e", "no registered verdict seeds"), ("verdict:9", "c", "N must be"),
-                                 ("verdict:x", "c", "N must be")):
+    for spec, claim, message in (("verdict", "e", "no registered verdict seeds"), ("verdict:9", "c", "must be in 1..8"),
+                                 ("verdict:x", "c", "must be in 1..8"), ("verdict:3-2", "c", "must be in 1..8"),
+                                 ("verdict:0-2", "c", "must be in 1..8")):
         with pytest.raises(ValueError, match=message):
             seeds_for(spec, claim, path)
 

@@ -334,3 +334,40 @@ def test_a_bisection_without_a_pass_rule_or_with_an_empty_bracket_is_refused(tmp
         r = start_sweep(tmp_path, real_data, "model=plain", *TINY, *BISECT, *bad)
         _, err = r.communicate(timeout=120)
         assert r.returncode == 2 and message in err and not (tmp_path / "sweep" / "bisection.json").exists(), err
+
+
+def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkeypatch, tmp_path):
+    """`make reproduce-figures`' verdict stage: every claim's first look, then the next look only for
+    the claims whose verdict asks for it, each look launching just its new seeds (the earlier
+    looks' runs are in the table). The sweeps and the report are stood in for: what is checked
+    is which sweeps the plan launches, on which seeds."""
+    import argparse
+    import importlib.util
+    from collections import Counter
+
+    spec = importlib.util.spec_from_file_location("reproduce_under_test", ROOT / "scripts" / "reproduce.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mod)  # its dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    launched, looks = [], {"convergence": 0, "landscape": 0}
+
+    def stage(names, a, jobs, root):
+        launched.append((tuple(names), [o for o in a.overrides if o.startswith("profile.seeds=")]))
+        for n in names:
+            looks[n] += 1
+        return [], Counter()
+
+    def report(root, profile):  # convergence stays borderline at every look; landscape decides at its first
+        plan = {"convergence": [5, 8, None][looks["convergence"] - 1], "landscape": None}
+        (root / "claims.json").write_text(json.dumps(
+            [{"id": c, "verdict": "inconclusive", "sequential": {"next_seeds": n}} for c, n in plan.items()]))
+
+    monkeypatch.setattr(mod, "run_stage", stage)
+    monkeypatch.setattr(mod, "write_report", report)
+    monkeypatch.setattr(mod.endpoints, "write", lambda root: None)
+    a = argparse.Namespace(profile="quick", overrides=["train.epochs=1"])
+    mod.verdict_stage(["convergence", "landscape"], a, 2, tmp_path)
+    assert launched == [(("convergence", "landscape"), ["profile.seeds=verdict:1-3"]),
+                        (("convergence",), ["profile.seeds=verdict:4-5"]),
+                        (("convergence",), ["profile.seeds=verdict:6-8"])]
+    assert a.overrides == ["train.epochs=1"]

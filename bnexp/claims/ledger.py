@@ -127,7 +127,8 @@ def load(path: Path = LEDGER) -> Ledger:
 def seeds_for(spec, claim: str, path: Path = LEDGER) -> str:
     """The seeds a profile asks for, in Hydra's sweep syntax ("3,4,5"): `spec` is a list as it
     stands ("0,1,2"), `verdict` (every verdict seed of the claim's newest registered version
-    that has runs), `verdict:N` (the first N of them) or `tuning:N` (the first N tuning seeds).
+    that has runs), `verdict:N` (the first N of them), `verdict:M-N` (the M-th to the N-th: the
+    seeds a sequential plan's later look adds) or `tuning:N` (the first N tuning seeds).
     Sweeps read their seeds here, so a verdict sweep cannot run on seeds its version did not register."""
     spec = str(spec)
     kind, _, count = spec.partition(":")
@@ -142,10 +143,12 @@ def seeds_for(spec, claim: str, path: Path = LEDGER) -> str:
             raise ValueError(f"profile.seeds={spec}: claim {claim} has no registered verdict seeds (ledger.yaml)")
         seeds = list(max(own, key=lambda e: e.version).seeds())
     if count:
-        if not count.isdigit() or not 0 < int(count) <= len(seeds):
+        first, _, last = count.rpartition("-")
+        first = first or "1"
+        if not (first.isdigit() and last.isdigit() and 0 < int(first) <= int(last) <= len(seeds)):
             raise ValueError(f"profile.seeds={spec}: {kind} has {len(seeds)} seeds for {claim}; "
-                             f"N must be in 1..{len(seeds)}")
-        seeds = seeds[:int(count)]
+                             f"N (or M-N) must be in 1..{len(seeds)}")
+        seeds = seeds[int(first) - 1:int(last)]
     return ",".join(map(str, seeds))
 
 
