@@ -221,7 +221,7 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     m = curves[curves["name"] == "test/acc"].merge(t[["key", "choice_model", "lr"]], on="key")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(m.rename(columns={"choice_model": "model"}), x="step", y="value", hue="model", style="lr",
-                 errorbar=("ci", 95), seed=0, ax=ax)
+                 errorbar=("se", 2), ax=ax)
     if "target" in result.derived:
         target = result.derived["target"]
         ax.axhline(target, color="gray", ls="--", lw=1, label=f"target {target:.3f}")

@@ -174,8 +174,8 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
                  seed=0, ax=axes[0])
     axes[0].set(yscale="log", xlabel="layer (input -> classifier)", ylabel="gradient norm",
                 title="Per-layer gradient norm at initialisation")
-    sns.lineplot(c[c["name"] == "spread"], x="step", y="value", hue="model", style="init_scale", errorbar=("ci", 95),
-                 seed=0, ax=axes[1])
+    sns.lineplot(c[c["name"] == "spread"], x="step", y="value", hue="model", style="init_scale", errorbar=("se", 2),
+                 ax=axes[1])
     axes[1].set(yscale="log", xlabel="training step", ylabel="max / min over layers",
                 title="Spread of per-layer gradient norms over training")
     fig.tight_layout()

@@ -198,7 +198,7 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
         accuracy = "test accuracy, statistics recalibrated without noise"
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for ax, name in zip(axes[:3], ("landscape/loss_range", "landscape/grad_change", "landscape/beta"), strict=True):
-        sns.lineplot(m[m["name"] == name], x="step", y="value", hue="model", errorbar=("ci", 95), seed=0, ax=ax)
+        sns.lineplot(m[m["name"] == name], x="step", y="value", hue="model", errorbar=("se", 2), ax=ax)
         ax.set(yscale="log", xlabel="training step", ylabel=name.split("/")[1], title=name.split("/")[1])
     sns.barplot(t.rename(columns={"choice_model": "model"}), x="model", y="final_acc", errorbar=("ci", 95), seed=0,
                 ax=axes[3])

@@ -182,7 +182,7 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     for row, a in zip(axes, arms, strict=False):
         for ax, norm in zip(row[:2], ("none", "batch"), strict=True):
             g = pre[(pre["arm"] == a) & (pre["norm"] == norm)]
-            sns.lineplot(g, x="step", y="value", hue="name", errorbar=("ci", 95), seed=0, ax=ax)
+            sns.lineplot(g, x="step", y="value", hue="name", errorbar=("se", 2), ax=ax)
             ax.set(title=f"{a}, {'BN' if norm == 'batch' else 'no norm'}: last sigmoid input",
                    xlabel="training step", ylabel="percentile value")
         sns.barplot(chosen[chosen["arm"] == a], x="norm", y="final_acc", order=["none", "batch"],
@@ -200,11 +200,11 @@ def _figure_v2(pre: pd.DataFrame) -> plt.Figure:
         mine = pre[pre["arm"] == a]
         for ax, norm in zip(row[:2], ("none", "batch"), strict=True):
             g = mine[(mine["norm"] == norm) & mine["name"].str.match(r"preact/p\d+$")]
-            sns.lineplot(g, x="step", y="value", hue="name", errorbar=("ci", 95), seed=0, ax=ax)
+            sns.lineplot(g, x="step", y="value", hue="name", errorbar=("se", 2), ax=ax)
             ax.set(title=f"{a}, {'BN' if norm == 'batch' else 'no norm'}: one unit's sigmoid input",
                    xlabel="training step", ylabel="percentile value")
         d = mine[mine["name"] == "preact/drift"].assign(norm=lambda x: x["norm"].map({"none": "plain", "batch": "BN"}))
-        sns.lineplot(d, x="step", y="value", hue="norm", errorbar=("ci", 95), seed=0, ax=row[2])
+        sns.lineplot(d, x="step", y="value", hue="norm", errorbar=("se", 2), ax=row[2])
         row[2].set(yscale="symlog", title=f"{a}: drift of every unit's median input",
                    xlabel="training step", ylabel="median shift / initial spread")
     fig.tight_layout()
