@@ -25,6 +25,19 @@ def test_reads_cifar10_in_the_official_layout(tmp_path):
     assert list(train_y[:12]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
 
 
+def test_a_second_read_of_the_same_files_gives_fresh_arrays_and_a_changed_file_is_read_again(tmp_path):
+    folder = write_cifar10(tmp_path)
+    cfg = DatasetConfig(root=str(tmp_path))
+    first = read(cfg)
+    again = read(cfg)
+    assert all(np.array_equal(a, b) and a is not b for a, b in zip(first[:4], again[:4], strict=True))
+    again[0][:] = 0  # a caller that writes into its arrays changes nobody else's
+    assert np.array_equal(read(cfg)[0], first[0])
+    dump(folder / "test_batch", {"labels": [3] * 7, "data": images(7, 5)})
+    changed = read(cfg)
+    assert changed[2].shape == (7, 3, 32, 32) and list(changed[3]) == [3] * 7
+
+
 @pytest.mark.parametrize("coarse,classes", [(False, 100), (True, 20)])
 def test_reads_cifar100_fine_or_coarse_labels(tmp_path, coarse, classes):
     write_cifar100(tmp_path)
