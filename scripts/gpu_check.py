@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from bnexp.run import provenance
+
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = {"bn": "BN CNN", "resnet20": "ResNet-20", "vgg": "VGG-11"}
 VARIANTS = {"fp32": [], "bf16": ["train.precision=bf16"],
@@ -177,7 +179,8 @@ def goals(report: dict) -> dict:
 def text(report: dict) -> str:
     m = report["meta"]
     tiny = ", tiny sizes" if m["tiny"] else ""
-    lines = [f"gpu-check on {m['device_name']} ({m['device']}, torch {m['torch']}{tiny}): {m['seconds']:.0f} s"]
+    code = f", code {str(m.get('git_commit'))[:10]}{' (dirty)' if m.get('git_dirty') else ''}"
+    lines = [f"gpu-check on {m['device_name']} ({m['device']}, torch {m['torch']}{tiny}{code}): {m['seconds']:.0f} s"]
     for name, sec in report["sections"].items():
         lines.append(f"{name}: {sec.get('status')}" + (f" ({sec['why']})" if sec.get("why") else ""))
     for label, v in report["sections"].get("speed", {}).get("variants", {}).items():
@@ -213,7 +216,8 @@ def main() -> None:
     a.device = "cuda" if a.device == "auto" and torch.cuda.is_available() else "cpu" if a.device == "auto" else a.device
     t0 = time.perf_counter()
     report: dict = {"meta": {"device": a.device, "device_name": device_name(a.device), "torch": torch.__version__,
-                             "cuda": torch.version.cuda, "tiny": a.tiny, "cpu_threads": torch.get_num_threads()},
+                             "cuda": torch.version.cuda, "tiny": a.tiny, "cpu_threads": torch.get_num_threads(),
+                             **provenance.process()},  # the commit (and whether it was clean), CPU, host
                     "sections": {}}
     wanted = a.sections.split(",")
     with tempfile.TemporaryDirectory(prefix="bnexp-gpu-check-") as tmp:
