@@ -101,6 +101,15 @@ def _images_labels(path: Path, label_key: str, classes: int, part: str) -> tuple
 _LAST: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
+def _identity(path: Path) -> tuple:
+    """What tells a file's contents apart without reading it: path, modification time, size."""
+    try:
+        st = path.stat()
+    except OSError:  # missing: the reader below says which file and how to get it
+        return (str(path),)
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
 def read(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """(train images, train labels, test images, test labels, classes) from the official files.
 
@@ -112,8 +121,7 @@ def read(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     key = "labels" if cfg.name is Dataset.cifar10 else ("coarse_labels" if cfg.coarse_labels else "fine_labels")
     classes = num_classes(cfg)
     files = [folder / f for f in (*TRAIN_FILES[cfg.name], *TEST_FILES[cfg.name])]
-    stamp = (key, classes, *((str(f), f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else (str(f),)
-                             for f in files))
+    stamp = (key, classes, *(_identity(f) for f in files))
     if stamp not in _LAST:
         parts = [_images_labels(folder / f, key, classes, "training") for f in TRAIN_FILES[cfg.name]]
         test_x, test_y = _images_labels(folder / TEST_FILES[cfg.name][0], key, classes, "test")
