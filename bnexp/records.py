@@ -217,6 +217,12 @@ def write_summary(run_dir: Path, summary: Summary) -> None:
     write_atomic(run_dir / SUMMARY, blob.encode())
 
 
+def amend_reason(run_dir: Path, reason: str) -> None:
+    """Replace the reason a written summary gives, the rest as it is."""
+    summary = read_summary(run_dir) | {"reason": reason}
+    write_atomic(run_dir / SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+
+
 def write_failure(run_dir: Path, config: DictConfig, overrides: list[str], summary: Summary) -> None:
     """The record of a failed run, whatever failed and whenever: the config (as written, unresolved
     when it cannot resolve) and empty metrics unless the run wrote its own, then the summary, so

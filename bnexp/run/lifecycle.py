@@ -234,7 +234,7 @@ def _launch(a: Attempt) -> dict[str, Any]:
         return ranks.launch(_rank, (Job(a.job.container, a.job.dir, a.job.overrides, a.job.choices),),
                             cfg.train.devices)
     except ranks.RankFailed as e:
-        _record_unrecorded(a, str(e))
+        _record_unrecorded(a, str(e), e.rank if e.silent else None)
         raise
     except ranks.Interrupted as e:
         _record_unrecorded(a, f"interrupted by {e.signal}")
@@ -247,9 +247,15 @@ def _rank(job: Job) -> dict[str, Any]:
     return _run(Attempt(job))
 
 
-def _record_unrecorded(a: Attempt, reason: str) -> None:
-    """The failed record of a multi-device run whose ranks ended without writing one."""
+def _record_unrecorded(a: Attempt, reason: str, silent_rank: int | None = None) -> None:
+    """The failed record of a multi-device run whose ranks ended without writing one. When rank
+    `silent_rank` died without a word, a record another rank wrote of the broken connection that
+    followed is rewritten to name the dead rank first (the rest of that record is kept)."""
     if records.is_complete(a.job.dir):
+        if silent_rank is not None:
+            written = records.read_summary(a.job.dir)
+            if written["status"] == "failed" and not (written["reason"] or "").startswith(f"rank {silent_rank} "):
+                records.amend_reason(a.job.dir, f"{reason} (then {written['reason']})")
         return
     cfg = a.job.cfg
     key = records.run_key(a.job.config, provenance.computation(cfg))

@@ -17,7 +17,12 @@ from typing import Any
 
 
 class RankFailed(RuntimeError):
-    """A rank of a multi-device run failed; the message names it."""
+    """A rank of a multi-device run failed; the message names it. `silent`: it died without
+    writing an error (killed by a signal, say), so what the other ranks report is a consequence."""
+
+    def __init__(self, message: str, rank: int, silent: bool):
+        super().__init__(message)
+        self.rank, self.silent = rank, silent
 
 
 class Interrupted(KeyboardInterrupt):
@@ -57,11 +62,12 @@ def launch(target: Callable[..., dict[str, Any]], args: tuple, devices: int) -> 
     try:
         results = elastic_launch(config, _rank)(target, *args)
     except ChildFailedError as e:
-        rank, failure = e.get_first_failure()  # the ranks stopped after it fail too
+        rank, failure = _culprit(e)
         message = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
-        generic = not message or not message.strip() or message.startswith("To enable traceback")  # no error file
-        what = f"exit code {failure.exitcode}" if generic else message.strip().splitlines()[-1]
-        raise RankFailed(f"rank {rank} of {devices} failed: {what}") from None
+        silent = _silent(failure) or not message.strip()
+        what = (f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}") \
+            if silent else message.strip().splitlines()[-1]
+        raise RankFailed(f"rank {rank} of {devices} failed: {what}", rank, silent) from None
     except SignalException as e:  # every rank has been stopped by the launcher already
         raise Interrupted(signal.Signals(e.sigval).name) from None
     finally:
@@ -70,6 +76,20 @@ def launch(target: Callable[..., dict[str, Any]], args: tuple, devices: int) -> 
         for s, h in handlers.items():
             signal.signal(s, h)
     return results[0]
+
+
+def _culprit(e) -> tuple[int, Any]:
+    """The rank whose failure ended the run: one that died without a word (its peers then fail on
+    the broken connection, and may write their error before the launcher sees the death), else
+    the first failure by time."""
+    silent = sorted(r for r, f in e.failures.items() if _silent(f))
+    return (silent[0], e.failures[silent[0]]) if silent else e.get_first_failure()
+
+
+def _silent(failure) -> bool:
+    """The process left no error of its own: no error file (killed by a signal, or it exited
+    without raising), which the launcher marks by naming the file "<N/A>"."""
+    return failure.error_file == "<N/A>"
 
 
 def _rank(target: Callable[..., dict[str, Any]], *args) -> dict[str, Any]:
