@@ -26,13 +26,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bnexp import records, sweep
 from bnexp.config import CONFIGS, ConfigError, one_line_error, register
 from bnexp.data import DataError
-from bnexp.resolvers import run_key
+from bnexp.resolvers import config_key, run_key
 from bnexp.run import committed, provenance, ranks
 from bnexp.run.lifecycle import run
 from bnexp.run.world import World, agree
@@ -109,7 +109,7 @@ def _job(dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -
     try:
         if world.main:
             try:
-                decision = _decide(run_dir, dcfg)
+                decision = _decide(run_dir, dcfg, choices)
                 claimed = decision is None
             except ConfigError as e:  # told to every rank, so that none waits for the others
                 decision, refusal = "refused", e
@@ -129,17 +129,30 @@ def _job(dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -
         world.stop(started)
 
 
-def _decide(run_dir: Path, dcfg: DictConfig) -> str | None:
+def _committed(run_dir: Path, dcfg: DictConfig, choices: dict) -> dict | None:
+    """This job's row in the committed endpoints table (bnexp.run.committed.find), or None."""
+    try:
+        key = config_key(dcfg)
+    except Exception:  # a config that cannot run is refused by name later, where it is used
+        return committed.find(run_dir, run_key(dcfg))
+    container = OmegaConf.to_container(dcfg, resolve=True)
+    own = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
+    identity = committed.identity(container, own) | {"data_source": provenance.data_source(dcfg)}
+    return committed.find(run_dir, run_key(dcfg), key, identity)
+
+
+def _decide(run_dir: Path, dcfg: DictConfig, choices: dict) -> str | None:
     """`skipped` (a complete record of this computation), `busy` (another process trains it), or
     None: this process has taken the run, with what an earlier attempt left cleared (a
     checkpoint and what goes with it stay, to be continued from)."""
     if records.is_done(run_dir):
         return _skip(run_dir, dcfg)
-    row = committed.find(run_dir, run_key(dcfg))
+    row = _committed(run_dir, dcfg, choices)
     if row is not None:
         committed.mark(run_dir, row)
-        log.info("%s: in the committed endpoints table (%s at %s); not trained again", run_dir, row["status"],
-                 str(row["git_commit"])[:10])
+        elsewhere = "" if row["run_key"] == run_dir.name else f", run {row['run_key']} on another machine"
+        log.info("%s: in the committed endpoints table (%s at %s%s); not trained again", run_dir, row["status"],
+                 str(row["git_commit"])[:10], elsewhere)
         return "skipped"
     if not records.claim(run_dir):
         log.warning("%s: another process is training this run; skipped", run_dir)

@@ -22,22 +22,17 @@ import pandas as pd
 
 from bnexp import records
 from bnexp.claims import all_claims
+from bnexp.run import committed
 
 RUNS, CURVES, EXACT = "runs.csv", "curves.parquet", "exact.csv"
 ID = ["experiment", "key"]
-SUMMARY_COLUMNS = ("run_key", "seed", "status", "reason", "steps", "epochs", "train_s", "images_per_s", "test_acc",
-                   "best_test_acc", "train_acc", "val_acc", "test_batchstats_acc", "git_commit", "git_dirty",
-                   "data_source", "threads", "device", "torch")
-# Config values copied into the table, under these column names.
-CONFIG_COLUMNS = {
-    "model.arch": "arch", "model.norm": "norm", "model.depth": "depth", "model.width": "width",
-    "model.activation": "activation", "model.groups": "groups", "model.dropout": "dropout",
-    "model.virtual_batch": "virtual_batch", "model.head_dropout": "head_dropout",
-    "init.scheme": "init_scheme", "init.scale": "init_scale", "optim.lr": "lr",
-    "optim.lr_reference_batch": "lr_reference_batch", "train.batch_size": "batch_size",
-    "train.epochs": "epochs_planned", "dataset.subset": "subset", "dataset.name": "dataset",
-}
-TEXT_COLUMNS = ("experiment", "key", "run_key", "status", "reason", "git_commit", "data_source", "device", "torch")
+# config_key is computed from the record's config (records.config_key), the rest read off its summary.
+SUMMARY_COLUMNS = ("run_key", "config_key", "seed", "status", "reason", "steps", "epochs", "train_s", "images_per_s",
+                   "test_acc", "best_test_acc", "train_acc", "val_acc", "test_batchstats_acc", "git_commit",
+                   "git_dirty", "data_source", "threads", "device", "torch")
+CONFIG_COLUMNS = committed.CONFIG_COLUMNS  # config values copied into the table, under these column names
+TEXT_COLUMNS = ("experiment", "key", "run_key", "config_key", "status", "reason", "git_commit", "data_source", "device",
+                "torch")
 
 
 def _versions_by_experiment() -> dict[str, list]:
@@ -52,6 +47,10 @@ def _versions_by_experiment() -> dict[str, list]:
 def row(rec: records.Record, versions: list) -> dict:
     """One run's row: identity, config values, and the endpoints of every version reading it."""
     r = {"experiment": rec.experiment, "key": rec.key} | {c: rec.summary.get(c) for c in SUMMARY_COLUMNS}
+    try:
+        r["config_key"] = records.config_key(records.read_config(rec.dir), rec.summary.get("data_source"))
+    except Exception:  # the config of a run refused before it started may not resolve
+        r["config_key"] = None
     r |= {f"choice_{k}": v for k, v in sorted(rec.summary.get("choices", {}).items()) if not k.startswith("hydra")}
     r |= {column: rec.value(dotted) for dotted, column in CONFIG_COLUMNS.items()}
     if r["status"] == "failed":
@@ -108,6 +107,23 @@ def _merge(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([new, kept], ignore_index=True)
 
 
+def _adopt(table: pd.DataFrame, runs: Path) -> pd.DataFrame:
+    """Rows written before the table had config keys, found since by a job's config values
+    (bnexp.run.committed.find), get that job's config key: a later job finds them by it."""
+    marks = [m for m in map(committed.marked, sorted(p.parent for p in runs.rglob(committed.MARK)))
+             if m and m.get("config_key")]
+    if not marks or table.empty:
+        return table
+    table = table.copy()
+    if "config_key" not in table:
+        table["config_key"] = None
+    table["config_key"] = table["config_key"].astype(object)
+    for m in marks:
+        at = (table["experiment"] == m["experiment"]) & (table["key"] == m["key"]) & table["config_key"].isna()
+        table.loc[at, "config_key"] = m["config_key"]
+    return table
+
+
 def _ordered(table: pd.DataFrame) -> pd.DataFrame:
     first = [c for c in (*ID, *SUMMARY_COLUMNS) if c in table]
     choices = sorted(c for c in table if c.startswith("choice_"))
@@ -124,6 +140,7 @@ def write(results: Path | str) -> Path:
         old_table, old_curves = read(results)[:2]
         table = _merge(table, old_table)
         curves = _merge(curves, old_curves)
+    table = _adopt(table, results / "runs")
     results.mkdir(parents=True, exist_ok=True)
     _atomic(results / RUNS, lambda p: _ordered(table).to_csv(p, index=False))
     _atomic(results / CURVES, lambda p: curves.sort_values([*ID, "name", "step"], kind="stable")

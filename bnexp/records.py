@@ -113,6 +113,14 @@ def run_key(cfg: DictConfig, computation: dict[str, Any] | None = None) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+def config_key(cfg: DictConfig, data_source: str | None) -> str:
+    """12 hex digits identifying what a run asks for, on whatever machine: its config (as
+    `run_key`) and the origin of its data, without the machine's facts (CPU, threads, device,
+    torch). Two runs with one config key are draws of the same experiment; their numbers may
+    differ in the last digits, and each keeps its own run key and provenance."""
+    return run_key(cfg, {"data_source": data_source})
+
+
 _HELD: dict[Path, int] = {}  # run directory -> the open lock file this process holds
 
 

@@ -28,6 +28,14 @@ def run_key(root: DictConfig) -> str:
         return records.run_key(root)
 
 
+def config_key(root: DictConfig) -> str:
+    """The key of what a composed config asks for on any machine (records.config_key)."""
+    from bnexp import records
+    from bnexp.run import provenance
+
+    return records.config_key(root, provenance.data_source(root))  # it reads dataset.root and .name only
+
+
 def seeds(spec, claim: str) -> str:
     from bnexp.claims import ledger
 

@@ -234,6 +234,59 @@ def test_a_run_in_the_committed_table_is_not_trained_again_on_a_fresh_machine(tm
     again = pd.read_csv(results / endpoints.RUNS)
     assert len(again) == 2 and again.set_index("key").loc[kept["key"], "train_s"] == kept["train_s"]
 
+    # A machine with another CPU computes other run keys (and job folders) for the same configs:
+    # the clean row is found by its config key, and the table keeps the row it had.
+    other = table.copy()
+    other.loc[0, ["key", "run_key"]] = "0123456789ab"
+    other.to_csv(results / endpoints.RUNS, index=False)
+    shutil.rmtree(results / "runs")
+    r = sweep_toy()
+    assert "2 jobs: 1 completed, 0 failed, 1 skipped" in r.stderr.splitlines()[-1], r.stderr[-2000:]
+    assert "run 0123456789ab on another machine" in r.stderr + r.stdout
+    endpoints.write(results)
+    again = pd.read_csv(results / endpoints.RUNS)
+    assert len(again) == 2 and "0123456789ab" in set(again["key"]) and kept["key"] not in set(again["key"])
+
+
+def test_a_row_written_before_config_keys_is_found_by_the_values_the_table_holds(tmp_path):
+    """Rows of a table written before it had config keys, from a machine with another CPU: a job
+    finds its own by its config values when exactly one row has them, never another job's, and
+    the endpoints table then gives the row the job's config key."""
+    from bnexp.run import committed
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    results = tmp_path / "results" / "long"
+    jobs = {lr: make_config("model=bn", f"optim.lr={lr}", "seed=3") for lr in (0.1, 0.3)}
+    choices = {"model": "bn", "optim": "sgd"}
+    rows = []
+    for n, cfg in enumerate(jobs.values()):
+        container = OmegaConf.to_container(cfg, resolve=True)
+        rows.append({"experiment": "toy", "key": f"old{n}", "run_key": f"old{n}", "status": "completed",
+                     "git_commit": head, "git_dirty": False, "data_source": "official",
+                     **committed.identity(container, choices)})
+    results.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(results / "runs.csv", index=False)
+    container = OmegaConf.to_container(jobs[0.3], resolve=True)
+    identity = committed.identity(container, choices) | {"data_source": "official"}
+    job = results / "runs" / "toy" / "new0"
+    found = committed.find(job, "new0", "cafe00000003", identity)
+    assert found["key"] == "old1" and found["config_key"] == "cafe00000003"
+    # Another data source, another seed or another group choice: not this job's row.
+    assert committed.find(job, "new0", "cafe", identity | {"data_source": "official, JPEG copy"}) is None
+    assert committed.find(job, "new0", "cafe", identity | {"seed": 4}) is None
+    assert committed.find(job, "new0", "cafe", identity | {"choice_optim": "adam"}) is None
+    # Two rows with the values the job has (a swept value the table does not hold): neither.
+    pd.DataFrame([rows[1], rows[1] | {"key": "old2", "run_key": "old2"}]).to_csv(results / "runs.csv", index=False)
+    assert committed.find(job, "new0", "cafe", identity) is None
+    # The mark left for the job gives the row its config key when the table is next written.
+    pd.DataFrame(rows).to_csv(results / "runs.csv", index=False)
+    committed.mark(job, found)
+    endpoints.write(results)
+    table = pd.read_csv(results / "runs.csv").set_index("key")
+    assert table.loc["old1", "config_key"] == "cafe00000003" and pd.isna(table.loc["old0", "config_key"])
+    # ... by which a later job finds it, whatever its other values say.
+    assert committed.find(job, "new0", "cafe00000003", None)["key"] == "old1"
+
 
 @pytest.mark.slow  # about 5 minutes on 2 cores: make test-slow (CI runs it)
 def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):

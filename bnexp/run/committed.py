@@ -15,11 +15,22 @@ import math
 import subprocess
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 MARK = "in_table.json"
 TABLE = "runs.csv"  # bnexp.endpoints.RUNS, named here so that a job does not import the analysis
+# Config values the table holds, under these column names (bnexp.endpoints writes them; a job
+# compares them with its own to find a row written before the table had config keys).
+CONFIG_COLUMNS = {
+    "model.arch": "arch", "model.norm": "norm", "model.depth": "depth", "model.width": "width",
+    "model.activation": "activation", "model.groups": "groups", "model.dropout": "dropout",
+    "model.virtual_batch": "virtual_batch", "model.head_dropout": "head_dropout",
+    "init.scheme": "init_scheme", "init.scale": "init_scale", "optim.lr": "lr",
+    "optim.lr_reference_batch": "lr_reference_batch", "train.batch_size": "batch_size",
+    "train.epochs": "epochs_planned", "dataset.subset": "subset", "dataset.name": "dataset",
+}
 
 
 def _table_of(run_dir: Path) -> tuple[Path, str] | None:
@@ -33,7 +44,7 @@ def _table_of(run_dir: Path) -> tuple[Path, str] | None:
 
 @cache
 def _rows(path: Path, mtime: float) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"experiment": str, "key": str, "run_key": str, "status": str,
+    return pd.read_csv(path, dtype={"experiment": str, "key": str, "run_key": str, "config_key": str, "status": str,
                                     "git_commit": str, "git_dirty": str}, low_memory=False)
 
 
@@ -44,19 +55,72 @@ def _known(commit: str) -> bool:
                            f"{commit}^{{commit}}"], capture_output=True).returncode == 0
 
 
-def find(run_dir: Path, key: str) -> dict | None:
-    """The committed table's row for this job, if it is a result of clean, known code; else None."""
+def find(run_dir: Path, key: str, config_key: str | None = None, identity: dict | None = None) -> dict | None:
+    """The committed table's row for this job, if it is a result of clean, known code; else None.
+    A row matches, in this order: by run key (this config, computed as this machine computes it);
+    by config key (this config, run on another machine: another CPU, thread count or device); or,
+    for a row written before the table had config keys, by `identity`, the values the table holds
+    of a config (`identity(...)`), when exactly one such row of the experiment has them. A match
+    of either of the last two kinds comes back with the job's config key in it, which
+    `bnexp.endpoints` then writes into the row."""
     where = _table_of(run_dir)
     if where is None or not where[0].is_file():
         return None
     table = _rows(where[0], where[0].stat().st_mtime)
-    hit = table[(table["experiment"] == where[1]) & (table["key"] == run_dir.name) & (table["run_key"] == key)]
-    for _, row in hit.iterrows():
-        clean = str(row["git_dirty"]).lower() == "false"
-        if row["status"] in ("completed", "diverged") and clean and _known(str(row["git_commit"])):
-            return {k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v)
-                    for k, v in row.items()}
-    return None
+    table = table[(table["experiment"] == where[1]) & (table["status"].isin(("completed", "diverged")))
+                  & (table["git_dirty"].str.lower() == "false")]
+    table = table[table["git_commit"].map(lambda c: _known(str(c))).astype(bool)]
+    by_run = table[(table["key"] == run_dir.name) & (table["run_key"] == key)]
+    if len(by_run):
+        return _plain(by_run.iloc[0])
+    if config_key is None:
+        return None
+    keyed = table["config_key"].notna() if "config_key" in table else pd.Series(False, index=table.index)
+    by_config = table[keyed & (table.get("config_key") == config_key)]
+    if len(by_config):
+        return _plain(by_config.iloc[0]) | {"config_key": config_key}
+    if identity is None:
+        return None
+    legacy = table[~keyed]
+    same = legacy[pd.Series([all(_same(row.get(c), v) for c, v in identity.items()) for _, row in legacy.iterrows()],
+                            index=legacy.index, dtype=bool)]
+    return _plain(same.iloc[0]) | {"config_key": config_key} if len(same) == 1 else None
+
+
+def identity(container: dict, choices: dict) -> dict:
+    """The values the table holds of a job's config (resolved, as a plain container): its seed,
+    the config columns, its own config-group choices."""
+    out = {"seed": container.get("seed")}
+    for dotted, column in CONFIG_COLUMNS.items():
+        node: Any = container
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out[column] = node
+    return out | {f"choice_{k}": v for k, v in choices.items() if not k.startswith("hydra")}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as the table holds them (a CSV cell against a config value)."""
+    a, b = _cell(a), _cell(b)
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or math.isclose(a, b, rel_tol=1e-12)
+    return a == b
+
+
+def _cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, bool) or str(v) in ("True", "False"):
+        return str(v) == "True"
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _plain(row: pd.Series) -> dict:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v)
+            for k, v in row.items()}
 
 
 def mark(run_dir: Path, row: dict) -> None:
