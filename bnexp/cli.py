@@ -135,7 +135,7 @@ def _committed(run_dir: Path, dcfg: DictConfig, choices: dict) -> dict | None:
         key = config_key(dcfg)
     except Exception:  # a config that cannot run is refused by name later, where it is used
         return committed.find(run_dir, run_key(dcfg))
-    container = OmegaConf.to_container(dcfg, resolve=True)
+    container = OmegaConf.to_container(dcfg, resolve=True, enum_to_str=True)
     own = {k: v for k, v in choices.items() if not k.startswith("hydra/")}
     identity = committed.identity(container, own) | {"data_source": provenance.data_source(dcfg)}
     return committed.find(run_dir, run_key(dcfg), key, identity)

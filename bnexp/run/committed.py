@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 
 MARK = "in_table.json"
 TABLE = "runs.csv"  # bnexp.endpoints.RUNS, named here so that a job does not import the analysis
+IDLE_GROUPS = ("logger", "profile")  # config groups whose choice is not part of a run's key (records.KEY_EXCLUDES)
 # Config values the table holds, under these column names (bnexp.endpoints writes them; a job
 # compares them with its own to find a row written before the table had config keys).
 CONFIG_COLUMNS = {
@@ -96,7 +98,8 @@ def identity(container: dict, choices: dict) -> dict:
         for part in dotted.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         out[column] = node
-    return out | {f"choice_{k}": v for k, v in choices.items() if not k.startswith("hydra")}
+    # Groups that do not change what a run computes (the logger, the profile's own name) are left out.
+    return out | {f"choice_{k}": v for k, v in choices.items() if not k.startswith("hydra") and k not in IDLE_GROUPS}
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -108,6 +111,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _cell(v: Any) -> Any:
+    if isinstance(v, Enum):
+        return v.name  # as config.yaml, and so the table, writes it
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
     if isinstance(v, bool) or str(v) in ("True", "False"):
