@@ -260,7 +260,7 @@ def test_a_row_written_before_config_keys_is_found_by_the_values_the_table_holds
     choices = {"model": "bn", "optim": "sgd"}
     rows = []
     for n, cfg in enumerate(jobs.values()):
-        container = OmegaConf.to_container(cfg, resolve=True)
+        container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # as config.yaml writes it
         rows.append({"experiment": "toy", "key": f"old{n}", "run_key": f"old{n}", "status": "completed",
                      "git_commit": head, "git_dirty": False, "data_source": "official",
                      **committed.identity(container, choices)})
