@@ -275,6 +275,8 @@ def test_a_row_written_before_config_keys_is_found_by_the_values_the_table_holds
     assert committed.find(job, "new0", "cafe", identity | {"data_source": "official, JPEG copy"}) is None
     assert committed.find(job, "new0", "cafe", identity | {"seed": 4}) is None
     assert committed.find(job, "new0", "cafe", identity | {"choice_optim": "adam"}) is None
+    # An arm's name is not compared: two arms setting the same values are one run.
+    assert committed.identity(container, choices | {"arm": "bn_shared"}) == committed.identity(container, choices)
     # Two rows with the values the job has (a swept value the table does not hold): neither.
     pd.DataFrame([rows[1], rows[1] | {"key": "old2", "run_key": "old2"}]).to_csv(results / "runs.csv", index=False)
     assert committed.find(job, "new0", "cafe", identity) is None

@@ -22,7 +22,11 @@ import pandas as pd
 
 MARK = "in_table.json"
 TABLE = "runs.csv"  # bnexp.endpoints.RUNS, named here so that a job does not import the analysis
-IDLE_GROUPS = ("logger", "profile")  # config groups whose choice is not part of a run's key (records.KEY_EXCLUDES)
+# Config groups whose choice's name is not part of what a run computes: the logger and the profile
+# (records.KEY_EXCLUDES), and an experiment's arms, which only set values (two arms setting the
+# same values, such as BN at its own tuned lr and at the plain net's when both are 0.03, are one
+# run under one run key, recorded under whichever arm ran it first).
+IDLE_GROUPS = ("logger", "profile", "arm", "experiment")
 # Config values the table holds, under these column names (bnexp.endpoints writes them; a job
 # compares them with its own to find a row written before the table had config keys).
 CONFIG_COLUMNS = {
@@ -98,7 +102,6 @@ def identity(container: dict, choices: dict) -> dict:
         for part in dotted.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         out[column] = node
-    # Groups that do not change what a run computes (the logger, the profile's own name) are left out.
     return out | {f"choice_{k}": v for k, v in choices.items() if not k.startswith("hydra") and k not in IDLE_GROUPS}
 
 
