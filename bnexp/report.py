@@ -93,6 +93,18 @@ def _rows_for(table: pd.DataFrame, experiment: str | None, entry: ledger.Entry |
     return rows[rows["seed"].isin(list(entry.seeds()))] if entry else rows
 
 
+def _whole_seeds(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows of the seeds whose every run is in the table, and how many runs were left out.
+    Every seed of a version's sweep runs every arm, so a seed with fewer runs (of any status) than
+    the most complete one is a look still under way, as a table committed in parts can hold: its
+    runs wait until the seed is whole, and a sequential plan reads only looks whose seeds are."""
+    if rows.empty:
+        return rows, 0
+    per_seed = rows.groupby("seed")["seed"].transform("size")
+    whole = per_seed == per_seed.max()
+    return rows[whole], int((~whole).sum())
+
+
 def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tuned: dict | None = None
              ) -> list[list[Outcome]]:
     """Every version of every claim on this table: a list of outcomes per claim, oldest first;
@@ -106,7 +118,9 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tune
         ctx = {"tuned": tuned or {}, "tuning": ledger.usable(tuning)[0] if len(tuning) else tuning}
         for number, version in sorted(claim.versions.items()):
             entry = book.get(claim.id, number)
-            used, excluded = ledger.usable(_rows_for(table, version.experiment, entry))
+            rows, partial = _whole_seeds(_rows_for(table, version.experiment, entry))
+            used, excluded = ledger.usable(rows)
+            excluded |= {"seed not yet complete": partial} if partial else {}
             try:
                 if version.measure:
                     own = exact[(exact["claim"] == claim.id) & (exact["version"] == number)]

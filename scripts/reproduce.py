@@ -186,13 +186,11 @@ def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path
         return run_stage(names, a, jobs, root)  # a profile that asks for fewer seeds (smoke): one pass, no looks
     failed, totals = run_stage([n for n in names if n not in plans], a, jobs, root) if any(
         n not in plans for n in names) else ([], Counter())
-    todo = [n for n in names if n in plans]
+    at = {n: 0 for n in names if n in plans}  # experiment -> the index of the look it runs next
     base = list(a.overrides)
-    for k in range(max((len(p[1]) for p in plans.values()), default=0)):
-        if not todo:
-            break
+    while at:
         by_n: dict[tuple[int, int], list[str]] = {}
-        for name in todo:
+        for name, k in at.items():
             looks = plans[name][1]
             by_n.setdefault((looks[k - 1] if k else 0, looks[k]), []).append(name)
         for (earlier, n), group in sorted(by_n.items()):
@@ -205,15 +203,20 @@ def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path
         endpoints.write(root)
         write_report(root, a.profile)
         after = {c["id"]: c for c in json.loads((root / "claims.json").read_text())}
-        nxt = []
-        for name in todo:
+        nxt = {}
+        for name, k in at.items():
             claim, looks = plans[name]
-            ask = (after.get(claim, {}).get("sequential") or {}).get("next_seeds")
-            if ask is not None and k + 1 < len(looks) and ask == looks[k + 1]:
-                nxt.append(name)
-            tqdm.write(f"{claim}: look at {looks[k]} seeds: {after.get(claim, {}).get('verdict')}"
+            seq = after.get(claim, {}).get("sequential") or {}
+            ask, taken = seq.get("next_seeds"), [lk["n"] for lk in seq.get("looks", [])]
+            # The plan continues at the look that asks for `ask` seeds: the next one, or a later one
+            # when a table finished in parts already holds the looks between (a look still missing
+            # runs after its sweep asks for itself again: it is not run twice in one call).
+            if ask in looks and looks.index(ask) > k:
+                nxt[name] = looks.index(ask)
+            shown = f"look at {taken[-1]} seeds" if taken else f"no look complete at {looks[k]} seeds"
+            tqdm.write(f"{claim}: {shown}: {after.get(claim, {}).get('verdict')}"
                        + (f"; the plan continues to {ask} seeds" if name in nxt else ""), file=sys.stderr)
-        todo = nxt
+        at = nxt
     return failed, totals
 
 

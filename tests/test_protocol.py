@@ -49,6 +49,21 @@ def test_a_borderline_claim_asks_for_the_next_look_and_is_read_at_it():
     assert five.derived["seeds"] == [11, 12, 13, 14, 15]
 
 
+def test_a_look_with_a_seed_missing_a_run_is_not_taken_but_asked_for_again():
+    """A table committed in the middle of a look (one arm of its last seeds still training): the
+    report leaves the unfinished seeds out, so the verdict stays at the look before, which asks
+    for the unfinished look's seeds."""
+    from bnexp.report import _whole_seeds
+
+    err = {"bn": 0.62, "ghost2": 0.675, "gn": 0.63}
+    full = small_batch_table(range(11, 16), err, noise=0.01)
+    part, left_out = _whole_seeds(full[~((full["seed"] >= 14) & (full["arm"] == "gn"))])
+    assert left_out == 4 and sorted(part["seed"].unique()) == [11, 12, 13]
+    r = small_batch.verdict_v3(part)
+    assert [lk["n"] for lk in r.derived["looks"]] == [3] and r.derived["next_seeds"] == 5
+    assert _whole_seeds(full)[1] == 0 and small_batch.verdict_v3(full).derived["looks"][-1]["n"] == 5
+
+
 def test_neighbouring_choices_are_reported_beside_the_verdict():
     r = small_batch.verdict_v3(small_batch_table(range(11, 14), {"bn": 0.62, "ghost2": 0.72, "gn": 0.63}))
     choices = {s["choice"]: s["verdict"] for s in r.derived["sensitivity"]}
