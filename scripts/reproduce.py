@@ -34,6 +34,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+import bnexp
 from bnexp import calibration, endpoints, sweep
 from bnexp.claims import all_claims
 from bnexp.config import CONFIGS, experiments, profile_only
@@ -238,6 +239,12 @@ def main() -> None:
     p.add_argument("--wandb", action="store_true",
                    help="mirror every run to wandb (offline unless WANDB_MODE says otherwise) and log a report run")
     a = p.parse_args()
+    here = Path(__file__).resolve().parents[1]
+    if Path(bnexp.__file__).resolve().parents[1] != here:
+        # An environment installed from another checkout (an editable install elsewhere) would
+        # train and report that checkout's code while this one's git commit is recorded.
+        p.error(f"bnexp is imported from {Path(bnexp.__file__).resolve().parent}, not from this checkout "
+                f"({here}): run with PYTHONPATH={here} or install this checkout")
     jobs = a.jobs or max(1, (os.cpu_count() or 1) // a.threads)
     only = [e for e in a.only.split(",") if e] or profile_only(a.profile)
     unknown = sorted(set(only) - set(experiments()))

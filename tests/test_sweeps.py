@@ -290,6 +290,19 @@ def test_a_row_written_before_config_keys_is_found_by_the_values_the_table_holds
     assert committed.find(job, "new0", "cafe00000003", None)["key"] == "old1"
 
 
+def test_reproduce_refuses_to_run_another_checkouts_code(tmp_path):
+    """A copy of the script in another checkout, whose environment imports this checkout's bnexp,
+    is refused on one line before anything runs."""
+    other = tmp_path / "checkout"
+    (other / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "reproduce.py", other / "scripts" / "reproduce.py")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, str(other / "scripts" / "reproduce.py"), "--profile", "smoke",
+                        "--results", str(tmp_path / "results")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and f"not from this checkout ({other})" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.mark.slow  # about 5 minutes on 2 cores: make test-slow (CI runs it)
 def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
     """`make reproduce-figures PROFILE=smoke WANDB=1`: every sweep, then the report, every run mirrored
