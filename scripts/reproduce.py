@@ -175,6 +175,16 @@ def sequential_plans(names: list[str]) -> dict[str, tuple[str, tuple[int, ...]]]
     return out
 
 
+def next_look(looks: tuple[int, ...], ran: int, ask: int | None) -> int | None:
+    """The index of the look to run after look `ran`, when the verdict asks for `ask` seeds: the
+    next look, or a later one when a table finished in parts already holds the looks between;
+    None when the plan has stopped. A look that still misses runs after its own sweep (a run
+    crashed) asks for itself again: it is not run twice in one call."""
+    if ask in looks and looks.index(ask) > ran:
+        return looks.index(ask)
+    return None
+
+
 def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path) -> tuple[list[str], Counter]:
     """The verdict sweeps. An experiment whose claim registers a sequential plan runs its first
     look's seeds; after each look the verdicts are recomputed from the table, and only the claims
@@ -209,11 +219,9 @@ def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path
             claim, looks = plans[name]
             seq = after.get(claim, {}).get("sequential") or {}
             ask, taken = seq.get("next_seeds"), [lk["n"] for lk in seq.get("looks", [])]
-            # The plan continues at the look that asks for `ask` seeds: the next one, or a later one
-            # when a table finished in parts already holds the looks between (a look still missing
-            # runs after its sweep asks for itself again: it is not run twice in one call).
-            if ask in looks and looks.index(ask) > k:
-                nxt[name] = looks.index(ask)
+            then = next_look(looks, k, ask)
+            if then is not None:
+                nxt[name] = then
             shown = f"look at {taken[-1]} seeds" if taken else f"no look complete at {looks[k]} seeds"
             tqdm.write(f"{claim}: {shown}: {after.get(claim, {}).get('verdict')}"
                        + (f"; the plan continues to {ask} seeds" if name in nxt else ""), file=sys.stderr)

@@ -439,3 +439,21 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
                         (("convergence",), ["profile.seeds=verdict:4-5"]),
                         (("convergence",), ["profile.seeds=verdict:6-8"])]
     assert a.overrides == ["train.epochs=1"]
+
+    # A table finished in parts already holds landscape's first two looks, and its third in part:
+    # after the first look's sweep (all skipped) the verdict asks for 8 seeds, so the plan goes
+    # straight to the third look's seeds; a look that still misses a run then is not run again.
+    launched.clear()
+    looks.update(convergence=0, landscape=0)
+
+    def resumed(root, profile):
+        asks = {1: 8, 2: 8}[looks["landscape"]]
+        (root / "claims.json").write_text(json.dumps(
+            [{"id": "landscape", "verdict": "inconclusive", "sequential": {"next_seeds": asks}}]))
+
+    monkeypatch.setattr(mod, "write_report", resumed)
+    mod.verdict_stage(["landscape"], a, 2, tmp_path)
+    assert launched == [(("landscape",), ["profile.seeds=verdict:1-3"]),
+                        (("landscape",), ["profile.seeds=verdict:6-8"])]
+    assert mod.next_look((3, 5, 8), 0, 5) == 1 and mod.next_look((3, 5, 8), 2, 8) is None
+    assert mod.next_look((3, 5, 8), 1, None) is None
