@@ -221,14 +221,16 @@ class Summary:
 
 def write_summary(run_dir: Path, summary: Summary) -> None:
     assert summary.status in STATUSES, summary.status
-    blob = json.dumps(summary.to_json(), indent=2, sort_keys=True) + "\n"
-    write_atomic(run_dir / SUMMARY, blob.encode())
+    _write_summary_json(run_dir, summary.to_json())
+
+
+def _write_summary_json(run_dir: Path, fields: dict[str, Any]) -> None:
+    write_atomic(run_dir / SUMMARY, (json.dumps(fields, indent=2, sort_keys=True) + "\n").encode())
 
 
 def amend_reason(run_dir: Path, reason: str) -> None:
     """Replace the reason a written summary gives, the rest as it is."""
-    summary = read_summary(run_dir) | {"reason": reason}
-    write_atomic(run_dir / SUMMARY, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    _write_summary_json(run_dir, read_summary(run_dir) | {"reason": reason})
 
 
 def write_failure(run_dir: Path, config: DictConfig, overrides: list[str], summary: Summary) -> None:
