@@ -113,7 +113,9 @@ def _identity(path: Path) -> tuple:
 def read(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """(train images, train labels, test images, test labels, classes) from the official files.
 
-    Images are uint8 (N, 3, 32, 32), labels int64 (N,); fresh arrays on every call.
+    Images are uint8 (N, 3, 32, 32), labels int64 (N,). The arrays are read-only and shared by
+    every call on the same files (index them to get arrays of one's own): copying all 60,000
+    images for every job of a sweep took longer than most of what a job does before it trains.
     """
     folder = Path(cfg.root) / FOLDERS[cfg.name]
     if not folder.is_dir():
@@ -125,9 +127,12 @@ def read(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     if stamp not in _LAST:
         parts = [_images_labels(folder / f, key, classes, "training") for f in TRAIN_FILES[cfg.name]]
         test_x, test_y = _images_labels(folder / TEST_FILES[cfg.name][0], key, classes, "test")
+        arrays = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), test_x, test_y)
+        for a in arrays:
+            a.setflags(write=False)
         _LAST.clear()
-        _LAST[stamp] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), test_x, test_y)
-    return (*(a.copy() for a in _LAST[stamp]), classes)
+        _LAST[stamp] = arrays
+    return (*_LAST[stamp], classes)
 
 
 # --- splits -----------------------------------------------------------------------------------
@@ -216,7 +221,9 @@ class Data:
         self.std = torch.tensor(std, dtype=torch.float32, device=device)
 
         def put(x: np.ndarray, y: np.ndarray) -> Split:
-            return Split(torch.from_numpy(np.ascontiguousarray(x)).to(device), torch.from_numpy(y).to(device))
+            # A split that is a whole array of `read`'s (no subset) is copied: those are shared.
+            own = (np.array(a) if not a.flags.writeable else np.ascontiguousarray(a) for a in (x, y))
+            return Split(*(torch.from_numpy(a).to(device) for a in own))
 
         self.train = put(train_x[train_idx], train_y[train_idx])
         self.val = put(train_x[val_idx], train_y[val_idx])

@@ -7,7 +7,9 @@
 Each experiment (configs/experiment/<name>.yaml) is one Hydra multirun
 (`bnexp-train -m experiment=<name> profile=<profile>`) on the joblib launcher, or through submitit
 on local processes or a SLURM cluster (--launcher, and overrides such as
-hydra.launcher.partition=gpu after the options). Every job is known
+hydra.launcher.partition=gpu after the options). On this machine the sweeps of a stage (a
+calibration wave, a round of looks) run side by side, sharing the --jobs slots, so that one sweep's
+start and last job leave no core idle. Every job is known
 before anything runs, so one progress bar covers them all (runs done of the total, skipped,
 failed, ETA); the sweeps' own output goes to results/<profile>/logs/<name>.log. Runs whose
 record is complete are skipped, and a killed run continues from its checkpoint, so an
@@ -35,7 +37,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 import bnexp
-from bnexp import calibration, endpoints, sweep
+from bnexp import calibration, endpoints, records, sweep
 from bnexp.claims import all_claims
 from bnexp.config import CONFIGS, experiments, profile_only
 from bnexp.report import write_report
@@ -59,13 +61,14 @@ def jobs_per_device(a: argparse.Namespace, jobs: int) -> int:
     return -(-jobs // gpus) if gpus and a.launcher == "joblib" else 1
 
 
-def sweep_args(name: str, a: argparse.Namespace, jobs: int) -> list[str]:
+def sweep_args(name: str, a: argparse.Namespace, jobs: int, extra: tuple[str, ...] = ()) -> list[str]:
+    """The command line of one sweep: `jobs` parallel jobs, `extra` overrides after the user's."""
     launcher = [f"hydra/launcher={a.launcher}", *([f"hydra.launcher.n_jobs={jobs}"] if a.launcher == "joblib" else [])]
     share = jobs_per_device(a, jobs)
     return [f"experiment={name}", f"profile={a.profile}", *launcher, f"threads={a.threads}", f"device={a.device}",
             *([f"train.jobs_per_device={share}"] if share > 1 else []),
             f"hydra.sweep.dir={a.results}/{a.profile}/runs/{name}", *(["logger=wandb"] if a.wandb else []),
-            *a.overrides]
+            *a.overrides, *extra]
 
 
 @dataclass
@@ -75,20 +78,42 @@ class Plan:
     master: DictConfig
     jobs: list[sweep.Job]
     total: int  # runs it will launch (a bisection's probes included)
+    extra: tuple[str, ...] = ()  # overrides of this sweep alone (a look's seeds)
 
     def dirs(self) -> list[Path]:
         """The record folders of its runs launched so far (a grid sweep: all of them)."""
         return sweep.launched(self.master, self.jobs)
 
+    def width(self) -> int:
+        """The most jobs it can run at once: a bisection probes one round of grid points at a time."""
+        return max(1, len(self.jobs) // 2 if sweep.is_bisection(self.master) else len(self.jobs))
 
-def plan(names: list[str], a: argparse.Namespace, jobs: int) -> dict[str, Plan]:
+    def work(self) -> float:
+        """A rough size, to start the largest sweeps first: training images, plus test and validation
+        images evaluated (a third of a training image each), summed over its runs still to do."""
+        todo = [j for j in self.jobs if not records.is_done(j.dir)]
+        return sum(_images(j.config) for j in todo) * (self.total / max(len(self.jobs), 1))
+
+
+def _images(config: DictConfig) -> float:
+    t, d = config.train, config.dataset
+    per_epoch = max(int(d.subset or 50000) - int(d.val_size or 0), 1) // int(t.batch_size)
+    steps = min(per_epoch * int(t.epochs), int(t.max_steps)) if t.max_steps else per_epoch * int(t.epochs)
+    evals = steps // int(t.eval_every_steps) if t.eval_every_steps else 0
+    return steps * int(t.batch_size) + (evals + 1) * (int(d.test_size or 10000) + int(d.val_size or 0)) / 3
+
+
+Sweep = tuple[str, tuple[str, ...]]  # (experiment, the overrides of this sweep alone)
+
+
+def plan(sweeps: list[Sweep], a: argparse.Namespace, jobs: int) -> dict[str, Plan]:
     """Every sweep's jobs, per experiment, before anything runs."""
     out = {}
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        for name in names:
-            master = compose("config", sweep_args(name, a, jobs), return_hydra_config=True)
+        for name, extra in sweeps:
+            master = compose("config", sweep_args(name, a, jobs, extra), return_hydra_config=True)
             expanded = sweep.expand(master)
-            out[name] = Plan(master, expanded, sweep.planned(master, expanded))
+            out[name] = Plan(master, expanded, sweep.planned(master, expanded), extra)
     return out
 
 
@@ -106,54 +131,72 @@ class Progress:
         chosen = [self.plans[name]] if name else self.plans.values()
         return sweep.tally([d for p in chosen for d in p.dirs()], self.before)
 
-    def update(self, name: str) -> None:
+    def update(self, names: list[str]) -> None:
         t = self.tally()
         finished = t.total - t.counts["no record"]
-        self.bar.set_description(name)
+        self.bar.set_description(", ".join(names))
         self.bar.set_postfix(skipped=t.counts["skipped"], failed=t.counts["failed"], refresh=False)
         self.bar.update(finished - self.bar.n)
 
 
-def run_sweep(cmd: list[str], log: Path, progress: Progress, name: str) -> int:
+def start_sweep(cmd: list[str], log: Path) -> subprocess.Popen:
     """The sweep in a session of its own (so that stopping it stops its workers), output to `log`."""
     with log.open("a") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            while proc.poll() is None:
-                progress.update(name)
-                time.sleep(2)
-        except KeyboardInterrupt:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
-            raise
-    progress.update(name)
-    return proc.returncode
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path) -> tuple[list[str], Counter]:
-    """Plan every sweep of `names`, then run them one after another under one progress bar;
-    (the sweeps that had failures, the tally of every job)."""
-    plans = plan(names, a, jobs)
+def run_stage(sweeps: list[Sweep], a: argparse.Namespace, jobs: int, root: Path) -> tuple[list[str], Counter]:
+    """Plan every sweep, then run them under one progress bar; (the sweeps that had failures, the
+    tally of every job). On this machine (joblib) the `jobs` slots are shared out among sweeps
+    running side by side, the largest first, each taking a slot again as soon as it frees: a
+    sweep's start (composing and checking its jobs) and its last job no longer leave cores idle.
+    Each sweep takes an equal share of the free slots (at least one, at most what it can use), so a
+    lone sweep gets them all. What each run computes does not depend on the sharing: a run's
+    threads, seed and data are its config's. Another launcher runs the sweeps one after another."""
+    plans = plan(sweeps, a, jobs)
     progress = Progress(plans)
     where = f"{jobs} jobs" if a.launcher == "joblib" else f"{a.launcher}, each job"
-    print(f"reproduce {a.profile}: {progress.total} runs in {len(names)} sweeps, {len(progress.before)} already "
+    print(f"reproduce {a.profile}: {progress.total} runs in {len(plans)} sweeps, {len(progress.before)} already "
           f"complete; {where} x {a.threads} threads; logs in {root / 'logs'}", file=sys.stderr, flush=True)
-    failed, totals = [], Counter()
-    for name in names:
-        t1 = time.perf_counter()
-        cmd = [sys.executable, "-m", "bnexp.cli", "-m", *sweep_args(name, a, jobs)]
-        log = root / "logs" / f"{name.replace('/', '_')}.log"
-        code = run_sweep(cmd, log, progress, name)
-        result = progress.tally(name)
-        totals += result.counts
-        if code != 0:
-            failed.append(name)
-        tail = f"; exit {code}, see {log}" if code else ""
-        tqdm.write(f"{name}: {result} ({time.perf_counter() - t1:.0f} s){tail}", file=sys.stderr)
+    side_by_side = a.launcher == "joblib"
+    waiting = sorted(plans, key=lambda n: -plans[n].work()) if side_by_side else list(plans)
+    running: dict[str, tuple[subprocess.Popen, int, float]] = {}  # name -> (process, slots, start)
+    failed, totals, free = [], Counter(), jobs
+    try:
+        while waiting or running:
+            while waiting and (free or not running) and (side_by_side or not running):
+                name = waiting.pop(0)
+                share = max(1, min(free // (len(waiting) + 1), plans[name].width())) if side_by_side else jobs
+                cmd = [sys.executable, "-m", "bnexp.cli", "-m", *sweep_args(name, a, share, plans[name].extra)]
+                log = root / "logs" / f"{name.replace('/', '_')}.log"
+                running[name] = (start_sweep(cmd, log), share, time.perf_counter())
+                free -= share
+            progress.update(list(running))
+            time.sleep(1)
+            for name, (proc, share, t1) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[name]
+                free += share
+                result = progress.tally(name)
+                totals += result.counts
+                log = root / "logs" / f"{name.replace('/', '_')}.log"
+                if proc.returncode != 0:
+                    failed.append(name)
+                tail = f"; exit {proc.returncode}, see {log}" if proc.returncode else ""
+                tqdm.write(f"{name}: {result} ({time.perf_counter() - t1:.0f} s, {share} of {jobs} jobs){tail}",
+                           file=sys.stderr)
+    except KeyboardInterrupt:
+        for proc, _, _ in running.values():
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc, _, _ in running.values():
+            proc.wait()
+        raise
+    progress.update([])
     progress.bar.close()
     return failed, totals
 
@@ -188,41 +231,36 @@ def next_look(looks: tuple[int, ...], ran: int, ask: int | None) -> int | None:
 def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path) -> tuple[list[str], Counter]:
     """The verdict sweeps. An experiment whose claim registers a sequential plan runs its first
     look's seeds; after each look the verdicts are recomputed from the table, and only the claims
-    whose plan asks for more seeds run the next look's. The others run once, on the profile's seeds."""
+    whose plan asks for more seeds run the next look's. The others run once, on the profile's seeds,
+    beside the first looks."""
     plans = sequential_plans(names)
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         spec = str(compose("config", [f"profile={a.profile}"]).profile.seeds)
     kind, _, count = spec.partition(":")
     if kind != "verdict" or (count and int(count) < min((p[1][0] for p in plans.values()), default=1)):
-        return run_stage(names, a, jobs, root)  # a profile that asks for fewer seeds (smoke): one pass, no looks
-    failed, totals = run_stage([n for n in names if n not in plans], a, jobs, root) if any(
-        n not in plans for n in names) else ([], Counter())
+        return run_stage([(n, ()) for n in names], a, jobs, root)  # fewer seeds than a look (smoke): one pass
+    failed, totals = [], Counter()
+    once = [(n, ()) for n in names if n not in plans]
     at = {n: 0 for n in names if n in plans}  # experiment -> the index of the look it runs next
-    base = list(a.overrides)
-    while at:
-        by_n: dict[tuple[int, int], list[str]] = {}
-        for name, k in at.items():
-            looks = plans[name][1]
-            by_n.setdefault((looks[k - 1] if k else 0, looks[k]), []).append(name)
-        for (earlier, n), group in sorted(by_n.items()):
-            # a look launches only the seeds it adds: the earlier looks' are in the table (an
-            # interrupted call reruns the looks in order, so each look's missing runs are made there)
-            a.overrides = [*base, f"profile.seeds=verdict:{earlier + 1}-{n}"]
-            f, more = run_stage(group, a, jobs, root)
-            failed, totals = failed + f, totals + more
-        a.overrides = base
+    while at or once:
+        # a look launches only the seeds it adds: the earlier looks' are in the table (an
+        # interrupted call reruns the looks in order, so each look's missing runs are made there)
+        looks = [(name, (f"profile.seeds=verdict:{(plans[name][1][k - 1] if k else 0) + 1}-{plans[name][1][k]}",))
+                 for name, k in at.items()]
+        f, more = run_stage(once + looks, a, jobs, root)
+        failed, totals, once = failed + f, totals + more, []
         endpoints.write(root)
         write_report(root, a.profile)
         after = {c["id"]: c for c in json.loads((root / "claims.json").read_text())}
         nxt = {}
         for name, k in at.items():
-            claim, looks = plans[name]
+            claim, looks_at = plans[name]
             seq = after.get(claim, {}).get("sequential") or {}
             ask, taken = seq.get("next_seeds"), [lk["n"] for lk in seq.get("looks", [])]
-            then = next_look(looks, k, ask)
+            then = next_look(looks_at, k, ask)
             if then is not None:
                 nxt[name] = then
-            shown = f"look at {taken[-1]} seeds" if taken else f"no look complete at {looks[k]} seeds"
+            shown = f"look at {taken[-1]} seeds" if taken else f"no look complete at {looks_at[k]} seeds"
             tqdm.write(f"{claim}: {shown}: {after.get(claim, {}).get('verdict')}"
                        + (f"; the plan continues to {ask} seeds" if name in nxt else ""), file=sys.stderr)
         at = nxt
@@ -271,8 +309,8 @@ def main() -> None:
         # wave by wave.
         totals, path = Counter(), root / calibration.TUNED
         for wave in waves:
-            failed, done = run_stage(list(dict.fromkeys(q.experiment for q in wave if q.rule != "target")), a, jobs,
-                                     root)
+            tuning = list(dict.fromkeys(q.experiment for q in wave if q.rule != "target"))
+            failed, done = run_stage([(n, ()) for n in tuning], a, jobs, root)
             totals += done
             endpoints.write(root)
             if failed:
