@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -19,7 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from bnexp import data, models, records
-from bnexp.config import Config, ConfigError, check_keys, one_line_error, validate
+from bnexp.config import Config, ConfigError, ModelConfig, check_keys, num_classes, one_line_error, validate
 from bnexp.run import committed
 from bnexp.run.world import check_devices, check_speed, resolve_device
 
@@ -105,6 +107,45 @@ def launched(master: DictConfig, jobs: list[Job] | None = None) -> list[Path]:
     except (OSError, ValueError):
         return []
     return [Path(p["dir"]) for p in state["probes"]]
+
+
+def run_size(cfg: Config, train_images: int | None = None) -> tuple[int, int]:
+    """(optimiser steps, evaluations) of one run of `cfg` on `train_images` (default: what its
+    dataset config leaves for training)."""
+    t, d = cfg.train, cfg.dataset
+    images = train_images if train_images is not None else (d.subset or d.train_size - d.val_size)
+    per_epoch = images // t.batch_size
+    steps = min(per_epoch * t.epochs, t.max_steps) if t.max_steps else per_epoch * t.epochs
+    epochs = math.ceil(steps / max(per_epoch, 1))
+    evals = math.ceil(epochs / t.eval_every) + (steps // t.eval_every_steps if t.eval_every_steps else 0)
+    return steps, evals
+
+
+STEP_FLOPS = 2e8  # a training step's fixed cost (Python, optimiser, metrics), in FLOPs of a 2-core CPU
+
+
+def work(job: Job) -> float:
+    """A rough size of a job, in FLOPs, for ordering sweeps largest first: training steps at three
+    forward passes per image plus a fixed cost per step, and evaluations at one and a half forward
+    passes per image (as measured on a 2-core CPU). The forward pass is counted by torch's
+    FlopCounterMode on one image, once per model."""
+    cfg: Config = OmegaConf.to_object(without_hydra(job.config))  # type: ignore[assignment]
+    steps, evals = run_size(cfg)
+    per_eval = (cfg.dataset.test_size or 10000) + cfg.dataset.val_size
+    f = _forward_flops(OmegaConf.to_yaml(OmegaConf.structured(cfg.model)), num_classes(cfg.dataset))
+    return steps * (3 * cfg.train.batch_size * f + STEP_FLOPS) + evals * per_eval * 1.5 * f
+
+
+@cache
+def _forward_flops(model_yaml: str, classes: int) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = models.build(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig),
+                                                               OmegaConf.create(model_yaml))), classes).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    return float(counter.get_total_flops())
 
 
 def _check_data(cfg) -> None:

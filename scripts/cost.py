@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import sys
 import tempfile
@@ -39,16 +38,6 @@ from bnexp.run.train import as_configured, build, evaluate, train_step
 from bnexp.run.world import resolve_device
 
 EVAL_TIMED = 2000  # images an evaluation is timed on
-
-
-def per_run(cfg: Config, train_images: int) -> tuple[int, int]:
-    """(optimiser steps, evaluations) of one run of `cfg`."""
-    t = cfg.train
-    per_epoch = train_images // t.batch_size
-    steps = min(per_epoch * t.epochs, t.max_steps) if t.max_steps else per_epoch * t.epochs
-    epochs = math.ceil(steps / max(per_epoch, 1))
-    evals = math.ceil(epochs / t.eval_every) + (steps // t.eval_every_steps if t.eval_every_steps else 0)
-    return steps, evals
 
 
 def time_model(cfg: Config, data: Data, device: torch.device, n: int) -> tuple[float, float]:
@@ -140,7 +129,7 @@ def main() -> None:
                 if model_key not in timed:
                     timed[model_key] = time_model(cfg, data, device, a.steps)
                 step_s, eval_s = timed[model_key]
-                steps, evals = per_run(cfg, len(data.train))
+                steps, evals = sweep.run_size(cfg, len(data.train))
                 per = steps * step_s + evals * eval_s
                 share = runs / len(jobs[:: 2 if sweep.is_bisection(master) else 1])
                 seconds += per * share

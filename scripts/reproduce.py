@@ -89,18 +89,9 @@ class Plan:
         return max(1, len(self.jobs) // 2 if sweep.is_bisection(self.master) else len(self.jobs))
 
     def work(self) -> float:
-        """A rough size, to start the largest sweeps first: training images, plus test and validation
-        images evaluated (a third of a training image each), summed over its runs still to do."""
+        """Its size (bnexp.sweep.work) over the runs still to do, a bisection's probes counted."""
         todo = [j for j in self.jobs if not records.is_done(j.dir)]
-        return sum(_images(j.config) for j in todo) * (self.total / max(len(self.jobs), 1))
-
-
-def _images(config: DictConfig) -> float:
-    t, d = config.train, config.dataset
-    per_epoch = max(int(d.subset or 50000) - int(d.val_size or 0), 1) // int(t.batch_size)
-    steps = min(per_epoch * int(t.epochs), int(t.max_steps)) if t.max_steps else per_epoch * int(t.epochs)
-    evals = steps // int(t.eval_every_steps) if t.eval_every_steps else 0
-    return steps * int(t.batch_size) + (evals + 1) * (int(d.test_size or 10000) + int(d.val_size or 0)) / 3
+        return sum(sweep.work(j) for j in todo) * (self.total / max(len(self.jobs), 1))
 
 
 Sweep = tuple[str, tuple[str, ...]]  # (experiment, the overrides of this sweep alone)
@@ -152,11 +143,14 @@ def _interrupt(signum, frame) -> None:
 def run_stage(sweeps: list[Sweep], a: argparse.Namespace, jobs: int, root: Path) -> tuple[list[str], Counter]:
     """Plan every sweep, then run them under one progress bar; (the sweeps that had failures, the
     tally of every job). On this machine (joblib) the `jobs` slots are shared out among sweeps
-    running side by side, the largest first, each taking a slot again as soon as it frees: a
-    sweep's start (composing and checking its jobs) and its last job no longer leave cores idle.
-    Each sweep takes an equal share of the free slots (at least one, at most what it can use), so a
-    lone sweep gets them all. What each run computes does not depend on the sharing: a run's
-    threads, seed and data are its config's. Another launcher runs the sweeps one after another."""
+    running side by side, the largest first (bnexp.sweep.work), each slot going to the next sweep
+    as soon as it frees: a sweep's start (composing and checking its jobs) and its last run no
+    longer leave a core idle, and a sweep on one slot runs its jobs in its own process (joblib
+    runs one job at a time in place), with no worker processes to start, each importing torch and
+    reading the data again. Each sweep takes an equal share of the free slots (at least one, at
+    most what it can use), so a lone sweep gets them all. What a run computes does not depend on
+    the sharing: its threads, seed and data are its config's. Another launcher runs the sweeps one
+    after another."""
     plans = plan(sweeps, a, jobs)
     progress = Progress(plans)
     where = f"{jobs} jobs" if a.launcher == "joblib" else f"{a.launcher}, each job"

@@ -533,3 +533,22 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
                         [("landscape", ("profile.seeds=verdict:6-8",))]]
     assert mod.next_look((3, 5, 8), 0, 5) == 1 and mod.next_look((3, 5, 8), 2, 8) is None
     assert mod.next_look((3, 5, 8), 1, None) is None
+
+
+def test_a_jobs_work_counts_its_steps_its_model_and_its_evaluations():
+    """What `make reproduce-figures` orders a stage's sweeps by: training FLOPs (three forward
+    passes per image) plus a fixed cost per step, plus evaluations; the forward pass counted by
+    torch on the real model."""
+    from bnexp.sweep import STEP_FLOPS, Job, run_size, work
+
+    def job(*overrides):
+        return Job([], make_config("model=bn", "dataset.subset=1280", "train.epochs=2", *overrides), Path("."))
+
+    base = work(job())
+    assert run_size(OmegaConf.to_object(make_config("model=bn", "dataset.subset=1280", "train.epochs=2",
+                                                    "train.eval_every_steps=5")))[1] == 2 + 4
+    assert work(job("model.depth=30")) > 3 * work(job("model.depth=6"))  # deeper: more FLOPs per image
+    assert work(job("train.epochs=4")) == pytest.approx(2 * base, rel=1e-9)  # twice the steps and evaluations
+    assert work(job("train.eval_every_steps=5")) > base
+    steps, _ = run_size(OmegaConf.to_object(make_config("model=bn", "dataset.subset=1280", "train.epochs=2")))
+    assert steps == 2 * 1280 // 128 and base > steps * STEP_FLOPS
