@@ -158,7 +158,7 @@ def run_stage(sweeps: list[Sweep], a: argparse.Namespace, jobs: int, root: Path)
           f"complete; {where} x {a.threads} threads; logs in {root / 'logs'}", file=sys.stderr, flush=True)
     side_by_side = a.launcher == "joblib"
     waiting = sorted(plans, key=lambda n: -plans[n].work()) if side_by_side else list(plans)
-    running: dict[str, tuple[subprocess.Popen, int, float]] = {}  # name -> (process, slots, start)
+    running: dict[str, tuple[subprocess.Popen, int, float, Path]] = {}  # name -> (process, slots, start, log)
     failed, totals, free = [], Counter(), jobs
     try:
         while waiting or running:
@@ -167,27 +167,26 @@ def run_stage(sweeps: list[Sweep], a: argparse.Namespace, jobs: int, root: Path)
                 share = max(1, min(free // (len(waiting) + 1), plans[name].width())) if side_by_side else jobs
                 cmd = [sys.executable, "-m", "bnexp.cli", "-m", *sweep_args(name, a, share, plans[name].extra)]
                 log = root / "logs" / f"{name.replace('/', '_')}.log"
-                running[name] = (start_sweep(cmd, log), share, time.perf_counter())
+                running[name] = (start_sweep(cmd, log), share, time.perf_counter(), log)
                 free -= share
             progress.update(list(running))
-            time.sleep(1)
-            for name, (proc, share, t1) in list(running.items()):
+            time.sleep(2)
+            for name, (proc, share, t1, log) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 del running[name]
                 free += share
                 result = progress.tally(name)
                 totals += result.counts
-                log = root / "logs" / f"{name.replace('/', '_')}.log"
                 if proc.returncode != 0:
                     failed.append(name)
                 tail = f"; exit {proc.returncode}, see {log}" if proc.returncode else ""
                 tqdm.write(f"{name}: {result} ({time.perf_counter() - t1:.0f} s, {share} of {jobs} jobs){tail}",
                            file=sys.stderr)
     except KeyboardInterrupt:
-        for proc, _, _ in running.values():
+        for proc, *_ in running.values():
             os.killpg(proc.pid, signal.SIGTERM)
-        for proc, _, _ in running.values():
+        for proc, *_ in running.values():
             proc.wait()
         raise
     progress.update([])
