@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from bnexp import data, models, records
 from bnexp.config import Config, ConfigError, ModelConfig, check_keys, num_classes, one_line_error, validate
 from bnexp.run import committed
+from bnexp.run.train import total_steps
 from bnexp.run.world import check_devices, check_speed, resolve_device
 
 
@@ -114,9 +115,8 @@ def run_size(cfg: Config, train_images: int | None = None) -> tuple[int, int]:
     dataset config leaves for training)."""
     t, d = cfg.train, cfg.dataset
     images = train_images if train_images is not None else (d.subset or d.train_size - d.val_size)
-    per_epoch = images // t.batch_size
-    steps = min(per_epoch * t.epochs, t.max_steps) if t.max_steps else per_epoch * t.epochs
-    epochs = math.ceil(steps / max(per_epoch, 1))
+    steps = total_steps(cfg, images)
+    epochs = math.ceil(steps / max(images // t.batch_size, 1))
     evals = math.ceil(epochs / t.eval_every) + (steps // t.eval_every_steps if t.eval_every_steps else 0)
     return steps, evals
 

@@ -37,7 +37,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 import bnexp
-from bnexp import calibration, endpoints, records, sweep
+from bnexp import calibration, endpoints, sweep
 from bnexp.claims import all_claims
 from bnexp.config import CONFIGS, experiments, profile_only
 from bnexp.report import write_report
@@ -90,7 +90,8 @@ class Plan:
 
     def work(self) -> float:
         """Its size (bnexp.sweep.work) over the runs still to do, a bisection's probes counted."""
-        todo = [j for j in self.jobs if not records.is_done(j.dir)]
+        finished = sweep.done([j.dir for j in self.jobs])
+        todo = [j for j in self.jobs if j.dir not in finished]
         return sum(sweep.work(j) for j in todo) * (self.total / max(len(self.jobs), 1))
 
 
