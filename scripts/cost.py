@@ -96,7 +96,7 @@ def main() -> None:
     a = p.parse_args()
     # Timed with the threads each job gets when --jobs share this machine's cores (a step on all
     # of them alone runs about twice as fast as one of two jobs side by side on a 2-core CPU).
-    threads = a.threads or max(1, len(os.sched_getaffinity(0)) // max(a.jobs, 1))
+    threads = a.threads or max(1, provenance.cores() // max(a.jobs, 1))
     names = [e for e in calibrations() + experiments() if not a.only or e.split("/")[0] in a.only.split(",")]
     device = resolve_device(a.device)
     results = Path(os.environ.get("BNEXP_RESULTS", "results"))

@@ -41,6 +41,7 @@ from bnexp import calibration, endpoints, sweep
 from bnexp.claims import all_claims
 from bnexp.config import CONFIGS, experiments, profile_only
 from bnexp.report import write_report
+from bnexp.run import provenance
 
 
 def ordered_experiments() -> list[str]:
@@ -285,7 +286,7 @@ def main() -> None:
         # train and report that checkout's code while this one's git commit is recorded.
         p.error(f"bnexp is imported from {Path(bnexp.__file__).resolve().parent}, not from this checkout "
                 f"({here}): run with PYTHONPATH={here} or install this checkout")
-    jobs = a.jobs or max(1, (os.cpu_count() or 1) // a.threads)
+    jobs = a.jobs or max(1, provenance.cores() // a.threads)
     only = [e for e in a.only.split(",") if e] or profile_only(a.profile)
     unknown = sorted(set(only) - set(experiments()))
     if unknown:

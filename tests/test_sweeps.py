@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from bnexp import calibration, endpoints, records
 from bnexp.claims import all_claims
 from bnexp.config import calibrations, experiments
+from bnexp.run import provenance
 from tests.conftest import ROOT, SHRINK, make_config
 
 
@@ -28,7 +29,7 @@ def test_run_key_covers_what_changes_the_numbers_outside_the_config(tmp_path, re
     root = f"dataset.root={real_data}"
     one, two = run_key(make_config(root, "threads=1")), run_key(make_config(root, "threads=2"))
     assert one != two
-    cores = len(os.sched_getaffinity(0))
+    cores = provenance.cores()
     assert run_key(make_config(root, "threads=0")) == run_key(make_config(root, f"threads={cores}"))
     copy = tmp_path / "cifar-10-batches-py"
     copy.mkdir()
@@ -39,6 +40,19 @@ def test_run_key_covers_what_changes_the_numbers_outside_the_config(tmp_path, re
     assert run_key(make_config(f"dataset.root={tmp_path}", "threads=1")) != one
     # Not in the key: where the data lives when it is the same data, and labels.
     assert run_key(make_config(root, "threads=1", "name=x")) == one
+
+
+def test_cores_is_this_process_affinity_and_falls_back_where_the_os_has_none(monkeypatch):
+    """threads=0, reproduce's --jobs and cost.py count the cores this process may use (a taskset or
+    SLURM allocation gives fewer than the machine); macOS has no sched_getaffinity: every core."""
+    if hasattr(os, "sched_getaffinity"):
+        assert provenance.cores() == len(os.sched_getaffinity(0))
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+        assert provenance.cores() == 1
+        monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert provenance.cores() == 3
+    assert provenance.threads(make_config("threads=0")) == 3
 
 
 def test_run_key_depends_on_what_is_computed_only():

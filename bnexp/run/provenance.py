@@ -20,14 +20,22 @@ from bnexp.config import Config
 from bnexp.data import FOLDERS
 
 
+def cores() -> int:
+    """CPU cores this process may use: its affinity set on Linux (smaller than the machine under
+    taskset or a SLURM allocation), else every core (macOS and Windows have no sched_getaffinity)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def threads(cfg: Config) -> int:
     """CPU threads a run uses: `threads`, or every core this process may use (shared among the
     ranks of a multi-device run on CPUs). Pinned explicitly (torch.set_num_threads) because CPU
     results differ between thread counts."""
-    cores = len(os.sched_getaffinity(0))
+    n = cores()
     if not cfg.threads and cfg.train.devices > 1 and device_type(cfg) == "cpu":
-        return max(1, cores // cfg.train.devices)
-    return cfg.threads or cores
+        return max(1, n // cfg.train.devices)
+    return cfg.threads or n
 
 
 def device_type(cfg: Config) -> str:

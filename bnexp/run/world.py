@@ -20,6 +20,7 @@ from torch import nn
 
 from bnexp.config import Config, ConfigError
 from bnexp.norms import sync_batch_norm
+from bnexp.run import provenance
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,7 +63,7 @@ def check_devices(cfg: Config) -> torch.device:
     if device.type == "cuda" and torch.cuda.device_count() < k:
         raise ConfigError("train.devices", f"{k} asked for, but this machine has {torch.cuda.device_count()} "
                                            "CUDA device(s)")
-    cores = len(os.sched_getaffinity(0))
+    cores = provenance.cores()
     if device.type == "cpu" and cores < k:
         raise ConfigError("train.devices", f"{k} CPU processes asked for, but this machine has {cores} CPU core(s) "
                                            f"for them; use train.devices <= {cores}")
