@@ -105,7 +105,7 @@ def _job(dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -
     rank trains in rank 0's folder (each rank's Hydra named its own)."""
     world = World.from_env()
     started = world.start(world.device(str(dcfg.get("device", "auto")))) if world.size > 1 else False
-    claimed, decision, refusal = False, None, None
+    claimed, decision, refusal, ended = False, None, None, False
     try:
         if world.main:
             try:
@@ -120,13 +120,14 @@ def _job(dcfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict) -
             raise refusal
         if decision == "refused":
             _refuse("rank 0 refused this run (its message says why)")
-        if decision is not None:
-            return decision
-        return run(dcfg, Path(shared), overrides, choices)["status"]
+        if decision is None:
+            decision = run(dcfg, Path(shared), overrides, choices)["status"]
+        ended = True
+        return decision
     finally:
         if claimed:
             records.release(run_dir)
-        world.stop(started)
+        world.stop(started, together=ended)
 
 
 def _committed(run_dir: Path, dcfg: DictConfig, choices: dict) -> dict | None:

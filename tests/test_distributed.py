@@ -83,13 +83,15 @@ def _rank(rank: int, size: int, port: int, root: str, out: str) -> None:
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     world = distributed.World.from_env()
+    ended = False
     world.start(torch.device("cpu"))
     try:
         data = _data(root)
         for name, case in CASES.items():
             torch.save(_train(_config(**case, devices=size), data, world), f"{out}/{name}-rank{rank}.pt")
+        ended = True
     finally:
-        dist.destroy_process_group()
+        world.stop(True, together=ended)
 
 
 def _free_port() -> int:
@@ -104,6 +106,38 @@ def two_processes(tmp_path_factory, real_data) -> dict[str, list[dict]]:
     out = tmp_path_factory.mktemp("ranks")
     mp.spawn(_rank, args=(2, _free_port(), str(real_data), str(out)), nprocs=2, join=True)
     return {name: [torch.load(out / f"{name}-rank{r}.pt") for r in range(2)] for name in CASES}
+
+
+def _leave(rank: int, size: int, port: int, out: str, together: bool) -> None:
+    """Rank 0 finishes 1.5 s after rank 1 (as when it alone evaluates and writes the record);
+    each rank notes when it entered and left `World.stop`."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
+                      LOCAL_RANK=str(rank))
+    world = distributed.World.from_env()
+    started = world.start(torch.device("cpu"))
+    if rank == 0:
+        time.sleep(1.5)
+    entered = time.time()
+    world.stop(started, together=together)
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"entered": entered, "left": time.time(),
+                                                         "initialized": dist.is_initialized()}))
+    # Neither process exits before both have left, so that the case without waiting is no exit race.
+    deadline = time.time() + 60
+    while not all(Path(out, f"rank{r}.json").exists() for r in range(size)) and time.time() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_ranks_that_ended_well_leave_the_group_together(tmp_path, together):
+    # A rank that left (and exited) while rank 0 was still writing the record aborted now and then
+    # at exit; after an error no rank waits (a peer may be dead).
+    mp.spawn(_leave, args=(2, _free_port(), str(tmp_path), together), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert not r0["initialized"] and not r1["initialized"]
+    if together:
+        assert r1["left"] >= r0["entered"]
+    else:
+        assert r1["left"] < r0["entered"] - 1
 
 
 def _max_err(a: dict | torch.Tensor, b: dict | torch.Tensor) -> float:

@@ -72,12 +72,14 @@ def _run(a: Attempt) -> dict[str, Any]:
     flags = determinism(cfg.train.deterministic)
     speed = speed_settings(cfg, a.device)
     torch.set_num_threads(provenance.threads(cfg))
-    started_group = a.world.start(a.device)
+    started_group, ended = a.world.start(a.device), False
     try:
         a.extra = _shape(cfg, a.world) | {"determinism": flags, "speed": speed}
-        return _train(a)
+        summary = _train(a)
+        ended = True
+        return summary
     finally:
-        a.world.stop(started_group)
+        a.world.stop(started_group, together=ended)
 
 
 def _train(a: Attempt) -> dict[str, Any]:
