@@ -3,8 +3,8 @@ its verdict runs; the choices are derived from the committed endpoints table, ne
 
     python -m bnexp.calibration results/quick     # -> results/quick/tuned.json
 
-A claim declares each constant it needs as a tuning question (`TUNING` in its module,
-bnexp/claims/common.py: Question): the knob (a column of the table: lr, dropout), the arms that
+A claim declares each constant it needs as a tuning question (`Claim.tuning`,
+bnexp/method/contract.py: Question): the knob (a column of the table: lr, dropout), the arms that
 each get it, the selection rule and, for a target, the fraction of a reference accuracy. The
 tuning sweep is the experiment `<claim>/tune` (configs/experiment/<claim>/tune.yaml): the same
 grid and the same tuning seeds for every arm, so each arm gets the same budget and the
@@ -37,8 +37,11 @@ from typing import Any
 import pandas as pd
 
 from bnexp import endpoints
-from bnexp.claims import all_claims, ledger
-from bnexp.claims.common import Question
+from bnexp import table as schema
+from bnexp.claims import all_claims
+from bnexp.files import write_atomic
+from bnexp.method import ledger
+from bnexp.method.contract import Question
 
 TUNED = "tuned.json"
 
@@ -49,7 +52,7 @@ class CalibrationError(ValueError):
 
 def questions() -> list[Question]:
     """Every tuning question of every claim, in the claims' order."""
-    return [q for c in all_claims() for q in getattr(c.module, "TUNING", ())]
+    return [q for c in all_claims() for q in c.tuning]
 
 
 def waves(claims: list[str] | None = None) -> list[list[Question]]:
@@ -150,7 +153,7 @@ def write(results: Path | str, only: list[str] | None = None) -> Path:
     for q in questions():
         if only is None or q.id in only:
             out[q.id] = choose(table, q, out)
-    path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -160,28 +163,6 @@ def read(results: Path | str) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def conformity(uses: tuple, rows: pd.DataFrame, answers: dict[str, dict[str, Any]]) -> list[str]:
-    """Why the runs of a version that `uses` tuned constants are not confirmatory: runs made with
-    another value than the profile's tuned one, or constants that were never calibrated."""
-    if not uses:
-        return []
-    if not answers:
-        return ["its constants were never calibrated at this profile (no tuned.json)"]
-    by_id = {q.id: q for q in questions()}
-    out = []
-    for u in uses:
-        answer, q = answers.get(u.question), by_id.get(u.question)
-        if answer is None or q is None or u.arm not in answer.get("values", {}):
-            out.append(f"{u.question} ({u.arm}) was not calibrated at this profile")
-            continue
-        want = float(answer["values"][u.arm])
-        made = rows[rows[u.column].astype(str) == u.value][q.knob].astype(float)
-        off = sum(not math.isclose(v, want, rel_tol=1e-9, abs_tol=1e-12) for v in made)
-        if off:
-            out.append(f"{off} of {len(made)} runs of {u.value} were made with {q.knob} other than the tuned {want:g}")
-    return out
-
-
 def grids(profile: str) -> dict[str, list[float]]:
     """Each question's grid at `profile`, as its tuning sweep will try it."""
     from hydra import compose, initialize_config_dir
@@ -189,7 +170,7 @@ def grids(profile: str) -> dict[str, list[float]]:
 
     from bnexp.config import CONFIGS
 
-    column_key = {column: key for key, column in endpoints.CONFIG_COLUMNS.items()}
+    column_key = {column: key for key, column in schema.CONFIG_COLUMNS.items()}
     out = {}
     fresh = not GlobalHydra.instance().is_initialized()
     context = initialize_config_dir(str(CONFIGS), version_base="1.3") if fresh else None

@@ -273,9 +273,10 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(key, message)
 
 
-def num_classes(d: DatasetConfig) -> int:
-    """Classes of the labels a dataset config reads."""
-    return 10 if d.name is Dataset.cifar10 else 20 if d.coarse_labels else 100
+def num_classes(d: DatasetConfig | dict) -> int:
+    """Classes of the labels a dataset config reads (the typed config, or a record's as written)."""
+    name, coarse = (d.name, d.coarse_labels) if isinstance(d, DatasetConfig) else (d["name"], d["coarse_labels"])
+    return 10 if Dataset(name) is Dataset.cifar10 else 20 if coarse else 100
 
 
 VGG_DEPTHS = (11, 13, 16, 19)

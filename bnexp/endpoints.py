@@ -22,17 +22,9 @@ import pandas as pd
 
 from bnexp import records
 from bnexp.claims import all_claims
+from bnexp.files import write_atomic
 from bnexp.run import committed
-
-RUNS, CURVES, EXACT = "runs.csv", "curves.parquet", "exact.csv"
-ID = ["experiment", "key"]
-# config_key is computed from the record's config (records.config_key), the rest read off its summary.
-SUMMARY_COLUMNS = ("run_key", "config_key", "seed", "status", "reason", "steps", "epochs", "train_s", "images_per_s",
-                   "test_acc", "best_test_acc", "train_acc", "val_acc", "test_batchstats_acc", "git_commit",
-                   "git_dirty", "data_source", "threads", "device", "torch")
-CONFIG_COLUMNS = committed.CONFIG_COLUMNS  # config values copied into the table, under these column names
-TEXT_COLUMNS = ("experiment", "key", "run_key", "config_key", "status", "reason", "git_commit", "data_source", "device",
-                "torch")
+from bnexp.table import CONFIG_COLUMNS, CURVES, EXACT, ID, RUNS, SUMMARY_COLUMNS, empty, read_runs
 
 
 def _versions_by_experiment() -> dict[str, list]:
@@ -142,27 +134,17 @@ def write(results: Path | str) -> Path:
         curves = _merge(curves, old_curves)
     table = _adopt(table, results / "runs")
     results.mkdir(parents=True, exist_ok=True)
-    _atomic(results / RUNS, lambda p: _ordered(table).to_csv(p, index=False))
-    _atomic(results / CURVES, lambda p: curves.sort_values([*ID, "name", "step"], kind="stable")
-            .reset_index(drop=True).to_parquet(p, index=False))
-    _atomic(results / EXACT, lambda p: measure_exact().to_csv(p, index=False))
+    write_atomic(results / RUNS, lambda p: _ordered(table).to_csv(p, index=False))
+    write_atomic(results / CURVES, lambda p: curves.sort_values([*ID, "name", "step"], kind="stable")
+                 .reset_index(drop=True).to_parquet(p, index=False))
+    write_atomic(results / EXACT, lambda p: measure_exact().to_csv(p, index=False))
     return results / RUNS
-
-
-def _atomic(path: Path, write_to) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write_to(tmp)
-    tmp.replace(path)
 
 
 def read(results: Path | str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(table, curves, exact) as committed; empty frames where a file is absent."""
     results = Path(results)
-    table = pd.DataFrame(columns=[*ID, *SUMMARY_COLUMNS])
-    if (results / RUNS).is_file():
-        header = pd.read_csv(results / RUNS, nrows=0).columns
-        text = {c: str for c in header if c in TEXT_COLUMNS or c.startswith("choice_") or c == "arm"}
-        table = pd.read_csv(results / RUNS, dtype=text)
+    table = read_runs(results / RUNS) if (results / RUNS).is_file() else empty()
     curves = pd.read_parquet(results / CURVES) if (results / CURVES).is_file() else pd.DataFrame(
         columns=[*ID, "name", "step", "value"])
     exact = pd.read_csv(results / EXACT) if (results / EXACT).is_file() else pd.DataFrame(

@@ -10,8 +10,9 @@ import sys
 
 import yaml
 
-from bnexp.claims import all_claims, ledger
+from bnexp.claims import all_claims
 from bnexp.config import CONFIGS
+from bnexp.method import ledger
 from bnexp.profile import BUDGET_KEY, experiment_files
 
 

@@ -28,6 +28,8 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bnexp.files import WriteError, write_atomic
+
 CONFIG, OVERRIDES, METRICS, SUMMARY = "config.yaml", "overrides.yaml", "metrics.parquet", "summary.json"
 CHECKPOINT = "checkpoint.pt"  # while a run is under way (bnexp/checkpoint.py)
 LOCK = ".lock"
@@ -46,20 +48,8 @@ METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()),
                            ("name", pa.string()), ("value", pa.float64())])
 
 
-class RecordError(OSError):
-    """A record that cannot be written (full disk, read-only folder); one line."""
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write whole or not at all: a temporary file renamed into place, removed if anything fails."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise RecordError(f"{path}: could not be written ({e.strerror or e}); nothing partial was left") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+# A record that cannot be written (full disk, read-only folder): one line, as every atomic write says.
+RecordError = WriteError
 
 
 def write_config(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:

@@ -1,18 +1,16 @@
-"""The endpoints table -> every registered version's verdict -> REPORT.md, claims.json, figures.
+"""The evaluation (bnexp/evaluation.py) -> REPORT.md, claims.json, figures: rendering only.
 
     python -m bnexp.report results/quick
 
-Reads only what bnexp.endpoints wrote (runs.csv, curves.parquet, exact.csv), so the committed
-report regenerates exactly from committed files, without the raw runs.
+Reads only what bnexp.endpoints wrote (runs.csv, curves.parquet, exact.csv) and tuned.json, so
+the committed report regenerates exactly from committed files, without the raw runs.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -23,44 +21,24 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp import calibration, endpoints
-from bnexp.claims import Claim, all_claims, ledger
-from bnexp.claims.common import Result, missing
-from bnexp.claims.stats import INCONCLUSIVE
-from bnexp.config import profile_only
+from bnexp.evaluation import Evaluation, Outcome, evaluate_profile, headline
+from bnexp.files import write_atomic
+from bnexp.method import ledger
 
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-@dataclass
-class Outcome:
-    """One version's verdict on this table, with how it was reached."""
+def _as_json(o: Outcome) -> dict:
+    r = o.result
+    return {"version": o.number, "verdict": r.verdict, "status": o.status, "status_reasons": o.reasons,
+            "effect": _num(r.effect), "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high),
+            "n_seeds": r.n_seeds, "n_runs_used": len(o.used), "n_runs_excluded": sum(o.excluded.values()),
+            "excluded": o.excluded, "method": o.version.method, "criterion": o.version.criterion,
+            "experiment": o.version.experiment, "registered_commit": o.registered,
+            "verdict_seeds": list(o.entry.verdict_seeds) if o.entry and o.entry.verdict_seeds else None,
+            "version_reason": o.entry.reason if o.entry else None, "detail": r.detail,
+            **({"sequential": _sequential_json(r.derived)} if "looks" in r.derived else {})}
 
-    claim: Claim
-    number: int
-    result: Result
-    status: str
-    reasons: list[str]
-    used: pd.DataFrame
-    excluded: dict[str, int]
-    entry: ledger.Entry | None
-    registered: str | None = None  # the commit that registered it
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def version(self):
-        return self.claim.versions[self.number]
-
-    def as_json(self) -> dict:
-        r = self.result
-        return {"version": self.number, "verdict": r.verdict, "status": self.status, "status_reasons": self.reasons,
-                "effect": _num(r.effect), "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high),
-                "n_seeds": r.n_seeds, "n_runs_used": len(self.used), "n_runs_excluded": sum(self.excluded.values()),
-                "excluded": self.excluded, "method": self.version.method, "criterion": self.version.criterion,
-                "experiment": self.version.experiment, "registered_commit": self.registered,
-                "verdict_seeds": list(self.entry.verdict_seeds) if self.entry and self.entry.verdict_seeds else None,
-                "version_reason": self.entry.reason if self.entry else None, "detail": r.detail,
-                **({"sequential": _sequential_json(r.derived)} if "looks" in r.derived else {})}
 
 
 def _sequential_json(d: dict) -> dict:
@@ -86,68 +64,6 @@ def _fmt(v: float | None) -> str:
     return f"{v:.3g}"
 
 
-def _rows_for(table: pd.DataFrame, experiment: str | None, entry: ledger.Entry | None) -> pd.DataFrame:
-    if experiment is None or table.empty:
-        return table.iloc[:0]
-    rows = table[table["experiment"] == experiment]
-    return rows[rows["seed"].isin(list(entry.seeds()))] if entry else rows
-
-
-def _whole_seeds(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The rows of the seeds whose every run is in the table, and how many runs were left out.
-    Every seed of a version's sweep runs every arm, so a seed with fewer runs (of any status) than
-    the most complete one is a look still under way, as a table committed in parts can hold: its
-    runs wait until the seed is whole, and a sequential plan reads only looks whose seeds are."""
-    if rows.empty:
-        return rows, 0
-    per_seed = rows.groupby("seed")["seed"].transform("size")
-    whole = per_seed == per_seed.max()
-    return rows[whole], int((~whole).sum())
-
-
-def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tuned: dict | None = None
-             ) -> list[list[Outcome]]:
-    """Every version of every claim on this table: a list of outcomes per claim, oldest first;
-    `tuned`: the profile's calibrated constants (tuned.json), which the runs of versions that use
-    them must have been made with to be confirmatory."""
-    out = []
-    for claim in all_claims():
-        outcomes = []
-        # What v3 verdicts read beside their runs: the profile's tuned constants and tuning runs.
-        tuning = table[table["experiment"].astype(str).str.startswith(f"{claim.id}/")] if len(table) else table
-        ctx = {"tuned": tuned or {}, "tuning": ledger.usable(tuning)[0] if len(tuning) else tuning}
-        for number, version in sorted(claim.versions.items()):
-            entry = book.get(claim.id, number)
-            rows, partial = _whole_seeds(_rows_for(table, version.experiment, entry))
-            used, excluded = ledger.usable(rows)
-            excluded |= {"seed not yet complete": partial} if partial else {}
-            try:
-                if version.measure:
-                    own = exact[(exact["claim"] == claim.id) & (exact["version"] == number)]
-                    result = version.verdict(used, dict(zip(own["quantity"], own["value"], strict=True)))
-                elif used.empty:
-                    result = missing(version.experiment)
-                elif "ctx" in inspect.signature(version.verdict).parameters:
-                    result = version.verdict(used, ctx)
-                else:
-                    result = version.verdict(used)
-            except Exception as e:  # a partial table (a smoke run, a sweep under way) is a result too
-                result = Result(INCONCLUSIVE, detail=[f"not computable from this table: {type(e).__name__}: {e}"])
-            status, reasons = ledger.status(entry, ledger.version_hash(version), used)
-            off = calibration.conformity(version.uses, used, tuned or {}) if len(used) else []
-            status, reasons = (ledger.EXPLORATORY, reasons + off) if off else (status, reasons)
-            registered = ledger.registration_commit(entry.hash) if entry else None
-            outcomes.append(Outcome(claim, number, result, status, reasons, used, excluded, entry, registered))
-        out.append(outcomes)
-    return out
-
-
-def headline(outcomes: list[Outcome]) -> Outcome:
-    """The newest version that has runs to decide it (or is exact); else the newest."""
-    with_runs = [o for o in outcomes if len(o.used) or o.version.measure]
-    return (with_runs or outcomes)[-1]
-
-
 def draw(outcomes: list[list[Outcome]], curves: pd.DataFrame, figures: Path) -> dict[str, str]:
     figures.mkdir(parents=True, exist_ok=True)
     drawn = {}
@@ -163,40 +79,26 @@ def draw(outcomes: list[list[Outcome]], curves: pd.DataFrame, figures: Path) -> 
     return drawn
 
 
-def at_profile(outcomes: list[Outcome], only: list[str]) -> bool:
-    """Whether a claim belongs in a profile's report: every claim, unless the profile names its
-    experiments (`only`); then those whose sweeps it runs, and the exact checks."""
-    return not only or any(o.version.measure or o.version.experiment in only for o in outcomes)
-
-
-def write_report(out: Path | str, profile: str | None = None) -> Path:
+def write_report(out: Path | str, profile: str | None = None, evaluated: Evaluation | None = None) -> Path:
+    """REPORT.md, claims.json and the figures of the profile whose committed files are in `out`
+    (`evaluated`: its evaluation, when the caller has it in memory already)."""
     out = Path(out)
-    table, curves, exact = endpoints.read(out)
-    book, tuned = ledger.load(), calibration.read(out)
-    only = profile_only(profile or out.name)
-    evaluated = evaluate(table, exact, book, tuned)
-    outcomes = [oc for oc in evaluated if at_profile(oc, only)]
-    not_run = [oc[0].claim.id for oc in evaluated if not at_profile(oc, only)]
-    figures = draw(outcomes, curves, out / "figures")
+    ev = evaluated or evaluate_profile(out, profile)
+    figures = draw(ev.claims, ev.curves, out / "figures")
     claims_json = []
-    for per_claim in outcomes:
+    for per_claim in ev.claims:
         h = headline(per_claim)
         c = h.claim
-        claims_json.append({"id": c.id, **h.as_json(), "unit": c.unit, "published": c.published,
+        claims_json.append({"id": c.id, **_as_json(h), "unit": c.unit, "published": c.published,
                             "statement": c.statement, "source": c.source,
-                            "history": [o.as_json() for o in per_claim]})
-    _write(out / "claims.json", json.dumps(claims_json, indent=2) + "\n")
+                            "history": [_as_json(o) for o in per_claim]})
+    write_atomic(out / "claims.json", json.dumps(claims_json, indent=2) + "\n")
     others = {d.name: json.loads((d / "claims.json").read_text()) for d in sorted(out.parent.iterdir())
               if d != out and (d / "claims.json").is_file()}  # the other profiles' committed verdicts
-    scales = {**others, (profile or out.name): claims_json}
-    _write(out / "REPORT.md", _markdown(profile or out.name, table, outcomes, book, figures, tuned, scales, not_run))
+    scales = {**others, ev.profile: claims_json}
+    write_atomic(out / "REPORT.md", _markdown(ev.profile, ev.table, ev.claims, ev.book, figures, ev.tuned, scales,
+                                              ev.not_run))
     return out / "REPORT.md"
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 # --- the markdown ----------------------------------------------------------------------------
@@ -337,7 +239,7 @@ def _deviations(outcomes: list[list[Outcome]], book: ledger.Ledger) -> list[str]
             o = by_claim.get(d.claim, {}).get(n)
             if o is not None:
                 lines.append(f"   - v{n}: **{o.result.verdict}**, {_effect(o)} ({o.version.criterion})")
-    if book.recertifications:  # changes of code that moved no number (python -m bnexp.claims.ledger recertify)
+    if book.recertifications:  # changes of code that moved no number (python -m bnexp.method.ledger recertify)
         lines += ["", "## Re-certifications", "",
                   "Registered versions whose code changed at a commit without changing any number of their verdicts "
                   "on any committed or hand-made table; the new hash is accepted beside the registered one."]

@@ -37,9 +37,9 @@ def config_key(root: DictConfig) -> str:
 
 
 def seeds(spec, claim: str) -> str:
-    from bnexp.claims import ledger
+    from bnexp.method.ledger.seeds import seeds_for
 
-    return ledger.seeds_for(spec, claim)
+    return seeds_for(spec, claim)
 
 
 def tuned(profile: str, question: str, arm: str | None = None) -> float:

@@ -1,5 +1,5 @@
 """Hand-made endpoint tables: small tables whose verdicts the tests work out by hand. The tests of
-tests/test_report.py read them, and `python -m bnexp.claims.ledger recertify` recomputes every
+tests/test_report.py read them, and `python -m bnexp.method.ledger recertify` recomputes every
 registered version on them (`hand_made()`), beside the committed endpoints tables, before it
 accepts a changed code hash."""
 

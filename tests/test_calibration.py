@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bnexp import calibration
-from bnexp.claims.common import Question, Use
+from bnexp.method.contract import Question, Use
 
 LR = Question("toy/lr", "lr", ("plain", "bn"))
 SHARED = Question("toy/shared", "lr", ("plain", "bn"), rule="shared")
@@ -63,20 +63,15 @@ def test_a_verdict_run_made_with_another_value_than_the_tuned_one_is_not_confirm
             Use("toy/lr", "choice_arm", "toy/bn_shared", "plain"))
     rows = pd.DataFrame({"choice_arm": ["toy/plain", "toy/bn", "toy/bn_shared"] * 2,
                          "lr": [0.03, 0.1, 0.03, 0.03, 0.1, 0.03]})
-    from bnexp.calibration import conformity
+    from bnexp.method.ledger.rules import conformity
 
-    by_id = {q.id: q for q in calibration.questions()}
-    by_id["toy/lr"] = LR
-    original = calibration.questions
-    try:
-        calibration.questions = lambda: list(by_id.values())
-        assert conformity(uses, rows, answers) == []
-        rows.loc[5, "lr"] = 0.1  # one BN-at-plain's-lr run made with BN's own lr
-        assert conformity(uses, rows, answers) == ["1 of 2 runs of toy/bn_shared were made with lr other than the "
-                                                   "tuned 0.03"]
-        assert conformity(uses, rows, {}) == ["its constants were never calibrated at this profile (no tuned.json)"]
-    finally:
-        calibration.questions = original
+    questions = {"toy/lr": LR}
+    assert conformity(uses, rows, answers, questions) == []
+    rows.loc[5, "lr"] = 0.1  # one BN-at-plain's-lr run made with BN's own lr
+    assert conformity(uses, rows, answers, questions) == ["1 of 2 runs of toy/bn_shared were made with lr other "
+                                                          "than the tuned 0.03"]
+    assert conformity(uses, rows, {}, questions) == ["its constants were never calibrated at this profile "
+                                                     "(no tuned.json)"]
 
 
 def test_the_resolver_reads_the_profile_s_choice_or_refuses_in_one_line(tmp_path, monkeypatch):
@@ -96,7 +91,7 @@ def test_the_committed_quick_choices_recompute_from_the_committed_table():
     """results/quick/tuned.json is what the committed table's tuning rows give, and those rows are
     tuning seeds scored on a validation split."""
     from bnexp import endpoints
-    from bnexp.claims import ledger
+    from bnexp.method import ledger
     from tests.conftest import ROOT
 
     results = ROOT / "results" / "quick"

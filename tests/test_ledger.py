@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from bnexp.claims import all_claims, by_id, ledger
-from bnexp.claims.ledger import Entry, Ledger
+from bnexp.claims import all_claims, by_id
+from bnexp.method import ledger
+from bnexp.method.ledger import Entry, Ledger
 from tests.conftest import ROOT
 
 
@@ -29,8 +30,7 @@ def _edited_claim(tmp_path, name: str, old: str, new: str):
     spec = importlib.util.spec_from_file_location(f"bnexp.claims.{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    claim = by_id()[name]
-    return type(claim)(**{**claim.__dict__, "versions": dict(module.VERSIONS), "module": module})
+    return module.CLAIM
 
 
 def test_changing_a_registered_verdict_fails_the_check(tmp_path):
@@ -43,8 +43,9 @@ def test_changing_a_registered_verdict_fails_the_check(tmp_path):
 
 
 def test_comments_and_docstrings_are_not_changes(tmp_path):
-    edited = _edited_claim(tmp_path, "lr_tolerance", "def verdict_v1(t: pd.DataFrame):",
-                           "def verdict_v1(t: pd.DataFrame):  # a new comment\n    \"\"\"A new docstring.\"\"\"")
+    signature = "def verdict_v1(t: pd.DataFrame, ctx: Context):"
+    edited = _edited_claim(tmp_path, "lr_tolerance", signature,
+                           signature + "  # a new comment\n    \"\"\"A new docstring.\"\"\"")
     assert not [p for p in ledger.check([edited], ledger.load()) if "lr_tolerance" in p]
 
 
@@ -71,15 +72,18 @@ def _git(*args):
 
 def test_confirmatory_only_on_clean_runs_made_after_the_registration(monkeypatch):
     head, parent = _git("rev-parse", "HEAD"), _git("rev-parse", "HEAD~1")
-    monkeypatch.setattr(ledger, "registration_commit", lambda h: parent)
+    from bnexp.method.ledger import rules
+
+    monkeypatch.setattr(rules, "registration_commit", lambda h: parent)
     entry = Entry("c", 2, "h", (10, 14), "why")
     after = pd.DataFrame({"git_commit": [head, parent], "git_dirty": [False, False], "status": "completed"})
-    assert ledger.status(entry, "h", after) == (ledger.CONFIRMATORY, [])
-    monkeypatch.setattr(ledger, "registration_commit", lambda h: head)
-    state, reasons = ledger.status(entry, "h", after)
+    assert rules.by_registration(entry, "h", after) == (ledger.CONFIRMATORY, [])
+    monkeypatch.setattr(rules, "registration_commit", lambda h: head)
+    state, reasons = rules.by_registration(entry, "h", after)
     assert state == ledger.EXPLORATORY and "1 of 2 runs were made by code older than its registration" in reasons[0]
-    assert ledger.status(entry, "changed", after)[0] == ledger.EXPLORATORY  # code differs from the hash
-    assert ledger.status(Entry("c", 2, "h", (0, 2), "why", reuses=1), "h", after.iloc[:1])[0] == ledger.EXPLORATORY
+    assert rules.by_registration(entry, "changed", after)[0] == ledger.EXPLORATORY  # code differs from the hash
+    reused = Entry("c", 2, "h", (0, 2), "why", reuses=1)
+    assert rules.by_registration(reused, "h", after.iloc[:1])[0] == ledger.EXPLORATORY
 
 
 def test_dirty_failed_and_foreign_runs_are_counted_and_left_out():
@@ -101,7 +105,7 @@ def test_every_registered_version_names_its_seeds_and_reason(claim):
 
 
 def test_sweeps_take_their_seeds_from_the_ledger(tmp_path):
-    from bnexp.claims.ledger import seeds_for
+    from bnexp.method.ledger import seeds_for
 
     path = tmp_path / "ledger.yaml"
     path.write_text("tuning_seeds: [9000, 9999]\nversions:\n"
@@ -125,7 +129,7 @@ def _clone_with(tmp_path, edit: tuple[str, str], name: str):
     committed; returns the clone."""
     repo = tmp_path / name
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-    stats = repo / "bnexp" / "claims" / "stats.py"
+    stats = repo / "bnexp" / "method" / "stats.py"
     assert edit[0] in stats.read_text()
     stats.write_text(stats.read_text().replace(*edit))
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -140,7 +144,7 @@ def _committed_ledger(repo) -> str:
 
 def _recertify(repo, *args):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(repo)}
-    return subprocess.run([sys.executable, "-m", "bnexp.claims.ledger", "recertify", *args],
+    return subprocess.run([sys.executable, "-m", "bnexp.method.ledger", "recertify", *args],
                           capture_output=True, text=True, cwd=repo, env=env, timeout=600)
 
 
@@ -156,7 +160,7 @@ def test_a_pure_rename_in_shared_code_is_recertified_and_a_changed_rounding_is_r
     rec = book["recertifications"][-1]
     head = subprocess.run(["git", "-C", str(renamed), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     assert rec["commit"] == head.strip() and rec["reason"] == "stats._clean renamed" and rec["tables"] >= 3
-    check = subprocess.run([sys.executable, "-m", "bnexp.claims.ledger", "check"], capture_output=True, text=True,
+    check = subprocess.run([sys.executable, "-m", "bnexp.method.ledger", "check"], capture_output=True, text=True,
                            cwd=renamed, env={**os.environ, "PYTHONPATH": str(renamed)})
     problems = check.stdout.splitlines()
     assert problems and not any(p.startswith("lr_tolerance v2:") for p in problems)  # accepted; the rest not yet

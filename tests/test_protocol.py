@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from bnexp.claims import lr_tolerance, small_batch
-from bnexp.claims.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE
+from bnexp.method.contract import Context
+from bnexp.method.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE
 
 
 def small_batch_table(seeds, err: dict[str, float], noise: float = 0.001) -> pd.DataFrame:
@@ -21,7 +22,7 @@ def small_batch_table(seeds, err: dict[str, float], noise: float = 0.001) -> pd.
 def test_a_failed_guard_makes_its_part_untestable_not_not_reproduced():
     # BN rises 10 points from 128 to 2; GN trails BN by 16 points already at 128 (the quick regime)
     t = small_batch_table(range(11, 14), {"bn": 0.62, "ghost2": 0.72, "gn": 0.78})
-    r = small_batch.verdict_v3(t)
+    r = small_batch.verdict_v3(t, Context())
     assert r.verdict == UNTESTABLE
     assert r.derived["deciding"] == "BN error at 2 images per statistic minus GN error"
     assert not r.derived["guards"]["GN's test error minus BN's at 128 images per statistic (mean over seeds)"]["holds"]
@@ -32,19 +33,19 @@ def test_a_failed_guard_makes_its_part_untestable_not_not_reproduced():
 
 def test_with_the_guard_holding_the_same_part_is_decided():
     t = small_batch_table(range(11, 14), {"bn": 0.62, "ghost2": 0.72, "gn": 0.63})
-    assert small_batch.verdict_v3(t).verdict == REPRODUCED
+    assert small_batch.verdict_v3(t, Context()).verdict == REPRODUCED
     # ... and a part that clearly fails decides, guard or not
     t = small_batch_table(range(11, 14), {"bn": 0.62, "ghost2": 0.50, "gn": 0.78})
-    r = small_batch.verdict_v3(t)
+    r = small_batch.verdict_v3(t, Context())
     assert r.verdict == NOT_REPRODUCED and r.derived["deciding"] == "BN error at 2 minus at 128 images per statistic"
 
 
 def test_a_borderline_claim_asks_for_the_next_look_and_is_read_at_it():
     err = {"bn": 0.62, "ghost2": 0.675, "gn": 0.63}  # a rise of 5.5 points against a 5-point bar
-    three = small_batch.verdict_v3(small_batch_table(range(11, 14), err, noise=0.01))
+    three = small_batch.verdict_v3(small_batch_table(range(11, 14), err, noise=0.01), Context())
     assert three.verdict == INCONCLUSIVE and three.derived["next_seeds"] == 5
     assert any("the next look needs 5 seeds" in line for line in three.detail)
-    five = small_batch.verdict_v3(small_batch_table(range(11, 16), err, noise=0.01))
+    five = small_batch.verdict_v3(small_batch_table(range(11, 16), err, noise=0.01), Context())
     assert [lk["n"] for lk in five.derived["looks"]] == [3, 5]
     assert five.derived["seeds"] == [11, 12, 13, 14, 15]
 
@@ -53,19 +54,19 @@ def test_a_look_with_a_seed_missing_a_run_is_not_taken_but_asked_for_again():
     """A table committed in the middle of a look (one arm of its last seeds still training): the
     report leaves the unfinished seeds out, so the verdict stays at the look before, which asks
     for the unfinished look's seeds."""
-    from bnexp.report import _whole_seeds
+    from bnexp.evaluation import whole_seeds
 
     err = {"bn": 0.62, "ghost2": 0.675, "gn": 0.63}
     full = small_batch_table(range(11, 16), err, noise=0.01)
-    part, left_out = _whole_seeds(full[~((full["seed"] >= 14) & (full["arm"] == "gn"))])
+    part, left_out = whole_seeds(full[~((full["seed"] >= 14) & (full["arm"] == "gn"))])
     assert left_out == 4 and sorted(part["seed"].unique()) == [11, 12, 13]
-    r = small_batch.verdict_v3(part)
+    r = small_batch.verdict_v3(part, Context())
     assert [lk["n"] for lk in r.derived["looks"]] == [3] and r.derived["next_seeds"] == 5
-    assert _whole_seeds(full)[1] == 0 and small_batch.verdict_v3(full).derived["looks"][-1]["n"] == 5
+    assert whole_seeds(full)[1] == 0 and small_batch.verdict_v3(full, Context()).derived["looks"][-1]["n"] == 5
 
 
 def test_neighbouring_choices_are_reported_beside_the_verdict():
-    r = small_batch.verdict_v3(small_batch_table(range(11, 14), {"bn": 0.62, "ghost2": 0.72, "gn": 0.63}))
+    r = small_batch.verdict_v3(small_batch_table(range(11, 14), {"bn": 0.62, "ghost2": 0.72, "gn": 0.63}), Context())
     choices = {s["choice"]: s["verdict"] for s in r.derived["sensitivity"]}
     assert set(choices) == {"rise >= 0.03", "rise >= 0.07", "GN on par within 0.02", "GN on par within 0.05"}
     assert choices["rise >= 0.03"] == REPRODUCED

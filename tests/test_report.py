@@ -11,6 +11,7 @@ import pytest
 
 from bnexp import calibration, endpoints, report
 from bnexp.claims import all_claims, by_id
+from bnexp.method.contract import Context
 from tests import tables
 from tests.conftest import ROOT
 
@@ -69,7 +70,7 @@ def test_claims_json_names_every_claim_with_version_status_and_counts():
 def test_convergence_counts_a_run_that_never_reaches_the_target_as_slow():
     """v0 counted a run that diverged at step 21 as 2 x 21 steps (fast); v1 as 2 x the planned length."""
     t = tables.convergence_v1(tables.convergence_v1_runs())
-    v0, v1 = (by_id()["convergence"].versions[n].verdict(t) for n in (0, 1))
+    v0, v1 = (by_id()["convergence"].versions[n].verdict(t, Context()) for n in (0, 1))
     assert v1.derived["best_lr"] == {"bn": 0.02, "plain": 0.02}
     assert v1.effect == pytest.approx((20 * 21 * 22 / (90 * 91 * 92)) ** (1 / 3))
     assert v0.derived["best_lr"]["plain"] == 0.5  # the diverged lr looked fastest under v0
@@ -77,7 +78,7 @@ def test_convergence_counts_a_run_that_never_reaches_the_target_as_slow():
 
 def test_small_batch_pairs_the_gn_and_bn_rises_by_seed():
     t = tables.small_batch_v1()  # shuffled: order must not matter
-    res = by_id()["small_batch"].versions[1].verdict(t)
+    res = by_id()["small_batch"].versions[1].verdict(t, Context())
     assert res.verdict == "reproduced", res.detail
     assert res.effect == pytest.approx((0.3 + 0.2 + 0.35) / 3)
 
@@ -92,7 +93,7 @@ def test_lr_tolerance_v2_brackets_each_boundary_from_the_probes_and_pairs_the_ra
     brackets = lr_tolerance.brackets_v2(t)
     assert (brackets.loc[("plain", 3), "low"], brackets.loc[("plain", 3), "high"]) == (0.0316, 0.0562)
     assert (brackets.loc[("bn", 5), "low"], brackets.loc[("bn", 5), "high"]) == (2.37, 3.16)
-    res = v.verdict(t)
+    res = v.verdict(t, Context())
     assert res.verdict == "reproduced" and res.ci_low >= 4, res.detail
     # every plain probe failing: its bracket starts at the assumed low end of 0.01
     t.loc[t["choice_model"] == "plain", "trains"] = False
@@ -103,17 +104,17 @@ def test_init_insensitivity_v2_decides_nothing_when_plain_never_trains():
     from bnexp.claims import init_insensitivity as ii
 
     table = tables.init_insensitivity_v2(0.3, ii.REFERENCE_V2)
-    good = ii.verdict_v2(table)
+    good = ii.verdict_v2(table, Context())
     assert good.verdict == "reproduced", good.detail  # BN keeps ~0.9 of its gain, plain 1/6
     assert good.effect == pytest.approx(ii.kept_v2(table)["kept"]["bn"].mean() - 1 / 6, rel=1e-2)
-    bad = ii.verdict_v2(tables.init_insensitivity_v2(0.12, ii.REFERENCE_V2))
+    bad = ii.verdict_v2(tables.init_insensitivity_v2(0.12, ii.REFERENCE_V2), Context())
     assert bad.verdict == "inconclusive" and any("did not train under careful init" in d for d in bad.detail)
 
 
 def test_gradient_flow_v2_reads_the_gradient_size_across_scales_at_the_criterion_depth():
     from bnexp.claims import gradient_flow as gf
 
-    res = gf.verdict_v2(tables.gradient_flow_v2(gf.DEPTH_V2))
+    res = gf.verdict_v2(tables.gradient_flow_v2(gf.DEPTH_V2), Context())
     assert res.verdict == "reproduced", res.detail
     want = [(1 + 0.2 * s) / (1 + 0.05 * s) * 4.0 ** (gf.DEPTH_V2 - 1) for s in (3, 4, 5)]  # plain's x2 / x0.5
     assert res.effect == pytest.approx(float(np.exp(np.log(want).mean())), rel=1e-9)
@@ -122,36 +123,37 @@ def test_gradient_flow_v2_reads_the_gradient_size_across_scales_at_the_criterion
 def test_small_batch_v2_needs_both_the_rise_and_gn_beating_bn_at_two_images():
     from bnexp.claims import small_batch as sb
 
-    assert sb.verdict_v2(tables.small_batch_v2(0.62)).verdict == "reproduced"
-    res = sb.verdict_v2(tables.small_batch_v2(0.80))  # BN degrades, but GN is worse still
+    assert sb.verdict_v2(tables.small_batch_v2(0.62), Context()).verdict == "reproduced"
+    res = sb.verdict_v2(tables.small_batch_v2(0.80), Context())  # BN degrades, but GN is worse still
     assert res.verdict == "not reproduced" and res.effect == pytest.approx(0.10), res.detail
 
 
 def test_convergence_v2_counts_steps_to_a_fixed_target_and_censors_at_twice_the_plan():
     from bnexp.claims import convergence as cv
 
-    res = cv.verdict_v2(tables.convergence_v2({3: (8, 56), 4: (16, 64), 5: (8, 48), 6: (8, None)}))
+    res = cv.verdict_v2(tables.convergence_v2({3: (8, 56), 4: (16, 64), 5: (8, 48), 6: (8, None)}), Context())
     want = [8 / 56, 16 / 64, 8 / 48, 8 / (2 * 138)]  # seed 6's plain never reaches the target: 276 steps
     assert res.effect == pytest.approx(float(np.exp(np.log(want).mean())))
     assert any("BN at plain's lr" in d for d in res.detail) and "never reached: plain 1" in res.detail[-1]
-    assert cv.verdict_v2(tables.convergence_v2({3: (8, 56), 4: (8, 64), 5: (8, 48)})).verdict == "reproduced"
+    fast = tables.convergence_v2({3: (8, 56), 4: (8, 64), 5: (8, 48)})
+    assert cv.verdict_v2(fast, Context()).verdict == "reproduced"
 
 
 def test_dropout_redundancy_v2_is_undecided_unless_dropout_helps_the_plain_net():
     from bnexp.claims import dropout_redundancy as dr
 
-    assert dr.verdict_v2(tables.dropout_redundancy_v2(0.04, 0.0)).verdict == "reproduced"
-    assert dr.verdict_v2(tables.dropout_redundancy_v2(0.014, 0.026)).verdict == "not reproduced"
-    res = dr.verdict_v2(tables.dropout_redundancy_v2(0.0, 0.0))
+    assert dr.verdict_v2(tables.dropout_redundancy_v2(0.04, 0.0), Context()).verdict == "reproduced"
+    assert dr.verdict_v2(tables.dropout_redundancy_v2(0.014, 0.026), Context()).verdict == "not reproduced"
+    res = dr.verdict_v2(tables.dropout_redundancy_v2(0.0, 0.0), Context())
     assert res.verdict == "inconclusive" and "did not clearly help" in res.detail[-1]
 
 
 def test_sigmoid_v2_needs_the_accuracy_gain_on_the_cnn_and_less_drift_in_the_mlp():
     from bnexp.claims import sigmoid as sg
 
-    assert sg.verdict_v2(tables.sigmoid_v2(0.26, 0.06)).verdict == "reproduced"
-    assert sg.verdict_v2(tables.sigmoid_v2(0.26, 20.0)).verdict == "not reproduced"  # BN's inputs drift more
-    assert sg.verdict_v2(tables.sigmoid_v2(0.10, 0.06)).verdict == "not reproduced"
+    assert sg.verdict_v2(tables.sigmoid_v2(0.26, 0.06), Context()).verdict == "reproduced"
+    assert sg.verdict_v2(tables.sigmoid_v2(0.26, 20.0), Context()).verdict == "not reproduced"  # BN's inputs drift more
+    assert sg.verdict_v2(tables.sigmoid_v2(0.10, 0.06), Context()).verdict == "not reproduced"
 
 
 def test_landscape_v2_leaves_out_the_probe_at_initialisation(tmp_path):

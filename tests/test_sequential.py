@@ -4,8 +4,8 @@ the repeated confidence intervals the verdicts read."""
 import numpy as np
 import pytest
 
-from bnexp.claims import sequential
-from bnexp.claims.sequential import Plan
+from bnexp.method import sequential
+from bnexp.method.sequential import Plan
 
 # Jennison & Turnbull (2000), Group Sequential Methods with Applications to Clinical Trials,
 # Table 2.1 (Pocock's C_P) and Table 2.3 (O'Brien & Fleming's C_B): two-sided tests, alpha 0.05,

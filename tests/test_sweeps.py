@@ -418,14 +418,14 @@ def test_a_bisection_without_a_pass_rule_or_with_an_empty_bracket_is_refused(tmp
         assert r.returncode == 2 and message in err and not (tmp_path / "sweep" / "bisection.json").exists(), err
 
 
-def _reproduce_module(monkeypatch):
-    import importlib.util
+def _headlines(next_seeds: dict[str, int | None]):
+    """A stand-in evaluation whose claims' plans ask for these seeds next."""
+    from types import SimpleNamespace
 
-    spec = importlib.util.spec_from_file_location("reproduce_under_test", ROOT / "scripts" / "reproduce.py")
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, mod)  # its dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    from bnexp.method.contract import Result
+
+    return SimpleNamespace(headlines=lambda: {c: SimpleNamespace(result=Result("inconclusive", derived={
+        "next_seeds": n, "looks": []})) for c, n in next_seeds.items()})
 
 
 def test_sweeps_of_a_stage_share_the_jobs_side_by_side_largest_first(monkeypatch, tmp_path):
@@ -436,7 +436,8 @@ def test_sweeps_of_a_stage_share_the_jobs_side_by_side_largest_first(monkeypatch
     import argparse
     from types import SimpleNamespace
 
-    mod = _reproduce_module(monkeypatch)
+    from bnexp.pipeline import schedule as mod
+
     sizes = {"a": (5.0, 40), "b": (9.0, 40), "c": (1.0, 1), "d": (3.0, 40)}  # work, width
 
     class Proc:
@@ -498,7 +499,8 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
     import argparse
     from collections import Counter
 
-    mod = _reproduce_module(monkeypatch)
+    from bnexp.pipeline import looks as mod
+
     launched, looks = [], {"convergence": 0, "landscape": 0}
 
     def stage(sweeps, a, jobs, root):
@@ -507,13 +509,12 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
             looks[n] += 1
         return [], Counter()
 
-    def report(root, profile):  # convergence stays borderline at every look; landscape decides at its first
-        plan = {"convergence": [5, 8, None][looks["convergence"] - 1], "landscape": None}
-        (root / "claims.json").write_text(json.dumps(
-            [{"id": c, "verdict": "inconclusive", "sequential": {"next_seeds": n}} for c, n in plan.items()]))
+    def evaluated(root, profile):  # convergence stays borderline at every look; landscape decides at its first
+        return _headlines({"convergence": [5, 8, None][looks["convergence"] - 1], "landscape": None})
 
     monkeypatch.setattr(mod, "run_stage", stage)
-    monkeypatch.setattr(mod, "write_report", report)
+    monkeypatch.setattr(mod, "evaluate_profile", evaluated)
+    monkeypatch.setattr(mod, "write_report", lambda root, profile, evaluation: None)
     monkeypatch.setattr(mod.endpoints, "write", lambda root: None)
     a = argparse.Namespace(profile="quick", overrides=["train.epochs=1"])
     mod.verdict_stage(["convergence", "landscape"], a, 2, tmp_path)
@@ -537,11 +538,9 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
     looks.update(convergence=0, landscape=0)
 
     def resumed(root, profile):
-        asks = {1: 8, 2: 8}[looks["landscape"]]
-        (root / "claims.json").write_text(json.dumps(
-            [{"id": "landscape", "verdict": "inconclusive", "sequential": {"next_seeds": asks}}]))
+        return _headlines({"landscape": {1: 8, 2: 8}[looks["landscape"]]})
 
-    monkeypatch.setattr(mod, "write_report", resumed)
+    monkeypatch.setattr(mod, "evaluate_profile", resumed)
     mod.verdict_stage(["landscape"], a, 2, tmp_path)
     assert launched == [[("landscape", ("profile.seeds=verdict:1-3",))],
                         [("landscape", ("profile.seeds=verdict:6-8",))]]

@@ -1,64 +1,40 @@
-"""The claims of CLAIMS.md, one module each in this folder, found by looking at what is here.
+"""The claims of CLAIMS.md, one module each in this folder and nothing else.
 
-A claim module defines
-    STATEMENT, SOURCE, PUBLISHED, UNIT   what is claimed, by whom, the published numbers, the effect's unit
-    ORDER                                its place in the report
-    NOTES = ("...", ...)                 optional: what a reader needs to read its numbers (in the report)
-    VERSIONS = {1: Version(...), ...}    every version of its criterion, each registered in ledger.yaml
-    figure(table, curves, result)        optional: its figure, from the endpoints table and the curves
-    curves(record)                       optional: the series (name, step, value) its figure draws
-The module's name is the claim's id. Adding a claim is adding a module (and its experiment
-config and profile budget); nothing else lists the claims.
+Each module ends with one declaration, `CLAIM = Claim(...)` (bnexp/method/contract.py): its
+statement, source, published numbers and unit, its place in the report, its tuning questions,
+every version of its criterion (each registered in ledger.yaml beside this file), and optionally
+its figure and the curves the figure draws. The module's name is the claim's id. Adding a claim
+is adding a module, its experiment config, its budget lines and its registration; nothing else
+lists the claims.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
-from types import ModuleType
 
-from bnexp.claims.common import Version
-
-SUPPORT = {"common", "ledger", "protocol", "sequential", "stats"}  # modules here that are not claims
+from bnexp.method.contract import Claim
 
 
-@dataclass(frozen=True)
-class Claim:
-    id: str
-    statement: str
-    source: str
-    published: str
-    unit: str
-    order: int
-    versions: dict[int, Version]
-    figure: Callable | None
-    curves: Callable | None
-    module: ModuleType
-    notes: tuple[str, ...] = ()
-
-    @property
-    def latest(self) -> int:
-        return max(self.versions)
-
-    @property
-    def exact(self) -> bool:
-        """An exact property, measured afresh rather than read off runs."""
-        return self.versions[self.latest].measure is not None
+class ClaimError(TypeError):
+    """A module in bnexp/claims/ that does not declare its claim as the contract asks."""
 
 
-def _claim(module: ModuleType) -> Claim:
-    m = module
-    return Claim(m.__name__.rsplit(".", 1)[1], m.STATEMENT, m.SOURCE, m.PUBLISHED, m.UNIT, m.ORDER, dict(m.VERSIONS),
-                 getattr(m, "figure", None), getattr(m, "curves", None), m, tuple(getattr(m, "NOTES", ())))
+def _claim(name: str) -> Claim:
+    module = importlib.import_module(f"{__name__}.{name}")
+    claim = getattr(module, "CLAIM", None)
+    if not isinstance(claim, Claim):
+        raise ClaimError(f"bnexp/claims/{name}.py: a claim module ends with `CLAIM = Claim(...)` "
+                         "(bnexp/method/contract.py); it has none")
+    if claim.id != name:
+        raise ClaimError(f"bnexp/claims/{name}.py: its CLAIM has id {claim.id!r}; a claim's id is its module's name")
+    return claim
 
 
 @cache
 def all_claims() -> tuple[Claim, ...]:
-    found = [_claim(importlib.import_module(f"{__name__}.{info.name}"))
-             for info in pkgutil.iter_modules(__path__) if info.name not in SUPPORT]
+    found = [_claim(info.name) for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
     return tuple(sorted(found, key=lambda c: (c.order, c.id)))
 
 

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from bnexp import exact
-from bnexp.claims.common import Version, exact_result
+import pandas as pd
 
-STATEMENT = "A conv bias before BN is cancelled."
-SOURCE = "the BN notes"
-PUBLISHED = "The mean subtraction removes any per-channel constant."
-UNIT = "max error"
-ORDER = 130
+from bnexp import exact
+from bnexp.method.contract import Claim, Context, Version, exact_result
 
 TOLERANCE_V1 = 1e-10
 
 
-def verdict_v1(t, measured: dict[str, float]):
-    return exact_result(measured, TOLERANCE_V1)
+def verdict_v1(t: pd.DataFrame, ctx: Context):
+    return exact_result(ctx.measured, TOLERANCE_V1)
 
 
 VERSIONS = {1: Version(f"output unchanged, bias gradient 0 (to {TOLERANCE_V1:g})", "exact check (float64)", None,
                        verdict_v1, measure=exact.bias_redundancy)}
+
+
+CLAIM = Claim(
+    "bias_redundancy",
+    statement="A conv bias before BN is cancelled.",
+    source="the BN notes",
+    published="The mean subtraction removes any per-channel constant.",
+    unit="max error",
+    order=130,
+    versions=VERSIONS,
+)

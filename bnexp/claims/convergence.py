@@ -9,16 +9,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims import protocol as pr
-from bnexp.claims.common import Question, Use, Version, arm, final_acc, from_estimate
-from bnexp.claims.stats import decide, paired, per_seed, t_interval
+from bnexp.method import protocol as pr
+from bnexp.method.contract import Claim, Context, Question, Use, Version, from_estimate
+from bnexp.method.readings import arm, final_acc
+from bnexp.method.stats import bracket_interval, decide, paired, per_seed, t_interval
 from bnexp.records import Record
-
-STATEMENT = "BN trains in fewer steps."
-SOURCE = "Ioffe & Szegedy 2015"
-PUBLISHED = "Steps to 72.2%: Inception 31.0M, BN-Baseline 13.3M (0.43x), BN-x5 2.1M (0.07x)."
-UNIT = "ratio"
-ORDER = 20
 
 # --- v0 and v1: steps to 90% of plain's best accuracy, each model at its best lr -----------------
 # v0 is the rule the first quick report used; v1 changed how a run that never reaches the
@@ -63,11 +58,11 @@ def _steps_to_target(t: pd.DataFrame, censored_at: pd.Series, censor_words: str)
                          {"target": target, "best_lr": best_lr})
 
 
-def verdict_v0(t: pd.DataFrame):
+def verdict_v0(t: pd.DataFrame, ctx: Context):
     return _steps_to_target(t, CENSOR_V1 * t["steps"].astype(float), f"{CENSOR_V1}x their own length")
 
 
-def verdict_v1(t: pd.DataFrame):
+def verdict_v1(t: pd.DataFrame, ctx: Context):
     planned = float(t["steps"].max())
     return _steps_to_target(t, pd.Series(CENSOR_V1 * planned, index=t.index),
                             f"{CENSOR_V1 * planned:.0f} steps ({CENSOR_V1}x the planned length)")
@@ -84,7 +79,7 @@ def endpoints_v2(rec: Record) -> dict:
     return endpoints_v1(rec) | {"arm": arm(rec)}
 
 
-def verdict_v2(t: pd.DataFrame):
+def verdict_v2(t: pd.DataFrame, ctx: Context):
     planned = float(t["steps"].max())
     t = t.assign(to_target=t["acc_curve"].map(lambda c: _first_step(c, TARGET_V2)).fillna(CENSOR_V2 * planned))
 
@@ -140,26 +135,27 @@ def _ratio_brackets(t: pd.DataFrame, target: float) -> tuple[list[float], list[f
     return lows, highs
 
 
-def _target(ctx: dict, fraction: float) -> float:
-    answer = ctx.get("tuned", {}).get("convergence/target")
+def _target(ctx: Context, fraction: float) -> float:
+    answer = ctx.tuned.get("convergence/target")
     return fraction * float(answer["reference_val_acc"]) if answer else float("nan")
 
 
-def protocol_v3(fraction: float = FRACTION_V3, neighbours: bool = True) -> pr.Protocol:
+def _protocol_v3(fraction: float) -> pr.Protocol:
     part = pr.Part(f"steps to {fraction:g} x plain's tuned validation accuracy, BN / plain",
                    lambda r, c: _ratio_brackets(r, _target(c, fraction)), THRESHOLD_V3, False, log=True)
     guard = pr.Guard("plain's tuned validation accuracy (the target's reference)",
                      lambda r, c: _target(c, 1.0), MEANINGFUL_V3, True, (),
                      "plain does not learn in this regime, so a target relative to it is near chance")
-    base = pr.Protocol((part,), guards=(guard,))
-    if not neighbours:
-        return base
-    return pr.Protocol(base.parts, base.plan, base.guards, tuple(
-        (f"target {f:g} x plain's", lambda f=f: protocol_v3(f, False)) for f in (0.7, 0.9)))
+    return pr.Protocol((part,), guards=(guard,))
 
 
-def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
-    ctx = ctx or {}
+def protocol_v3() -> pr.Protocol:
+    # The neighbouring targets move the statistic itself, not a threshold: each is the protocol rebuilt.
+    return pr.with_neighbours(_protocol_v3(FRACTION_V3),
+                              *((f"target {f:g} x plain's", _protocol_v3(f)) for f in (0.7, 0.9)))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: Context):
     target = _target(ctx, FRACTION_V3)
     planned = float(t["steps"].max())
     steps = t.assign(hit=t["acc_curve"].map(lambda c: _bracket(c, target, planned)[1]))
@@ -172,8 +168,8 @@ def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
             for a, v in steps.groupby("arm")["hit"].mean().items())
               + ("; never reached: " + ", ".join(f"{a} {n}" for a, n in never.items()) if len(never) else "")]
     if "bn_shared" in set(t["arm"]):
-        shared = pr.rci_bracket(*_ratio_brackets(t.assign(arm=t["arm"].replace({"bn": "bn_own", "bn_shared": "bn"})),
-                                                 target), 2.0, log=True)
+        shared = bracket_interval(*_ratio_brackets(t.assign(arm=t["arm"].replace({"bn": "bn_own", "bn_shared": "bn"})),
+                                                   target), log=True, multiplier=2.0)
         detail.append(f"BN at plain's lr / plain (descriptive): midpoint {shared.mean:.3g}")
     ref = float(t[t["arm"] == "bn"]["final_acc"].mean())
     return pr.verdict(protocol_v3(), t, ctx, detail, {"target": target, "reference_acc": ref, "reference_arm": "BN"})
@@ -207,7 +203,8 @@ VERSIONS = {
                "seeds, O'Brien-Fleming-type spending)",
                endpoints_v2, verdict_v3, "convergence",
                uses=(Use("convergence/lr", "arm", "plain", "plain"), Use("convergence/lr", "arm", "bn", "bn"),
-                     Use("convergence/lr", "arm", "bn_shared", "plain"))),
+                     Use("convergence/lr", "arm", "bn_shared", "plain")),
+               protocol=protocol_v3),
 }
 
 
@@ -228,3 +225,17 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     ax.set(xlabel="training step", ylabel="test accuracy", title="Test accuracy vs steps (constant lr)")
     ax.legend(fontsize=8)
     return fig
+
+
+CLAIM = Claim(
+    "convergence",
+    statement="BN trains in fewer steps.",
+    source="Ioffe & Szegedy 2015",
+    published="Steps to 72.2%: Inception 31.0M, BN-Baseline 13.3M (0.43x), BN-x5 2.1M (0.07x).",
+    unit="ratio",
+    order=20,
+    versions=VERSIONS,
+    tuning=TUNING,
+    figure=figure,
+    curves=curves,
+)

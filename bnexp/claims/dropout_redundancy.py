@@ -6,16 +6,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims import protocol as pr
-from bnexp.claims.common import Question, Use, Version, arm, final_acc, from_estimate
-from bnexp.claims.stats import INCONCLUSIVE, REPRODUCED, decide, paired, per_seed, t_interval
+from bnexp.method import protocol as pr
+from bnexp.method.contract import Claim, Context, Question, Use, Version, from_estimate
+from bnexp.method.readings import arm, final_acc
+from bnexp.method.stats import INCONCLUSIVE, REPRODUCED, decide, paired, per_seed, t_interval
 from bnexp.records import Record
-
-STATEMENT = "With BN, dropout adds little."
-SOURCE = "Ioffe & Szegedy 2015; the BN notes"
-PUBLISHED = "BN-Inception removed dropout 'without an increase in overfitting'."
-UNIT = "accuracy points"
-ORDER = 50
 
 # --- v1: the criterion as first written ----------------------------------------------------------
 
@@ -26,7 +21,7 @@ def endpoints_v1(rec: Record) -> dict:
     return {"final_acc": final_acc(rec)}
 
 
-def verdict_v1(t: pd.DataFrame):
+def verdict_v1(t: pd.DataFrame, ctx: Context):
     gains, detail = {}, []
     for model in ("plain", "bn"):
         g = t[t["choice_model"] == model]
@@ -60,7 +55,7 @@ def endpoints_v2(rec: Record) -> dict:
     return {"final_acc": final_acc(rec), "arm": arm(rec)}
 
 
-def verdict_v2(t: pd.DataFrame):
+def verdict_v2(t: pd.DataFrame, ctx: Context):
     def acc(cell: str) -> pd.Series:
         return per_seed(t[t["arm"] == cell], "final_acc")
 
@@ -97,7 +92,7 @@ def _gain_v3(t: pd.DataFrame, model: str) -> pd.Series:
     return (_acc(t, f"{model}_pbest") - _acc(t, f"{model}_p0")).dropna()
 
 
-def protocol_v3(divisor: float = SHARE_DIVISOR_V3, helps: float = HELPS_V3, neighbours: bool = True) -> pr.Protocol:
+def _protocol_v3(divisor: float) -> pr.Protocol:
     part = pr.Part(f"BN's gain from dropout - plain's / {divisor:g}",
                    lambda r, c: paired(_gain_v3(r, "bn"), _gain_v3(r, "plain"), lambda b, a: b - a / divisor),
                    0.0, False)
@@ -106,19 +101,22 @@ def protocol_v3(divisor: float = SHARE_DIVISOR_V3, helps: float = HELPS_V3, neig
                        lambda r, c: float((_acc(r, "plain_p0", "train_acc") - _acc(r, "plain_p0")).mean()),
                        OVERFITS_V3, True, (), "the plain net does not overfit; " + why),
               pr.Guard("dropout's test accuracy gain for plain (mean over seeds)",
-                       lambda r, c: float(_gain_v3(r, "plain").mean()), helps, True, (),
-                     "dropout does not help plain; " + why))
-    base = pr.Protocol((part,), guards=guards)
-    if not neighbours:
-        return base
-    return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("BN gain <= plain gain / 1.5", lambda: protocol_v3(1.5, helps, False)),
-        ("BN gain <= plain gain / 3", lambda: protocol_v3(3.0, helps, False)),
-        ("dropout helps plain by >= 0.005", lambda: protocol_v3(divisor, 0.005, False)),
-        ("dropout helps plain by >= 0.02", lambda: protocol_v3(divisor, 0.02, False))))
+                       lambda r, c: float(_gain_v3(r, "plain").mean()), HELPS_V3, True, (),
+                       "dropout does not help plain; " + why))
+    return pr.Protocol((part,), guards=guards)
 
 
-def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+def protocol_v3() -> pr.Protocol:
+    base = _protocol_v3(SHARE_DIVISOR_V3)
+    helps = base.guards[1]
+    # The divisor moves the statistic itself (a neighbour rebuilt); the guard's bar is a threshold.
+    return pr.with_neighbours(base, ("BN gain <= plain gain / 1.5", _protocol_v3(1.5)),
+                              ("BN gain <= plain gain / 3", _protocol_v3(3.0)),
+                              ("dropout helps plain by >= 0.005", pr.with_guard(base, helps, 0.005)),
+                              ("dropout helps plain by >= 0.02", pr.with_guard(base, helps, 0.02)))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: Context):
     p = t.groupby("arm")["dropout"].first() if "dropout" in t else pd.Series(dtype=float)
     p = t.groupby("arm")["head_dropout"].first() if "head_dropout" in t else p
     gap = (t["train_acc"] - t["final_acc"]).groupby(t["arm"]).mean()
@@ -126,7 +124,7 @@ def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
     detail = ["dropout before the classifier, p: " + ", ".join(f"{a}: {v:g}" for a, v in p.items()),
               "mean test acc: " + ", ".join(f"{a}: {v:.3f}" for a, v in acc.items()),
               "train (dropout on) - test accuracy: " + ", ".join(f"{a}: {v:+.3f}" for a, v in gap.items())]
-    return pr.verdict(protocol_v3(), t, ctx or {}, detail,
+    return pr.verdict(protocol_v3(), t, ctx, detail,
                       {"reference_acc": float(acc.get("bn_p0", float("nan"))), "reference_arm": "BN, no dropout"})
 
 
@@ -153,7 +151,8 @@ VERSIONS = {
                "per-seed accuracy differences, paired by seed; repeated 95% t-intervals (sequential plan: looks at 3, "
                "5, 8 seeds, O'Brien-Fleming-type spending)", endpoints_v2, verdict_v3, "dropout_redundancy",
                uses=(Use("dropout_redundancy/lr", "norm", "none", "none"),
-                     Use("dropout_redundancy/lr", "norm", "batch", "batch"))),
+                     Use("dropout_redundancy/lr", "norm", "batch", "batch")),
+               protocol=protocol_v3),
 }
 
 
@@ -168,3 +167,16 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     axes[1].set(xlabel="dropout p", ylabel="train acc (train mode, dropout on) - test acc", title="Train-test gap")
     fig.tight_layout()
     return fig
+
+
+CLAIM = Claim(
+    "dropout_redundancy",
+    statement="With BN, dropout adds little.",
+    source="Ioffe & Szegedy 2015; the BN notes",
+    published="BN-Inception removed dropout 'without an increase in overfitting'.",
+    unit="accuracy points",
+    order=50,
+    versions=VERSIONS,
+    tuning=TUNING,
+    figure=figure,
+)

@@ -6,16 +6,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims import protocol as pr
-from bnexp.claims.common import Version, final_acc, from_estimate
-from bnexp.claims.stats import combine, decide, paired, per_seed, t_interval
+from bnexp.method import protocol as pr
+from bnexp.method.contract import Claim, Context, Version, from_estimate
+from bnexp.method.readings import final_acc
+from bnexp.method.stats import combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
-
-STATEMENT = "BN keeps gradients from vanishing or exploding."
-SOURCE = "Bjorck et al. 2018; the BN notes"
-PUBLISHED = "Without BN, gradients at initialisation are far larger and heavy-tailed (ResNet-110)."
-UNIT = "ratio"
-ORDER = 60
 
 # --- v1: the criterion as first written ----------------------------------------------------------
 
@@ -35,7 +30,7 @@ def endpoints_v1(rec: Record) -> dict:
             "spread_max": float(g.groupby("step")["value"].agg(_spread).max())}
 
 
-def verdict_v1(t: pd.DataFrame):
+def verdict_v1(t: pd.DataFrame, ctx: Context):
     worst = t.groupby(["choice_model", "seed"])["spread_init"].max()
     bn, plain = t_interval(worst["bn"], log=True), t_interval(worst["plain"], log=True)
     v = combine(decide(bn, BN_MAX_V1, at_least=False), decide(plain, PLAIN_MIN_V1, at_least=True))
@@ -67,7 +62,7 @@ def endpoints_v2(rec: Record) -> dict:
             "grad_train_median": float(g[g["step"] > 0]["value"].median()) if (g["step"] > 0).any() else float("nan")}
 
 
-def verdict_v2(t: pd.DataFrame):
+def verdict_v2(t: pd.DataFrame, ctx: Context):
     def span(rows: pd.DataFrame) -> pd.Series:
         """Per (model, seed): largest / smallest gradient norm at init over the init scales."""
         g = rows.groupby(["choice_model", "seed"])["grad_init"]
@@ -106,22 +101,20 @@ def _spreads(t: pd.DataFrame, model: str) -> pd.Series:
     return per_seed(deep[deep["choice_model"] == model], "spread_init")
 
 
-def protocol_v3(bn_max: float = BN_MAX_V3, ratio: float = PLAIN_OVER_BN_V3, neighbours: bool = True) -> pr.Protocol:
+def protocol_v3() -> pr.Protocol:
     bn = pr.Part("BN's per-layer gradient spread at He init, deepest net", lambda r, c: list(_spreads(r, "bn")),
-                 bn_max, False, log=True)
+                 BN_MAX_V3, False, log=True)
     plain = pr.Part("plain's spread / BN's there", lambda r, c: paired(_spreads(r, "plain"), _spreads(r, "bn"),
-                                                                     lambda a, b: a / b), ratio, True, log=True)
+                                                                     lambda a, b: a / b), PLAIN_OVER_BN_V3, True,
+                    log=True)
     base = pr.Protocol((bn, plain))
-    if not neighbours:
-        return base
-    return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("BN spread <= 5", lambda: protocol_v3(5.0, ratio, False)),
-        ("BN spread <= 20", lambda: protocol_v3(20.0, ratio, False)),
-        ("plain / BN >= 1.5", lambda: protocol_v3(bn_max, 1.5, False)),
-        ("plain / BN >= 3", lambda: protocol_v3(bn_max, 3.0, False))))
+    return pr.with_neighbours(base, ("BN spread <= 5", pr.with_threshold(base, bn, 5.0)),
+                              ("BN spread <= 20", pr.with_threshold(base, bn, 20.0)),
+                              ("plain / BN >= 1.5", pr.with_threshold(base, plain, 1.5)),
+                              ("plain / BN >= 3", pr.with_threshold(base, plain, 3.0)))
 
 
-def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+def verdict_v3(t: pd.DataFrame, ctx: Context):
     one = t[(t["init_scale"] - 1.0).abs() < 1e-9]
     by_depth = one.groupby(["choice_model", "depth"])["spread_init"].median()
     detail = ["median per-layer spread at He init x1 by depth: " + ", ".join(
@@ -133,7 +126,7 @@ def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
                   f"{', '.join(f'{x:g}' for x in sorted(t['init_scale'].unique()))}, deepest net; near-algebraic for "
                   "plain): " + ", ".join(f"{m} {t_interval(span[m], log=True)}" for m in span.index.levels[0]
                                          if m in span.index.get_level_values(0)))
-    return pr.verdict(protocol_v3(), t, ctx or {}, detail)
+    return pr.verdict(protocol_v3(), t, ctx, detail)
 
 
 VERSIONS = {
@@ -150,7 +143,8 @@ VERSIONS = {
                f"plain's is >= {PLAIN_OVER_BN_V3:g}x BN's; the init-scale response is reported, not decided",
                "per-seed spreads (BN) and ratios (plain / BN, paired by seed); repeated 95% t-intervals on their "
                "logs (sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending); both must hold",
-               endpoints_v3, verdict_v3, "gradient_flow"),
+               endpoints_v3, verdict_v3, "gradient_flow",
+               protocol=protocol_v3),
 }
 
 
@@ -201,3 +195,16 @@ def _figure_v2(t: pd.DataFrame, curves: pd.DataFrame) -> plt.Figure:
                 title=f"Per-layer gradient norm at init, depth {int(t['depth'].max())}")
     fig.tight_layout()
     return fig
+
+
+CLAIM = Claim(
+    "gradient_flow",
+    statement="BN keeps gradients from vanishing or exploding.",
+    source="Bjorck et al. 2018; the BN notes",
+    published="Without BN, gradients at initialisation are far larger and heavy-tailed (ResNet-110).",
+    unit="ratio",
+    order=60,
+    versions=VERSIONS,
+    figure=figure,
+    curves=curves,
+)

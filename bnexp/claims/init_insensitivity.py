@@ -6,17 +6,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims import protocol as pr
-from bnexp.claims.common import Question, Use, Version, arm, final_acc, from_estimate
-from bnexp.claims.stats import INCONCLUSIVE, decide, paired, t_interval
+from bnexp.method import protocol as pr
+from bnexp.method.contract import Claim, Context, Question, Use, Version, from_estimate
+from bnexp.method.readings import arm, final_acc
+from bnexp.method.stats import INCONCLUSIVE, decide, paired, t_interval
 from bnexp.records import Record
-
-STATEMENT = "BN removes the need for careful initialisation."
-SOURCE = "Ioffe & Szegedy 2015; the BN notes"
-PUBLISHED = ("Qualitative: BN 'reduces the dependence of gradients on the scale of the parameters or of their "
-             "initial values'.")
-UNIT = "ratio (v1); share of gain, BN - plain (v2)"
-ORDER = 30
 
 # --- v1: the criterion as first written ----------------------------------------------------------
 
@@ -28,7 +22,7 @@ def endpoints_v1(rec: Record) -> dict:
     return {"final_acc": final_acc(rec)}
 
 
-def verdict_v1(t: pd.DataFrame):
+def verdict_v1(t: pd.DataFrame, ctx: Context):
     spread = t.groupby(["choice_model", "seed"])["final_acc"].agg(lambda a: a.max() - a.min())
     ratio = t_interval(paired(spread["bn"], spread["plain"], lambda a, b: a / max(b, 1e-6)), log=True)
     detail = [f"accuracy spread (max - min over init scheme x scale) BN / plain = {ratio}",
@@ -67,7 +61,7 @@ def kept_v2(t: pd.DataFrame) -> pd.DataFrame:
     return t.groupby(["arm", "seed"])[["init_scheme", "init_scale", "final_acc"]].apply(one)
 
 
-def verdict_v2(t: pd.DataFrame):
+def verdict_v2(t: pd.DataFrame, ctx: Context):
     k = kept_v2(t)
     diff = t_interval(paired(k["kept"]["bn"], k["kept"]["plain"], lambda a, b: a - b))
     plain_ref = t_interval(k["reference"]["plain"])
@@ -107,33 +101,30 @@ def kept_v3(t: pd.DataFrame) -> pd.DataFrame:
     return t.groupby(["arm", "seed"])[["init_scheme", "init_scale", "final_acc"]].apply(one)
 
 
-def protocol_v3(keeps: float = BN_KEEPS_V3, loses: float = PLAIN_LOSES_V3, neighbours: bool = True) -> pr.Protocol:
+def protocol_v3() -> pr.Protocol:
     bn = pr.Part("share of BN's careful-init gain kept across the other inits",
-                 lambda r, c: list(kept_v3(r)["kept"]["bn"]), keeps, True)
+                 lambda r, c: list(kept_v3(r)["kept"]["bn"]), BN_KEEPS_V3, True)
     more = pr.Part("kept share, BN - plain", lambda r, c: paired(kept_v3(r)["kept"]["bn"], kept_v3(r)["kept"]["plain"],
                                                                lambda a, b: a - b), 0.0, True)
-    guards = (pr.Guard("share of plain's careful-init gain lost across the other inits (mean over seeds)",
-                       lambda r, c: float(1 - kept_v3(r)["kept"]["plain"].mean()), loses, True, (),
-                       "these inits barely hurt plain, so there is no need of careful init for BN to remove"),
-              pr.Guard("plain's accuracy under careful init (mean over seeds)",
-                       lambda r, c: float(kept_v3(r)["reference"]["plain"].mean()), PLAIN_TRAINS_V3, True, (),
-                       "plain does not train even under careful init"))
-    base = pr.Protocol((bn, more), guards=guards)
-    if not neighbours:
-        return base
-    return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("BN keeps >= 0.85", lambda: protocol_v3(0.85, loses, False)),
-        ("BN keeps >= 0.95", lambda: protocol_v3(0.95, loses, False)),
-        ("plain loses >= 0.1", lambda: protocol_v3(keeps, 0.1, False)),
-        ("plain loses >= 0.3", lambda: protocol_v3(keeps, 0.3, False))))
+    loses = pr.Guard("share of plain's careful-init gain lost across the other inits (mean over seeds)",
+                     lambda r, c: float(1 - kept_v3(r)["kept"]["plain"].mean()), PLAIN_LOSES_V3, True, (),
+                     "these inits barely hurt plain, so there is no need of careful init for BN to remove")
+    trains = pr.Guard("plain's accuracy under careful init (mean over seeds)",
+                      lambda r, c: float(kept_v3(r)["reference"]["plain"].mean()), PLAIN_TRAINS_V3, True, (),
+                      "plain does not train even under careful init")
+    base = pr.Protocol((bn, more), guards=(loses, trains))
+    return pr.with_neighbours(base, ("BN keeps >= 0.85", pr.with_threshold(base, bn, 0.85)),
+                              ("BN keeps >= 0.95", pr.with_threshold(base, bn, 0.95)),
+                              ("plain loses >= 0.1", pr.with_guard(base, loses, 0.1)),
+                              ("plain loses >= 0.3", pr.with_guard(base, loses, 0.3)))
 
 
-def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+def verdict_v3(t: pd.DataFrame, ctx: Context):
     table = t.groupby(["arm", "init_scheme", "init_scale"])["final_acc"].mean()
     detail = [f"{m} mean test acc: " + ", ".join(f"{s} x{c:g}: {a:.3f}" for (_, s, c), a in g.items())
               for m, g in table.groupby(level=0)]
     ref = float(kept_v3(t)["reference"]["bn"].mean()) if "bn" in set(t["arm"]) else float("nan")
-    return pr.verdict(protocol_v3(), t, ctx or {}, detail, {"reference_acc": ref, "reference_arm": "BN, He x1"})
+    return pr.verdict(protocol_v3(), t, ctx, detail, {"reference_acc": ref, "reference_arm": "BN, He x1"})
 
 
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
@@ -159,7 +150,8 @@ VERSIONS = {
                "(sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending); both must hold",
                endpoints_v2, verdict_v3, "init_insensitivity",
                uses=(Use("init_insensitivity/lr", "arm", "plain", "plain"),
-                     Use("init_insensitivity/lr", "arm", "bn", "bn"))),
+                     Use("init_insensitivity/lr", "arm", "bn", "bn")),
+               protocol=protocol_v3),
 }
 
 
@@ -176,3 +168,17 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
         ax.set(title=f"{model}: mean test accuracy", xlabel="init scale (x weights)", ylabel="init scheme")
     fig.tight_layout()
     return fig
+
+
+CLAIM = Claim(
+    "init_insensitivity",
+    statement="BN removes the need for careful initialisation.",
+    source="Ioffe & Szegedy 2015; the BN notes",
+    published="Qualitative: BN 'reduces the dependence of gradients on the scale of the parameters or of their "
+                 "initial values'.",
+    unit="ratio (v1); share of gain, BN - plain (v2)",
+    order=30,
+    versions=VERSIONS,
+    tuning=TUNING,
+    figure=figure,
+)

@@ -9,17 +9,11 @@ import pandas as pd
 import seaborn as sns
 from scipy import stats
 
-from bnexp.claims import protocol as pr
-from bnexp.claims.common import Question, Use, Version, final_acc, from_estimate
-from bnexp.claims.stats import combine, decide, paired, per_seed, t_interval
+from bnexp.method import protocol as pr
+from bnexp.method.contract import Claim, Context, Question, Use, Version, from_estimate
+from bnexp.method.readings import final_acc
+from bnexp.method.stats import combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
-
-STATEMENT = "BN smooths the loss landscape; reducing internal covariate shift is not why it helps."
-SOURCE = "Santurkar et al. 2018"
-PUBLISHED = ("VGG/CIFAR-10: loss range, gradient predictiveness and effective beta-smoothness all much better with "
-             "BN; noisy BN trains about as well as BN.")
-UNIT = "ratio"
-ORDER = 80
 
 # --- v1: the criterion as first written ----------------------------------------------------------
 
@@ -34,7 +28,7 @@ def endpoints_v1(rec: Record) -> dict:
     return {"final_acc": final_acc(rec)} | {f"{n.split('/')[1]}_mean": float(v) for n, v in means.items()}
 
 
-def verdict_v1(t: pd.DataFrame):
+def verdict_v1(t: pd.DataFrame, ctx: Context):
     def seeds(model: str, column: str) -> pd.Series:
         return per_seed(t[t["choice_model"] == model], column)
 
@@ -71,7 +65,7 @@ def endpoints_v2(rec: Record) -> dict:
             | {f"{n.split('/')[1]}_after_init": float(v) for n, v in means.items()})
 
 
-def verdict_v2(t: pd.DataFrame):
+def verdict_v2(t: pd.DataFrame, ctx: Context):
     def seeds(model: str, column: str) -> pd.Series:
         return per_seed(t[t["choice_model"] == model], column)
 
@@ -102,13 +96,13 @@ POWER_V3 = 0.8  # guard: the plan's largest look gives at least this power for t
 MAX_SEEDS_V3 = 8  # ...that is, the seeds a power calculation on the tuning seeds asks for are at most these
 
 
-def seeds_needed(ctx: dict, margin: float = NOISY_GAP_V3) -> float:
+def seeds_needed(ctx: Context, margin: float = NOISY_GAP_V3) -> float:
     """Seeds for a one-sided test of 'BN - noisy BN < margin' at level 0.025 with POWER_V3 when the
     two train equally well, from the spread of BN's validation accuracy over the tuning seeds at
     the tuned lr (a per-seed difference of two such runs has sqrt(2) times that spread). Noisy BN's
     own validation accuracy cannot stand in: it is read on noisy statistics."""
-    tune = ctx.get("tuning")
-    lr = ctx.get("tuned", {}).get("landscape/lr", {}).get("values", {}).get("bn")
+    tune = ctx.tuning
+    lr = ctx.tuned.get("landscape/lr", {}).get("values", {}).get("bn")
     if tune is None or lr is None or tune.empty:
         return math.inf
     at = tune[(tune["experiment"] == "landscape/tune") & ((tune["lr"] - lr).abs() < 1e-12)]
@@ -120,7 +114,7 @@ def seeds_needed(ctx: dict, margin: float = NOISY_GAP_V3) -> float:
     return float(max(math.ceil((z * sd / margin) ** 2), 2))
 
 
-def protocol_v3(ratio: float = RATIO_V3, gap: float = NOISY_GAP_V3, neighbours: bool = True) -> pr.Protocol:
+def _protocol_v3(gap: float) -> pr.Protocol:
     def seeds(r: pd.DataFrame, model: str, column: str) -> pd.Series:
         return per_seed(r[r["choice_model"] == model], column)
 
@@ -128,9 +122,9 @@ def protocol_v3(ratio: float = RATIO_V3, gap: float = NOISY_GAP_V3, neighbours: 
         return lambda r, c: paired(seeds(r, "bn", column), seeds(r, "plain", column), lambda a, b: a / b)
 
     loss = pr.Part("loss range along the gradient after init, BN / plain", over_plain("loss_range_after_init"),
-                   ratio, False, log=True)
+                   RATIO_V3, False, log=True)
     grad = pr.Part("gradient change along the gradient after init, BN / plain", over_plain("grad_change_after_init"),
-                   ratio, False, log=True)
+                   RATIO_V3, False, log=True)
     noisy = pr.Part("BN - noisy BN test accuracy (recalibrated without noise)",
                     lambda r, c: paired(seeds(r, "bn", "recal_acc"), seeds(r, "noisy_bn", "recal_acc"),
                                         lambda a, b: a - b),
@@ -138,18 +132,23 @@ def protocol_v3(ratio: float = RATIO_V3, gap: float = NOISY_GAP_V3, neighbours: 
     guard = pr.Guard(f"seeds a power calculation on the tuning seeds asks for ({POWER_V3:g} power, margin {gap:g})",
                      lambda r, c: seeds_needed(c, gap), MAX_SEEDS_V3, False, (noisy.name,),
                      "the plan's seeds cannot resolve noisy BN's margin at this noise level")
-    base = pr.Protocol((loss, grad, noisy), guards=(guard,))
-    if not neighbours:
-        return base
-    return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("ratios <= 0.33", lambda: protocol_v3(0.33, gap, False)),
-        ("ratios <= 0.67", lambda: protocol_v3(0.67, gap, False)),
-        ("noisy BN within 0.02", lambda: protocol_v3(ratio, 0.02, False)),
-        ("noisy BN within 0.05", lambda: protocol_v3(ratio, 0.05, False))))
+    return pr.Protocol((loss, grad, noisy), guards=(guard,))
 
 
-def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
-    ctx = ctx or {}
+def protocol_v3() -> pr.Protocol:
+    base = _protocol_v3(NOISY_GAP_V3)
+    loss, grad, _ = base.parts
+
+    def ratios(bar: float) -> pr.Protocol:
+        return pr.with_threshold(pr.with_threshold(base, loss, bar), grad, bar)
+
+    # Noisy BN's margin also sets the power guard's margin: that neighbour is the protocol rebuilt.
+    return pr.with_neighbours(base, ("ratios <= 0.33", ratios(0.33)), ("ratios <= 0.67", ratios(0.67)),
+                              ("noisy BN within 0.02", _protocol_v3(0.02)),
+                              ("noisy BN within 0.05", _protocol_v3(0.05)))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: Context):
     acc = t.groupby("choice_model")[["final_acc", "recal_acc"]].mean()
     detail = [f"one lr shared by every model: {t['lr'].iloc[0]:g}",
               f"seeds the tuning seeds' power calculation asks for: {seeds_needed(ctx):g}",
@@ -181,7 +180,8 @@ VERSIONS = {
                "per-seed ratios and differences, paired by seed; repeated 95% t-intervals (log for ratios; "
                "sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending)",
                endpoints_v2, verdict_v3, "landscape",
-               uses=tuple(Use("landscape/lr", "choice_model", m, m) for m in ("plain", "bn", "noisy_bn"))),
+               uses=tuple(Use("landscape/lr", "choice_model", m, m) for m in ("plain", "bn", "noisy_bn")),
+               protocol=protocol_v3),
 }
 
 
@@ -205,3 +205,18 @@ def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     axes[3].set(title=accuracy, ylabel="final test accuracy", xlabel="model")
     fig.tight_layout()
     return fig
+
+
+CLAIM = Claim(
+    "landscape",
+    statement="BN smooths the loss landscape; reducing internal covariate shift is not why it helps.",
+    source="Santurkar et al. 2018",
+    published="VGG/CIFAR-10: loss range, gradient predictiveness and effective beta-smoothness all much better with "
+                 "BN; noisy BN trains about as well as BN.",
+    unit="ratio",
+    order=80,
+    versions=VERSIONS,
+    tuning=TUNING,
+    figure=figure,
+    curves=curves,
+)

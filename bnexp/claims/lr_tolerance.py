@@ -6,17 +6,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims import protocol as pr
-from bnexp.claims.common import Version, final_acc, from_estimate
-from bnexp.claims.stats import bracket_interval, decide, paired, t_interval
+from bnexp.method import protocol as pr
+from bnexp.method.contract import Claim, Context, Version, from_estimate
+from bnexp.method.readings import final_acc
+from bnexp.method.stats import bracket_interval, decide, paired, t_interval
 from bnexp.records import Record
-
-STATEMENT = "BN tolerates far higher learning rates."
-SOURCE = "Ioffe & Szegedy 2015; Bjorck et al. 2018"
-PUBLISHED = ("BN-x5 and BN-x30 (5x, 30x lr) trained Inception; 5x sent plain Inception to 'machine infinity'. "
-             "ResNet-110: lr 0.1 with BN, 0.0001 without.")
-UNIT = "ratio"
-ORDER = 10
 
 # --- v1: the criterion as first written ----------------------------------------------------------
 
@@ -28,7 +22,7 @@ def endpoints_v1(rec: Record) -> dict:
     return {"final_acc": final_acc(rec)}
 
 
-def verdict_v1(t: pd.DataFrame):
+def verdict_v1(t: pd.DataFrame, ctx: Context):
     def max_good_lr(g: pd.DataFrame) -> float:
         return float(g.loc[g["final_acc"] >= g["final_acc"].max() - GOOD_V1, "lr"].max())
 
@@ -71,7 +65,7 @@ def brackets_v2(t: pd.DataFrame) -> pd.DataFrame:
     return t.groupby(["choice_model", "seed"])[["lr", "trains"]].apply(bracket)
 
 
-def verdict_v2(t: pd.DataFrame):
+def verdict_v2(t: pd.DataFrame, ctx: Context):
     b = brackets_v2(t)
     lows = paired(b["low"]["bn"], b["high"]["plain"], lambda a, c: a / c)
     highs = paired(b["high"]["bn"], b["low"]["plain"], lambda a, c: a / c)
@@ -127,23 +121,25 @@ def _ratio(t: pd.DataFrame, bar: float, relative: bool) -> tuple[list[float], li
             paired(b["high"]["bn"], b["low"]["plain"], lambda a, c: a / c))
 
 
-def protocol_v3(bar: float = TRAINS_V3, relative: bool = False, neighbours: bool = True) -> pr.Protocol:
+def _protocol_v3(bar: float, relative: bool) -> pr.Protocol:
     words = f"{bar:g} x the model's best accuracy" if relative else f"accuracy >= {bar:g}"
     part = pr.Part(f"trainability boundary ({words}), BN / plain", lambda r, c: _ratio(r, bar, relative),
                    THRESHOLD_V3, True, log=True)
     guard = pr.Guard("plain's best probe accuracy (mean over seeds): the bar is reachable",
                      lambda r, c: float(r[r["choice_model"] == "plain"].groupby("seed")["recal_acc"].max().mean()),
                      TRAINS_V3, True, (), "plain never reaches the bar at any lr, so it has no boundary to compare")
-    base = pr.Protocol((part,), guards=(guard,))
-    if not neighbours:
-        return base
-    return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("bar 0.15", lambda: protocol_v3(0.15, False, False)), ("bar 0.25", lambda: protocol_v3(0.25, False, False)),
-        ("bar 0.5 x each model's best", lambda: protocol_v3(0.5, True, False)),
-        ("bar 0.75 x each model's best", lambda: protocol_v3(0.75, True, False))))
+    return pr.Protocol((part,), guards=(guard,))
 
 
-def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+def protocol_v3() -> pr.Protocol:
+    # The bar moves the statistic itself (where each probe counts as trained): each neighbour rebuilt.
+    return pr.with_neighbours(_protocol_v3(TRAINS_V3, False),
+                              ("bar 0.15", _protocol_v3(0.15, False)), ("bar 0.25", _protocol_v3(0.25, False)),
+                              ("bar 0.5 x each model's best", _protocol_v3(0.5, True)),
+                              ("bar 0.75 x each model's best", _protocol_v3(0.75, True)))
+
+
+def verdict_v3(t: pd.DataFrame, ctx: Context):
     b = brackets_v3(t)
     detail = []
     for model, g in b.groupby(level=0):
@@ -156,7 +152,7 @@ def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
     best = t.groupby("choice_model")["recal_acc"].max()
     detail.append("best probe accuracy (recalibrated statistics): "
                   + ", ".join(f"{m}: {v:.3f}" for m, v in best.items()))
-    return pr.verdict(protocol_v3(), t, ctx or {}, detail,
+    return pr.verdict(protocol_v3(), t, ctx, detail,
                       {"brackets": {f"{m} s{s}": [r.low, r.high] for (m, s), r in b.iterrows()},
                        "reference_acc": float(best.get("bn", float("nan"))), "reference_arm": "BN (best probe)"})
 
@@ -180,7 +176,8 @@ VERSIONS = {
                "per-seed bracket of the BN/plain boundary ratio, paired by seed; from the lower end of the low "
                "ratios' repeated log t-interval to the upper end of the high ratios' (sequential plan: looks at 3, "
                "5, 8 seeds, O'Brien-Fleming-type spending)",
-               endpoints_v2, verdict_v3, "lr_tolerance"),
+               endpoints_v2, verdict_v3, "lr_tolerance",
+               protocol=protocol_v3),
 }
 
 
@@ -215,3 +212,16 @@ def _figure_v2(t: pd.DataFrame) -> plt.Figure:
            title="Bisection probes: accuracy vs learning rate")
     ax.legend(fontsize=8, loc="upper left")
     return fig
+
+
+CLAIM = Claim(
+    "lr_tolerance",
+    statement="BN tolerates far higher learning rates.",
+    source="Ioffe & Szegedy 2015; Bjorck et al. 2018",
+    published="BN-x5 and BN-x30 (5x, 30x lr) trained Inception; 5x sent plain Inception to 'machine infinity'. "
+                 "ResNet-110: lr 0.1 with BN, 0.0001 without.",
+    unit="ratio",
+    order=10,
+    versions=VERSIONS,
+    figure=figure,
+)

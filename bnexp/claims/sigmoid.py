@@ -7,17 +7,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims import protocol as pr
-from bnexp.claims.common import Question, Result, Use, Version, arm, final_acc, from_estimate
-from bnexp.claims.stats import INCONCLUSIVE, combine, decide, paired, per_seed, t_interval
+from bnexp.method import protocol as pr
+from bnexp.method.contract import Claim, Context, Question, Result, Use, Version, from_estimate
+from bnexp.method.readings import arm, final_acc
+from bnexp.method.stats import INCONCLUSIVE, combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
-
-STATEMENT = "BN lets saturating nets train; their input distributions stay stable."
-SOURCE = "Ioffe & Szegedy 2015"
-PUBLISHED = ("BN-x5-Sigmoid Inception 69.8% while plain sigmoid Inception stayed at chance; MNIST Fig. 1(b,c): "
-             "stable sigmoid-input percentiles with BN, drifting without.")
-UNIT = "accuracy points"
-ORDER = 70
 
 # --- v1: the criterion as first written ----------------------------------------------------------
 
@@ -37,7 +31,7 @@ def _best_lrs(a: pd.DataFrame) -> dict[str, float]:
     return {n: float(g.groupby("lr")["final_acc"].mean().idxmax()) for n, g in a.groupby("norm")}
 
 
-def verdict_v1(t: pd.DataFrame):
+def verdict_v1(t: pd.DataFrame, ctx: Context):
     detail, out, chosen = [], {}, {}
     for a_name in ("cnn", "fc"):
         a = t[t["arm"] == a_name]
@@ -76,7 +70,7 @@ def endpoints_v2(rec: Record) -> dict:
             "drift_all": float(d["value"].iloc[-1]) if len(d) else float("nan")}
 
 
-def verdict_v2(t: pd.DataFrame):
+def verdict_v2(t: pd.DataFrame, ctx: Context):
     def by(a: str, norm: str, column: str) -> pd.Series:
         return per_seed(t[(t["arm"] == a) & (t["norm"] == norm)], column)
 
@@ -110,34 +104,31 @@ def _by(t: pd.DataFrame, a: str, norm: str, column: str) -> pd.Series:
     return per_seed(t[(t["arm"] == a) & (t["norm"] == norm)], column)
 
 
-def protocol_v3(gain: float = GAIN_V3, ratio: float = DRIFT_RATIO_V3, neighbours: bool = True) -> pr.Protocol:
+def protocol_v3() -> pr.Protocol:
     acc = pr.Part("sigmoid CNN: BN - plain test accuracy",
                   lambda r, c: paired(_by(r, "cnn", "batch", "final_acc"), _by(r, "cnn", "none", "final_acc"),
-                                      lambda x, y: x - y), gain, True)
+                                      lambda x, y: x - y), GAIN_V3, True)
     drift = pr.Part("3 x 100 sigmoid net: drift of the last layer's sigmoid inputs, BN / plain",
                     lambda r, c: paired(_by(r, "fc", "batch", "drift_all"), _by(r, "fc", "none", "drift_all"),
-                                        lambda x, y: x / max(y, 1e-12)), ratio, False, log=True)
+                                        lambda x, y: x / max(y, 1e-12)), DRIFT_RATIO_V3, False, log=True)
     guard = pr.Guard("plain's drift in the 3 x 100 net (mean over seeds, initial spreads)",
                      lambda r, c: float(_by(r, "fc", "none", "drift_all").mean()), DRIFTS_V3, True, (drift.name,),
                      "plain's sigmoid inputs do not drift in this regime, so BN cannot be seen to keep them stable")
     base = pr.Protocol((acc, drift), guards=(guard,))
-    if not neighbours:
-        return base
-    return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("gain >= 0.15", lambda: protocol_v3(0.15, ratio, False)),
-        ("gain >= 0.25", lambda: protocol_v3(0.25, ratio, False)),
-        ("drift ratio <= 0.33", lambda: protocol_v3(gain, 0.33, False)),
-        ("drift ratio <= 0.67", lambda: protocol_v3(gain, 0.67, False))))
+    return pr.with_neighbours(base, ("gain >= 0.15", pr.with_threshold(base, acc, 0.15)),
+                              ("gain >= 0.25", pr.with_threshold(base, acc, 0.25)),
+                              ("drift ratio <= 0.33", pr.with_threshold(base, drift, 0.33)),
+                              ("drift ratio <= 0.67", pr.with_threshold(base, drift, 0.67)))
 
 
-def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+def verdict_v3(t: pd.DataFrame, ctx: Context):
     means = t.groupby(["arm", "norm"])[["final_acc", "drift_all"]].mean()
     lr = ", ".join(f"{a} {x:g}" for a, x in t.groupby("arm")["lr"].first().items())
     detail = [f"one lr shared by BN and plain in each arm: {lr}", "mean test acc / final drift: " + ", ".join(
         f"{a} {'BN' if n == 'batch' else 'plain'}: {r.final_acc:.3f} / {r.drift_all:.3g}"
         for (a, n), r in means.iterrows())]
     ref = float(means["final_acc"].get(("cnn", "batch"), float("nan")))
-    return pr.verdict(protocol_v3(), t, ctx or {}, detail, {"reference_acc": ref, "reference_arm": "BN sigmoid CNN"})
+    return pr.verdict(protocol_v3(), t, ctx, detail, {"reference_acc": ref, "reference_arm": "BN sigmoid CNN"})
 
 
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
@@ -162,7 +153,8 @@ VERSIONS = {
                "per-seed differences (accuracy) and ratios (drift), paired by seed; repeated 95% t-intervals (log for "
                "the ratio; sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending); both must hold",
                endpoints_v2, verdict_v3, "sigmoid",
-               uses=(Use("sigmoid/lr", "norm", "none", "none"), Use("sigmoid/lr", "norm", "batch", "batch"))),
+               uses=(Use("sigmoid/lr", "norm", "none", "none"), Use("sigmoid/lr", "norm", "batch", "batch")),
+               protocol=protocol_v3),
 }
 
 
@@ -209,3 +201,18 @@ def _figure_v2(pre: pd.DataFrame) -> plt.Figure:
                    xlabel="training step", ylabel="median shift / initial spread")
     fig.tight_layout()
     return fig
+
+
+CLAIM = Claim(
+    "sigmoid",
+    statement="BN lets saturating nets train; their input distributions stay stable.",
+    source="Ioffe & Szegedy 2015",
+    published="BN-x5-Sigmoid Inception 69.8% while plain sigmoid Inception stayed at chance; MNIST Fig. 1(b,c): "
+                 "stable sigmoid-input percentiles with BN, drifting without.",
+    unit="accuracy points",
+    order=70,
+    versions=VERSIONS,
+    tuning=TUNING,
+    figure=figure,
+    curves=curves,
+)

@@ -6,26 +6,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from bnexp.claims import protocol as pr
-from bnexp.claims.common import Question, Use, Version, arm, final_acc, from_estimate, images_per_statistic
-from bnexp.claims.stats import combine, decide, paired, per_seed, t_interval
+from bnexp.method import protocol as pr
+from bnexp.method.contract import Claim, Context, Question, Use, Version, from_estimate
+from bnexp.method.readings import arm, final_acc, images_per_statistic
+from bnexp.method.stats import combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
-
-STATEMENT = "BN degrades at small batch sizes; GN does not."
-SOURCE = "Wu & He 2018"
-PUBLISHED = ("ResNet-50 ImageNet val error at 32/16/8/4/2 images per GPU: BN 23.6/23.7/24.8/27.3/34.7 "
-             "(+11.1 points), GN 24.1/24.2/24.0/24.2/24.1.")
-UNIT = "test-error points"
-ORDER = 40
-NOTES = (
-    "Images per device are emulated on one process by ghost BN: in training it computes what per-device BN "
-    "computes under DistributedDataParallel with that many images per device (forward, gradients and "
-    "parameters agree to float precision: tests/test_distributed.py), but the two keep different running "
-    "statistics. Ghost BN updates them with the average of its virtual batches' statistics; DDP keeps rank 0's, "
-    "from its own images only, and broadcasts them to every device before each training step. The test errors "
-    "here use ghost BN's running statistics (the average over virtual batches); the recalibrated errors "
-    "re-estimate them on the final weights, per virtual batch as in training.",
-)
 
 # --- v1: the criterion as first written ----------------------------------------------------------
 
@@ -48,7 +33,7 @@ def batchstats_gap(t: pd.DataFrame) -> list[str]:
             + ", ".join(f"{a} {b}: {g:+.3f}" for (a, b), g in gaps.items())]
 
 
-def verdict_v1(t: pd.DataFrame):
+def verdict_v1(t: pd.DataFrame, ctx: Context):
     t = t.assign(err=1 - t["final_acc"], per_stat=t["per_stat"].astype(int))
     lo, hi = t["per_stat"].min(), t["per_stat"].max()
 
@@ -91,7 +76,7 @@ def endpoints_v2(rec: Record) -> dict:
             "recal_acc": float(recal) if recal is not None else final_acc(rec)}
 
 
-def verdict_v2(t: pd.DataFrame):
+def verdict_v2(t: pd.DataFrame, ctx: Context):
     t = t.assign(err=1 - t["final_acc"])
 
     def err(cell: str) -> pd.Series:
@@ -128,33 +113,30 @@ def _err(t: pd.DataFrame, cell: str) -> pd.Series:
     return 1 - per_seed(t[t["arm"] == cell], "final_acc")
 
 
-def protocol_v3(rise: float = RISE_V3, par: float = GN_PAR_V3, neighbours: bool = True) -> pr.Protocol:
-    rise_part = pr.Part("BN error at 2 minus at 128 images per statistic",
-                        lambda r, c: paired(_err(r, "ghost2"), _err(r, "bn"), lambda a, b: a - b), rise, True)
-    gn_part = pr.Part("BN error at 2 images per statistic minus GN error",
-                      lambda r, c: paired(_err(r, "ghost2"), _err(r, "gn"), lambda a, b: a - b), 0.0, True)
-    guard = pr.Guard("GN's test error minus BN's at 128 images per statistic (mean over seeds)",
-                     lambda r, c: float(pd.Series(paired(_err(r, "gn"), _err(r, "bn"), lambda a, b: a - b)).mean()),
-                     par, False, (gn_part.name,),
-                     "GN trails BN already at the large batch in this regime (Wu & He: 0.5 points), so whether it "
-                     "beats BN at 2 images per statistic says nothing about batch size")
-    base = pr.Protocol((rise_part, gn_part), guards=(guard,))
-    if not neighbours:
-        return base
-    return pr.Protocol(base.parts, base.plan, base.guards, (
-        ("rise >= 0.03", lambda: protocol_v3(0.03, par, False)),
-        ("rise >= 0.07", lambda: protocol_v3(0.07, par, False)),
-        ("GN on par within 0.02", lambda: protocol_v3(rise, 0.02, False)),
-        ("GN on par within 0.05", lambda: protocol_v3(rise, 0.05, False))))
+def protocol_v3() -> pr.Protocol:
+    rise = pr.Part("BN error at 2 minus at 128 images per statistic",
+                   lambda r, c: paired(_err(r, "ghost2"), _err(r, "bn"), lambda a, b: a - b), RISE_V3, True)
+    gn = pr.Part("BN error at 2 images per statistic minus GN error",
+                 lambda r, c: paired(_err(r, "ghost2"), _err(r, "gn"), lambda a, b: a - b), 0.0, True)
+    par = pr.Guard("GN's test error minus BN's at 128 images per statistic (mean over seeds)",
+                   lambda r, c: float(pd.Series(paired(_err(r, "gn"), _err(r, "bn"), lambda a, b: a - b)).mean()),
+                   GN_PAR_V3, False, (gn.name,),
+                   "GN trails BN already at the large batch in this regime (Wu & He: 0.5 points), so whether it "
+                   "beats BN at 2 images per statistic says nothing about batch size")
+    base = pr.Protocol((rise, gn), guards=(par,))
+    return pr.with_neighbours(base, ("rise >= 0.03", pr.with_threshold(base, rise, 0.03)),
+                              ("rise >= 0.07", pr.with_threshold(base, rise, 0.07)),
+                              ("GN on par within 0.02", pr.with_guard(base, par, 0.02)),
+                              ("GN on par within 0.05", pr.with_guard(base, par, 0.05)))
 
 
-def verdict_v3(t: pd.DataFrame, ctx: dict | None = None):
+def verdict_v3(t: pd.DataFrame, ctx: Context):
     means = t.assign(err=1 - t["final_acc"]).groupby("arm")[["err", "recal_acc"]].mean()
     detail = ["mean test error by cell: " + ", ".join(f"{a}: {r.err:.3f}" for a, r in means.iterrows()),
               "test error with statistics recalibrated on the final weights: "
               + ", ".join(f"{a}: {1 - r.recal_acc:.3f}" for a, r in means.iterrows())]
     ref = 1 - means["err"].get("bn", float("nan"))
-    return pr.verdict(protocol_v3(), t, ctx or {}, detail, {"reference_acc": ref, "reference_arm": "BN at 128"})
+    return pr.verdict(protocol_v3(), t, ctx, detail, {"reference_acc": ref, "reference_arm": "BN at 128"})
 
 
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
@@ -181,7 +163,8 @@ VERSIONS = {
                "sequential plan (looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending)",
                endpoints_v2, verdict_v3, "small_batch",
                uses=(Use("small_batch/lr", "arm", "bn", "bn"), Use("small_batch/lr", "arm", "ghost2", "bn"),
-                     Use("small_batch/lr", "arm", "gn", "gn"))),
+                     Use("small_batch/lr", "arm", "gn", "gn")),
+               protocol=protocol_v3),
 }
 
 
@@ -217,3 +200,26 @@ def _figure_v2(t: pd.DataFrame) -> plt.Figure:
            ylabel="test error (%)", title="Test error vs images per device")
     ax.legend(fontsize=8)
     return fig
+
+
+CLAIM = Claim(
+    "small_batch",
+    statement="BN degrades at small batch sizes; GN does not.",
+    source="Wu & He 2018",
+    published="ResNet-50 ImageNet val error at 32/16/8/4/2 images per GPU: BN 23.6/23.7/24.8/27.3/34.7 "
+                 "(+11.1 points), GN 24.1/24.2/24.0/24.2/24.1.",
+    unit="test-error points",
+    order=40,
+    versions=VERSIONS,
+    tuning=TUNING,
+    notes=(
+        "Images per device are emulated on one process by ghost BN: in training it computes what per-device BN "
+        "computes under DistributedDataParallel with that many images per device (forward, gradients and "
+        "parameters agree to float precision: tests/test_distributed.py), but the two keep different running "
+        "statistics. Ghost BN updates them with the average of its virtual batches' statistics; DDP keeps rank 0's, "
+        "from its own images only, and broadcasts them to every device before each training step. The test errors "
+        "here use ghost BN's running statistics (the average over virtual batches); the recalibrated errors "
+        "re-estimate them on the final weights, per virtual batch as in training.",
+    ),
+    figure=figure,
+)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 from enum import Enum
 from functools import cache
 from pathlib import Path
@@ -20,23 +19,15 @@ from typing import Any
 
 import pandas as pd
 
+from bnexp import table as schema
+from bnexp.files import write_atomic
+
 MARK = "in_table.json"
-TABLE = "runs.csv"  # bnexp.endpoints.RUNS, named here so that a job does not import the analysis
 # Config groups whose choice's name is not part of what a run computes: the logger and the profile
 # (records.KEY_EXCLUDES), and an experiment's arms, which only set values (two arms setting the
 # same values, such as BN at its own tuned lr and at the plain net's when both are 0.03, are one
 # run under one run key, recorded under whichever arm ran it first).
 IDLE_GROUPS = ("logger", "profile", "arm", "experiment")
-# Config values the table holds, under these column names (bnexp.endpoints writes them; a job
-# compares them with its own to find a row written before the table had config keys).
-CONFIG_COLUMNS = {
-    "model.arch": "arch", "model.norm": "norm", "model.depth": "depth", "model.width": "width",
-    "model.activation": "activation", "model.groups": "groups", "model.dropout": "dropout",
-    "model.virtual_batch": "virtual_batch", "model.head_dropout": "head_dropout",
-    "init.scheme": "init_scheme", "init.scale": "init_scale", "optim.lr": "lr",
-    "optim.lr_reference_batch": "lr_reference_batch", "train.batch_size": "batch_size",
-    "train.epochs": "epochs_planned", "dataset.subset": "subset", "dataset.name": "dataset",
-}
 
 
 def _table_of(run_dir: Path) -> tuple[Path, str] | None:
@@ -45,20 +36,12 @@ def _table_of(run_dir: Path) -> tuple[Path, str] | None:
     if "runs" not in parts[:-1]:
         return None
     at = len(parts) - 1 - parts[::-1][1:].index("runs") - 1
-    return Path(*parts[:at]) / TABLE, "/".join(parts[at + 1:-1])
+    return Path(*parts[:at]) / schema.RUNS, "/".join(parts[at + 1:-1])
 
 
 @cache
 def _rows(path: Path, mtime: float) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"experiment": str, "key": str, "run_key": str, "config_key": str, "status": str,
-                                    "git_commit": str, "git_dirty": str}, low_memory=False)
-
-
-@cache
-def _known(commit: str) -> bool:
-    """A commit of the repository this code belongs to."""
-    return subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "cat-file", "-e",
-                           f"{commit}^{{commit}}"], capture_output=True).returncode == 0
+    return schema.read_runs(path)
 
 
 def find(run_dir: Path, key: str, config_key: str | None = None, identity: dict | None = None) -> dict | None:
@@ -73,9 +56,8 @@ def find(run_dir: Path, key: str, config_key: str | None = None, identity: dict 
     if where is None or not where[0].is_file():
         return None
     table = _rows(where[0], where[0].stat().st_mtime)
-    table = table[(table["experiment"] == where[1]) & (table["status"].isin(("completed", "diverged")))
-                  & (table["git_dirty"].str.lower() == "false")]
-    table = table[table["git_commit"].map(lambda c: _known(str(c))).astype(bool)]
+    table = table[(table["experiment"] == where[1]) & (table["status"].isin(schema.RESULTS))]
+    table = table[schema.clean(table)]
     by_run = table[(table["key"] == run_dir.name) & (table["run_key"] == key)]
     if len(by_run):
         return _plain(by_run.iloc[0])
@@ -97,7 +79,7 @@ def identity(container: dict, choices: dict) -> dict:
     """The values the table holds of a job's config (resolved, as a plain container): its seed,
     the config columns, its own config-group choices."""
     out = {"seed": container.get("seed")}
-    for dotted, column in CONFIG_COLUMNS.items():
+    for dotted, column in schema.CONFIG_COLUMNS.items():
         node: Any = container
         for part in dotted.split("."):
             node = node.get(part) if isinstance(node, dict) else None
@@ -139,9 +121,7 @@ def mark(run_dir: Path, row: dict) -> None:
     out = dict(row)
     if out.get("recal_acc") is not None:
         out.setdefault("test_recal_acc", out["recal_acc"])
-    tmp = run_dir / f".{MARK}.tmp"
-    tmp.write_text(json.dumps(out, indent=1, default=str))
-    tmp.replace(run_dir / MARK)
+    write_atomic(run_dir / MARK, json.dumps(out, indent=1, default=str))
 
 
 def marked(run_dir: Path) -> dict | None:

@@ -24,9 +24,18 @@ from typing import Any
 
 import pandas as pd
 
-from bnexp.claims.common import Result
-from bnexp.claims.sequential import Plan
-from bnexp.claims.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE, Estimate, decide, t_interval
+from bnexp.method.contract import Context, Result
+from bnexp.method.sequential import Plan
+from bnexp.method.stats import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    UNTESTABLE,
+    Estimate,
+    bracket_interval,
+    combine,
+    decide,
+    t_interval,
+)
 
 # What a part's function returns: per-seed values, or per-seed brackets (lows, highs) of a value
 # known only between two grid points.
@@ -36,7 +45,7 @@ Values = list[float] | tuple[list[float], list[float]]
 @dataclass(frozen=True)
 class Part:
     name: str  # what is measured, in words
-    values: Callable[[pd.DataFrame, dict], Values]  # the look's rows and the context -> per-seed values
+    values: Callable[[pd.DataFrame, Context], Values]  # the look's rows and the context -> per-seed values
     threshold: float
     at_least: bool
     log: bool = False  # a ratio: the interval on the log, shown as a ratio
@@ -45,7 +54,7 @@ class Part:
 @dataclass(frozen=True)
 class Guard:
     name: str  # the condition, in words
-    measure: Callable[[pd.DataFrame, dict], float]  # the look's rows and the context -> the measured value
+    measure: Callable[[pd.DataFrame, Context], float]  # the look's rows and the context -> the measured value
     threshold: float
     at_least: bool
     guards: tuple[str, ...] = ()  # names of the parts it guards; () = every part
@@ -62,25 +71,18 @@ class Protocol:
     parts: tuple[Part, ...]
     plan: Plan = Plan()  # noqa: RUF009 (a frozen dataclass: one shared default is safe)
     guards: tuple[Guard, ...] = ()
-    # Registered neighbouring choices: (label, the protocol with that choice) for the sensitivity table.
-    neighbours: tuple[tuple[str, Callable[[], Protocol]], ...] = field(default=(), compare=False)
+    # Registered neighbouring choices: (label, the protocol with that choice) for the sensitivity
+    # table, built with with_threshold / with_guard (or the version's own builder, where a choice
+    # moves a statistic rather than a threshold) and attached by with_neighbours.
+    neighbours: tuple[tuple[str, Protocol], ...] = field(default=(), compare=False)
 
 
 # --- intervals at a look ------------------------------------------------------------------------
 
-def rci_bracket(lows, highs, multiplier: float, log: bool = False) -> Estimate:
-    """Per-seed values known only as brackets: from the lower end of the lows' interval to the upper
-    end of the highs' (both ends carry the grid's coarseness); centre: mean of the midpoints.
-    A bracket of zero width on every seed is a point value, and reads as one."""
-    lo, hi = t_interval(lows, log, multiplier), t_interval(highs, log, multiplier)
-    centre = math.sqrt(lo.mean * hi.mean) if log else (lo.mean + hi.mean) / 2
-    return Estimate(centre, lo.low, hi.high, min(lo.n, hi.n))
-
-
-def estimate(part: Part, rows: pd.DataFrame, ctx: dict, multiplier: float) -> Estimate:
+def estimate(part: Part, rows: pd.DataFrame, ctx: Context, multiplier: float) -> Estimate:
     v = part.values(rows, ctx)
     if isinstance(v, tuple):
-        return rci_bracket(v[0], v[1], multiplier, part.log)
+        return bracket_interval(v[0], v[1], part.log, multiplier)
     return t_interval(v, part.log, multiplier)
 
 
@@ -108,18 +110,7 @@ class Look:
     final: bool  # the verdict can no longer change
 
 
-def combine(verdicts: list[str]) -> tuple[str, bool]:
-    """Every part must hold. (verdict, whether more seeds could change it)."""
-    if NOT_REPRODUCED in verdicts:
-        return NOT_REPRODUCED, True
-    if INCONCLUSIVE in verdicts:
-        return INCONCLUSIVE, False
-    if UNTESTABLE in verdicts:
-        return UNTESTABLE, True
-    return REPRODUCED, True
-
-
-def look(protocol: Protocol, t: pd.DataFrame, ctx: dict, k: int, seeds: list[int]) -> Look:
+def look(protocol: Protocol, t: pd.DataFrame, ctx: Context, k: int, seeds: list[int]) -> Look:
     n = protocol.plan.looks[k]
     rows = t[t["seed"].isin(seeds[:n])]
     mult = protocol.plan.multiplier(k, n)
@@ -130,11 +121,12 @@ def look(protocol: Protocol, t: pd.DataFrame, ctx: dict, k: int, seeds: list[int
         est = estimate(p, rows, ctx, mult)
         blocked = any(g.name in failed and (not g.guards or p.name in g.guards) for g in protocol.guards)
         parts[p.name] = (UNTESTABLE if blocked else decide(est, p.threshold, p.at_least), est)
-    verdict, final = combine([v for v, _ in parts.values()])
-    return Look(n, list(seeds[:n]), mult, parts, measured, failed, verdict, final)
+    verdict = combine(*(v for v, _ in parts.values()))
+    # More seeds can only narrow an interval: an open part may still close, a decided one stays.
+    return Look(n, list(seeds[:n]), mult, parts, measured, failed, verdict, verdict != INCONCLUSIVE)
 
 
-def run(protocol: Protocol, t: pd.DataFrame, ctx: dict) -> tuple[list[Look], int | None]:
+def run(protocol: Protocol, t: pd.DataFrame, ctx: Context) -> tuple[list[Look], int | None]:
     """Every look the table allows, up to the first whose verdict is final; and the seeds the
     plan asks for next (None once it has stopped, or at its last look)."""
     seeds = sorted(int(s) for s in t["seed"].unique())
@@ -167,10 +159,9 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-def verdict(protocol: Protocol, t: pd.DataFrame, ctx: dict | None = None, detail: list[str] | None = None,
+def verdict(protocol: Protocol, t: pd.DataFrame, ctx: Context, detail: list[str] | None = None,
             derived: dict[str, Any] | None = None) -> Result:
     """The claim's sequential verdict, with every look, guard, part margin and neighbouring choice."""
-    ctx = ctx if ctx is not None else dict(t.attrs)
     looks, next_n = run(protocol, t, ctx)
     lines = [f"sequential plan: {protocol.plan}"]
     if not looks:
@@ -199,8 +190,7 @@ def verdict(protocol: Protocol, t: pd.DataFrame, ctx: dict | None = None, detail
         parts.append({"name": p.name, "verdict": v, "effect": e.mean, "ci_low": e.low, "ci_high": e.high,
                       "threshold": p.threshold, "margin": m, "log": p.log})
     sensitivity = []
-    for label, variant in protocol.neighbours:
-        alt = variant()
+    for label, alt in protocol.neighbours:
         alt_looks, _ = run(alt, t, ctx)
         if alt_looks:
             a = alt_looks[-1]
@@ -220,13 +210,24 @@ def verdict(protocol: Protocol, t: pd.DataFrame, ctx: dict | None = None, detail
     return Result(last.verdict, est.mean, est.low, est.high, est.n, lines + (detail or []), out | (derived or {}))
 
 
-def with_threshold(protocol: Protocol, part: str, threshold: float) -> Protocol:
+def with_threshold(protocol: Protocol, part: Part | str, threshold: float) -> Protocol:
     """The protocol with one part's threshold changed (a neighbouring choice)."""
+    name = part if isinstance(part, str) else part.name
+    if name not in {p.name for p in protocol.parts}:
+        raise KeyError(f"no part {name!r} in this protocol")
     return replace(protocol, neighbours=(),
-                   parts=tuple(replace(p, threshold=threshold) if p.name == part else p for p in protocol.parts))
+                   parts=tuple(replace(p, threshold=threshold) if p.name == name else p for p in protocol.parts))
 
 
-def with_guard(protocol: Protocol, guard: str, threshold: float) -> Protocol:
+def with_guard(protocol: Protocol, guard: Guard | str, threshold: float) -> Protocol:
     """The protocol with one guard's threshold changed (a neighbouring choice)."""
+    name = guard if isinstance(guard, str) else guard.name
+    if name not in {g.name for g in protocol.guards}:
+        raise KeyError(f"no guard {name!r} in this protocol")
     return replace(protocol, neighbours=(),
-                   guards=tuple(replace(g, threshold=threshold) if g.name == guard else g for g in protocol.guards))
+                   guards=tuple(replace(g, threshold=threshold) if g.name == name else g for g in protocol.guards))
+
+
+def with_neighbours(protocol: Protocol, *choices: tuple[str, Protocol]) -> Protocol:
+    """The protocol with its registered neighbouring choices, each (label, that choice's protocol)."""
+    return replace(protocol, neighbours=tuple((label, replace(alt, neighbours=())) for label, alt in choices))

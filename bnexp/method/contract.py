@@ -1,15 +1,25 @@
-"""What every claim module shares: a registered version of a criterion, the result of a
-verdict, and the endpoints that several claims read off a run record."""
+"""A claim's contract: what a claim module declares (`CLAIM = Claim(...)`), each registered version
+of its criterion, the tuning questions it asks, the context every verdict reads beside its rows,
+and the result a verdict returns.
+
+A claim module (bnexp/claims/<id>.py) ends with one `CLAIM = Claim(...)`; nothing else about it is
+found by name or signature. Each `Version` names its experiment, its verdict (one signature for
+all: `verdict(rows, ctx) -> Result`), from v3 on its protocol (parts, guards, plan and
+neighbouring choices, bnexp/method/protocol.py), and the tuned constants its runs use.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from bnexp.records import Record
+
+if TYPE_CHECKING:
+    from bnexp.method.protocol import Protocol
 
 
 @dataclass
@@ -26,19 +36,34 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Context:
+    """What a verdict reads beside its own rows of the table."""
+
+    tuned: dict[str, Any] = field(default_factory=dict)  # the profile's calibrated constants (tuned.json)
+    tuning: pd.DataFrame | None = None  # the usable rows of the claim's tuning sweeps
+    measured: dict[str, float] = field(default_factory=dict)  # exact claims: the errors measured afresh
+
+
+Verdict = Callable[[pd.DataFrame, Context], Result]
+
+
+@dataclass(frozen=True)
 class Version:
     """One registered version of a claim's criterion. The ledger holds a hash of all of it
-    (bnexp/claims/ledger.py), so none of it can change once registered."""
+    (bnexp/method/ledger/hashing.py), so none of it can change once registered."""
 
     criterion: str  # in words, generated from the constants the verdict uses
     method: str  # the statistic and interval, in words
     endpoints: Callable[[Record], dict[str, Any]] | None  # one run -> its columns of the table
-    verdict: Callable[..., Result]  # its rows of the table (and `measured` for exact claims) -> Result
+    verdict: Verdict  # its rows of the table and the context -> Result
     experiment: str | None = None  # whose runs it reads; None: none
     measure: Callable[[], dict[str, float]] | None = None  # exact claims: errors measured afresh
     # The tuned constants its runs must have been made with (bnexp/calibration.py): part of the
     # registration by name, never by value. Empty for the versions registered before calibration.
     uses: tuple[Use, ...] = ()
+    # From v3 on: the registered protocol (parts, guards, sequential plan, neighbouring choices),
+    # built by a function so that its code is part of the version's hash.
+    protocol: Callable[[], Protocol] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,10 +79,10 @@ class Use:
 @dataclass(frozen=True)
 class Question:
     """A constant a claim's protocol needs, tuned afresh at every profile (bnexp/calibration.py):
-    a claim module lists its questions in `TUNING`; a version names the ones it uses, never
+    a claim lists its questions in `Claim.tuning`; a version names the ones it uses, never
     their answers, which each profile's calibration writes to results/<profile>/tuned.json."""
 
-    id: str  # "<claim>/<name>", as the verdict configs name it: ${bnexp_tuned:${profile.name},<id>,<arm>}
+    id: str  # "<claim>/<name>", as the verdict configs name it: ${bnexp_tuned:...,<id>,<arm>}
     knob: str  # the column of the table that is tuned (lr, dropout); "" for a target
     arms: tuple[str, ...]  # each gets an answer (`best`), or one for all (`shared`); a target's reference arm
     rule: str = "best"  # best | shared | target
@@ -77,44 +102,36 @@ class Question:
         return f"{self.claim}/{self.sweep}"
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One claim of CLAIMS.md, as its module declares it."""
+
+    id: str  # the module's name
+    statement: str
+    source: str
+    published: str  # the published numbers
+    unit: str  # the headline effect's unit
+    order: int  # its place in the report
+    versions: dict[int, Version]  # every version of its criterion, each registered in ledger.yaml
+    tuning: tuple[Question, ...] = ()  # the constants calibration tunes for it at every profile
+    notes: tuple[str, ...] = ()  # what a reader needs to read its numbers (in the report)
+    figure: Callable[[pd.DataFrame, pd.DataFrame, Result], Any] | None = None  # (rows, curves, result) -> figure
+    curves: Callable[[Record], pd.DataFrame] | None = None  # one run -> the series its figure draws
+
+    @property
+    def latest(self) -> int:
+        return max(self.versions)
+
+    @property
+    def exact(self) -> bool:
+        """An exact property, measured afresh rather than read off runs."""
+        return self.versions[self.latest].measure is not None
+
+
 def missing(experiment: str | None) -> Result:
-    from bnexp.claims.stats import INCONCLUSIVE
+    from bnexp.method.stats import INCONCLUSIVE
 
     return Result(INCONCLUSIVE, detail=[f"no runs of experiment `{experiment}` in the table"])
-
-
-# --- endpoints several claims read ------------------------------------------------------------
-
-def classes(rec: Record) -> int:
-    d = rec.config["dataset"]
-    return 10 if d["name"] == "cifar10" else 20 if d["coarse_labels"] else 100
-
-
-def final_acc(rec: Record) -> float:
-    """Final test accuracy; a diverged run ends where it was (at chance if never evaluated)."""
-    acc = rec.summary.get("test_acc")
-    return float(acc) if acc is not None else 1 / classes(rec)
-
-
-def arm(rec: Record) -> str | None:
-    """The arm's short name (`small_batch/gn` -> `gn`), for experiments with arms."""
-    choice = rec.summary.get("choices", {}).get("arm")
-    return choice.split("/")[-1] if choice else None
-
-
-def images_per_statistic(rec: Record) -> int:
-    """Images behind each BN statistic: the batch size, or ghost BN's virtual batch."""
-    m = rec.config["model"]
-    return int(m["virtual_batch"] if m["norm"] == "ghost_batch" else rec.config["train"]["batch_size"])
-
-
-def rows(table: pd.DataFrame, **where) -> pd.DataFrame:
-    """The rows whose columns equal the given values (floats compared with a tolerance)."""
-    mask = pd.Series(True, index=table.index)
-    for column, value in where.items():
-        col = table[column]
-        mask &= (col - value).abs() <= 1e-12 * max(abs(value), 1) if isinstance(value, float) else col == value
-    return table[mask]
 
 
 def from_estimate(verdict: str, est, detail: list[str], derived: dict[str, Any] | None = None) -> Result:
@@ -123,7 +140,7 @@ def from_estimate(verdict: str, est, detail: list[str], derived: dict[str, Any] 
 
 def exact_result(errors: dict[str, float], tolerance: float, note: str = "") -> Result:
     """An exact property holds when the largest error is within the tolerance."""
-    from bnexp.claims.stats import NOT_REPRODUCED, REPRODUCED
+    from bnexp.method.stats import NOT_REPRODUCED, REPRODUCED
 
     worst = max(errors.values())
     lines = [", ".join(f"{k} = {v:.2e}" for k, v in errors.items()) + f" (tolerance {tolerance:g})"]

@@ -1,9 +1,8 @@
 """Statistics over seeds for the verdicts: intervals that fit each kind of endpoint, pairing by
 seed, and the decision rule.
 
-- continuous per-seed effects: `t_interval` (95% Student t on the mean; on logs for ratios) or
-  `bootstrap_interval` (95% BCa bootstrap of the mean, scipy.stats.bootstrap);
-- success / failure per seed: `clopper_pearson` (exact binomial interval on the success rate);
+- continuous per-seed effects: `t_interval` (95% Student t on the mean; on logs for ratios; with a
+  sequential plan's multiplier, its repeated confidence interval);
 - a per-seed value known only to lie in a bracket [low, high] (a grid point and the next one):
   `bracket_interval`, the lower end of the lows' interval to the upper end of the highs'.
 
@@ -50,7 +49,7 @@ def _clean(values) -> np.ndarray:
 def t_interval(values, log: bool = False, multiplier: float | None = None) -> Estimate:
     """95% t-interval of the mean of per-seed values; `log` for ratios (geometric mean). With a
     `multiplier`, the mean +- that many standard errors instead (a sequential plan's repeated
-    confidence interval, bnexp/claims/protocol.py)."""
+    confidence interval, bnexp/method/protocol.py)."""
     v = _clean(values)
     if log:
         v = np.log(np.clip(v, 1e-12, None))
@@ -70,37 +69,12 @@ def t_interval(values, log: bool = False, multiplier: float | None = None) -> Es
     return Estimate(mean, low, high, n)
 
 
-def bootstrap_interval(values, log: bool = False, resamples: int = 9999) -> Estimate:
-    """95% BCa bootstrap interval of the mean (seeded, so a report regenerates exactly)."""
-    v = _clean(values)
-    if log:
-        v = np.log(np.clip(v, 1e-12, None))
-    n = len(v)
-    if n < 2:
-        return t_interval(np.exp(v) if log else v, log)
-    mean = float(v.mean())
-    if np.all(v == v[0]):
-        low = high = mean
-    else:
-        ci = stats.bootstrap((v,), np.mean, n_resamples=resamples, method="BCa",
-                             random_state=np.random.default_rng(0)).confidence_interval
-        low, high = float(ci.low), float(ci.high)
-    return Estimate(math.exp(mean), math.exp(low), math.exp(high), n) if log else Estimate(mean, low, high, n)
-
-
-def clopper_pearson(successes: int, n: int) -> Estimate:
-    """The success rate k/n with its exact (Clopper-Pearson) 95% interval."""
-    if n == 0:
-        return Estimate(math.nan, 0.0, 1.0, 0)
-    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="exact")
-    return Estimate(successes / n, float(ci.low), float(ci.high), n)
-
-
-def bracket_interval(lows, highs, log: bool = False) -> Estimate:
-    """Per-seed values known only as brackets [low, high]: the interval runs from the lower end
-    of the lows' t-interval to the upper end of the highs' (so both ends carry the grid's
-    coarseness); the centre is the mean of the bracket midpoints (geometric with `log`)."""
-    lo, hi = t_interval(lows, log), t_interval(highs, log)
+def bracket_interval(lows, highs, log: bool = False, multiplier: float | None = None) -> Estimate:
+    """Per-seed values known only as brackets [low, high] (a grid point and the next): the interval
+    runs from the lower end of the lows' interval to the upper end of the highs' (so both ends carry
+    the grid's coarseness); the centre is the mean of the bracket midpoints (geometric with `log`).
+    A bracket of zero width on every seed is a point value, and reads as one."""
+    lo, hi = t_interval(lows, log, multiplier), t_interval(highs, log, multiplier)
     centre = math.sqrt(lo.mean * hi.mean) if log else (lo.mean + hi.mean) / 2
     return Estimate(centre, lo.low, hi.high, min(lo.n, hi.n))
 
@@ -116,10 +90,12 @@ def decide(est: Estimate, threshold: float, at_least: bool) -> str:
 
 
 def combine(*verdicts: str) -> str:
-    """All criteria must hold; one that clearly fails decides."""
-    if NOT_REPRODUCED in verdicts:
-        return NOT_REPRODUCED
-    return REPRODUCED if all(v == REPRODUCED for v in verdicts) else INCONCLUSIVE
+    """Every criterion must hold: one that clearly fails decides; then one still open; then one that
+    cannot show at this scale (a failed guard); the claim holds only when every criterion does."""
+    for first in (NOT_REPRODUCED, INCONCLUSIVE, UNTESTABLE):
+        if first in verdicts:
+            return first
+    return REPRODUCED
 
 
 # --- pairing ----------------------------------------------------------------------------------

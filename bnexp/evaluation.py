@@ -1,0 +1,134 @@
+"""The endpoints table -> every registered version's verdict, in memory: the evaluation that the
+report renders (bnexp/report.py) and the sequential plans read to choose their next look
+(bnexp/pipeline/looks.py). Reads only what bnexp.endpoints wrote and the profile's tuned.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bnexp import calibration, endpoints
+from bnexp.claims import Claim, all_claims
+from bnexp.config import profile_only
+from bnexp.method import ledger
+from bnexp.method.contract import Context, Result, Version, missing
+from bnexp.method.stats import INCONCLUSIVE
+
+
+@dataclass
+class Outcome:
+    """One version's verdict on this table, with how it was reached."""
+
+    claim: Claim
+    number: int
+    result: Result
+    status: str
+    reasons: list[str]
+    used: pd.DataFrame
+    excluded: dict[str, int]
+    entry: ledger.Entry | None
+    registered: str | None = None  # the commit that registered it
+
+    @property
+    def version(self) -> Version:
+        return self.claim.versions[self.number]
+
+
+@dataclass
+class Evaluation:
+    """A profile's table, what it was evaluated with, and every claim's outcomes (oldest version first)."""
+
+    profile: str
+    table: pd.DataFrame
+    curves: pd.DataFrame
+    book: ledger.Ledger
+    tuned: dict
+    claims: list[list[Outcome]]  # the claims this profile is for
+    not_run: list[str]  # the claims its `only` leaves out
+
+    def headlines(self) -> dict[str, Outcome]:
+        return {per_claim[0].claim.id: headline(per_claim) for per_claim in self.claims}
+
+
+def rows_for(table: pd.DataFrame, experiment: str | None, entry: ledger.Entry | None) -> pd.DataFrame:
+    if experiment is None or table.empty:
+        return table.iloc[:0]
+    rows = table[table["experiment"] == experiment]
+    return rows[rows["seed"].isin(list(entry.seeds()))] if entry else rows
+
+
+def whole_seeds(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows of the seeds whose every run is in the table, and how many runs were left out.
+    Every seed of a version's sweep runs every arm, so a seed with fewer runs (of any status) than
+    the most complete one is a look still under way, as a table committed in parts can hold: its
+    runs wait until the seed is whole, and a sequential plan reads only looks whose seeds are."""
+    if rows.empty:
+        return rows, 0
+    per_seed = rows.groupby("seed")["seed"].transform("size")
+    whole = per_seed == per_seed.max()
+    return rows[whole], int((~whole).sum())
+
+
+def context(claim: Claim, table: pd.DataFrame, tuned: dict, exact: pd.DataFrame, number: int) -> Context:
+    """What a version's verdict reads beside its rows: the profile's tuned constants, the usable rows
+    of the claim's tuning sweeps, and for an exact check the errors measured when the table was built."""
+    tuning = table[table["experiment"].astype(str).str.startswith(f"{claim.id}/")] if len(table) else table
+    own = exact[(exact["claim"] == claim.id) & (exact["version"] == number)] if len(exact) else exact
+    return Context(tuned, ledger.usable(tuning)[0] if len(tuning) else tuning,
+                   dict(zip(own["quantity"], own["value"], strict=True)) if len(own) else {})
+
+
+def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tuned: dict | None = None
+             ) -> list[list[Outcome]]:
+    """Every version of every claim on this table: a list of outcomes per claim, oldest first;
+    `tuned`: the profile's calibrated constants (tuned.json), which the runs of versions that use
+    them must have been made with to be confirmatory."""
+    tuned = tuned or {}
+    questions = {q.id: q for q in calibration.questions()}
+    out = []
+    for claim in all_claims():
+        outcomes = []
+        for number, version in sorted(claim.versions.items()):
+            entry = book.get(claim.id, number)
+            rows, partial = whole_seeds(rows_for(table, version.experiment, entry))
+            used, excluded = ledger.usable(rows)
+            excluded |= {"seed not yet complete": partial} if partial else {}
+            try:
+                if used.empty and not version.measure:
+                    result = missing(version.experiment)
+                else:
+                    result = version.verdict(used, context(claim, table, tuned, exact, number))
+            except Exception as e:  # a partial table (a smoke run, a sweep under way) is a result too
+                result = Result(INCONCLUSIVE, detail=[f"not computable from this table: {type(e).__name__}: {e}"])
+            status, reasons = ledger.standing(entry, version, used, tuned, questions)
+            registered = ledger.registration_commit(entry.hash) if entry else None
+            outcomes.append(Outcome(claim, number, result, status, reasons, used, excluded, entry, registered))
+        out.append(outcomes)
+    return out
+
+
+def headline(outcomes: list[Outcome]) -> Outcome:
+    """The newest version that has runs to decide it (or is exact); else the newest."""
+    with_runs = [o for o in outcomes if len(o.used) or o.version.measure]
+    return (with_runs or outcomes)[-1]
+
+
+def at_profile(outcomes: list[Outcome], only: list[str]) -> bool:
+    """Whether a claim belongs in a profile's report: every claim, unless the profile names its
+    experiments (`only`); then those whose sweeps it runs, and the exact checks."""
+    return not only or any(o.version.measure or o.version.experiment in only for o in outcomes)
+
+
+def evaluate_profile(results: Path | str, profile: str | None = None) -> Evaluation:
+    """Every claim's outcomes at the profile whose committed files are in `results`."""
+    results = Path(results)
+    profile = profile or results.name
+    table, curves, exact = endpoints.read(results)
+    book, tuned = ledger.load(), calibration.read(results)
+    only = profile_only(profile)
+    evaluated = evaluate(table, exact, book, tuned)
+    return Evaluation(profile, table, curves, book, tuned, [oc for oc in evaluated if at_profile(oc, only)],
+                      [oc[0].claim.id for oc in evaluated if not at_profile(oc, only)])

@@ -1,0 +1,32 @@
+"""Files written whole or not at all: the one atomic write every writer of a record, a table, a
+report or the ledger uses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+class WriteError(OSError):
+    """A file that cannot be written (full disk, read-only folder); one line."""
+
+
+def write_atomic(path: Path, data: bytes | str | Callable[[Path], None]) -> None:
+    """Write `data` (bytes, text, or a function that writes a file at the path it is given) to a
+    temporary file beside `path`, then rename it into place; removed if anything fails, so a
+    reader sees the old file or the new one, never part of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if callable(data):
+            data(tmp)
+        elif isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise WriteError(f"{path}: could not be written ({e.strerror or e}); nothing partial was left") from None
+    finally:
+        tmp.unlink(missing_ok=True)

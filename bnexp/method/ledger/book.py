@@ -1,0 +1,145 @@
+"""The book: ledger.yaml's registered versions, deviations and re-certifications, read and appended to.
+
+The file stays at bnexp/claims/ledger.yaml, beside the claims it registers: the commit that
+registered a version is found in that file's git history (bnexp/method/ledger/git.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bnexp.files import write_atomic
+from bnexp.method.ledger.hashing import version_hash
+
+LEDGER = Path(__file__).resolve().parents[2] / "claims" / "ledger.yaml"
+
+
+@dataclass
+class Entry:
+    claim: str
+    version: int
+    hash: str
+    verdict_seeds: tuple[int, int] | None  # inclusive range; None for a version that reads no runs
+    reason: str
+    reuses: int | None = None  # a version that changes only the analysis, on the runs of another
+    exploratory: str | None = None  # a reason that makes every verdict of it exploratory
+    registered: str = ""  # the date it was written down (git has the commit)
+    recertified: tuple[str, ...] = ()  # later hashes accepted for it (Recertification), oldest first
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        """Every hash its code may have: the registered one, then each re-certified one."""
+        return (self.hash, *self.recertified)
+
+    def seeds(self) -> range:
+        return range(self.verdict_seeds[0], self.verdict_seeds[1] + 1) if self.verdict_seeds else range(0)
+
+
+@dataclass
+class Deviation:
+    """A departure from the protocol, recorded so the report can show it: what happened, where,
+    and which versions' verdicts to show side by side."""
+
+    text: str
+    claim: str | None = None
+    versions: list[int] = field(default_factory=list)
+    commit: str | None = None
+
+
+@dataclass
+class Recertification:
+    """A new code hash accepted for a registered version: the code changed (`commit`), but every
+    number of its verdicts on every committed and hand-made table stayed the same."""
+
+    claim: str
+    version: int
+    hash: str  # the hash accepted from now on
+    replaces: str  # the hash it was compared with (the registered one, or the previous re-certified one)
+    commit: str  # the commit whose code has `hash`
+    reason: str
+    tables: int = 0  # how many tables its verdicts were recomputed on
+    date: str = ""
+
+
+@dataclass
+class Ledger:
+    tuning_seeds: tuple[int, int]
+    entries: list[Entry] = field(default_factory=list)
+    deviations: list[Deviation] = field(default_factory=list)
+    recertifications: list[Recertification] = field(default_factory=list)
+
+    def get(self, claim: str, version: int) -> Entry | None:
+        return next((e for e in self.entries if e.claim == claim and e.version == version), None)
+
+
+def load(path: Path = LEDGER) -> Ledger:
+    raw = yaml.safe_load(path.read_text()) or {}
+    entries = [Entry(**{**e, "verdict_seeds": tuple(e["verdict_seeds"]) if e.get("verdict_seeds") else None})
+               for e in raw.get("versions") or []]
+    deviations = [Deviation(**d) for d in raw.get("deviations") or []]
+    recertified = [Recertification(**r) for r in raw.get("recertifications") or []]
+    for e in entries:
+        e.recertified = tuple(r.hash for r in recertified if (r.claim, r.version) == (e.claim, e.version))
+    return Ledger(tuple(raw["tuning_seeds"]), entries, deviations, recertified)
+
+
+# --- appending ----------------------------------------------------------------------------------
+
+def register(claim_id: str, number: int, n_seeds: int, reason: str, reuses: int | None = None,
+             exploratory: str | None = None) -> Entry:
+    """Append a version to the ledger, with the next free block of verdict seeds for the claim."""
+    from bnexp.claims import by_id
+
+    claim = by_id()[claim_id]
+    ledger = load()
+    if ledger.get(claim_id, number):
+        raise SystemExit(f"ledger: {claim_id} v{number} is registered already; a revision is a new version")
+    if number not in claim.versions:
+        raise SystemExit(f"ledger: {claim_id} has no version {number} in its module")
+    if claim.versions[number].experiment is None:
+        seeds = None
+    elif reuses is not None:
+        source = ledger.get(claim_id, reuses)
+        if source is None:
+            raise SystemExit(f"ledger: {claim_id} v{reuses} is not registered")
+        seeds = source.verdict_seeds
+    else:
+        taken = [e.verdict_seeds[1] for e in ledger.entries if e.claim == claim_id and e.verdict_seeds]
+        start = max(taken, default=-1) + 1
+        seeds = (start, start + n_seeds - 1)
+        if seeds[1] >= ledger.tuning_seeds[0] and start <= ledger.tuning_seeds[1]:
+            raise SystemExit("ledger: verdict seeds would reach the tuning range")
+    entry = Entry(claim_id, number, version_hash(claim.versions[number]), seeds, reason, reuses, exploratory,
+                  registered=datetime.date.today().isoformat())
+    fields = {"claim": entry.claim, "version": entry.version, "hash": entry.hash,
+              "verdict_seeds": list(seeds) if seeds else None, "registered": entry.registered}
+    if reuses is not None:
+        fields["reuses"] = reuses
+    if exploratory:
+        fields["exploratory"] = exploratory
+    fields["reason"] = reason
+    text = yaml.safe_dump([fields], sort_keys=False, width=100, allow_unicode=True)
+    write_atomic(LEDGER, LEDGER.read_text() + textwrap.indent(text, "  "))
+    return entry
+
+
+def append_recertification(r: Recertification) -> None:
+    """Insert the record at the end of the ledger's `recertifications:` list (made if missing),
+    which stands just before `versions:` so that `register` can keep appending versions."""
+    text = LEDGER.read_text()
+    item = textwrap.indent(yaml.safe_dump([vars(r)], sort_keys=False, width=100, allow_unicode=True), "  ")
+    if "\nrecertifications:\n" not in text:
+        item = ("# Registered versions whose code changed without changing any number of any verdict\n"
+                "# (python -m bnexp.claims.ledger recertify), oldest first.\nrecertifications:\n" + item + "\n")
+    else:
+        item = item + "\n"
+    at = text.index("\nversions:\n") + 1
+    write_atomic(LEDGER, text[:at].rstrip("\n") + "\n" + ("\n" if "\nrecertifications:\n" not in text else "")
+                 + item + text[at:])
+
+

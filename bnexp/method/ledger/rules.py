@@ -1,0 +1,131 @@
+"""The rules the ledger enforces: the book against the code (`check`), the runs a verdict may use
+(`usable`), and the one confirmatory rule (`standing`).
+
+A verdict is `confirmatory` when every run it uses was produced by clean code that contains its
+registration (the registering commit is an ancestor of the run's commit), and, for a version that
+uses tuned constants, was made with the profile's tuned values; otherwise it is `exploratory`,
+with the reasons listed. Dirty runs and runs of unknown commits never enter a verdict; they are
+counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from bnexp import table
+from bnexp.method.contract import Question, Use
+from bnexp.method.ledger.book import Entry, Ledger
+from bnexp.method.ledger.git import contains, registration_commit
+from bnexp.method.ledger.hashing import version_hash
+
+CONFIRMATORY, EXPLORATORY = "confirmatory", "exploratory"
+
+
+def check(claims: Iterable, ledger: Ledger) -> list[str]:
+    """Every problem with the ledger against the code: unregistered or changed versions,
+    registered versions that are gone, overlapping or tuning seeds. Empty when all is well."""
+    problems = []
+    in_code = set()
+    for claim in claims:
+        for number, version in claim.versions.items():
+            in_code.add((claim.id, number))
+            entry = ledger.get(claim.id, number)
+            if entry is None:
+                problems.append(f"{claim.id} v{number}: not registered (python -m bnexp.method.ledger register "
+                                f"{claim.id} {number} ...)")
+            elif version_hash(version) not in entry.hashes:
+                problems.append(f"{claim.id} v{number}: its code changed since registration (hash "
+                                f"{version_hash(version)}, registered {entry.hashes[-1]}); register a new version, "
+                                "or recertify it if every number stays the same")
+    tuning = range(ledger.tuning_seeds[0], ledger.tuning_seeds[1] + 1)
+    seen: set[tuple[str, int]] = set()
+    for e in ledger.entries:
+        where = f"{e.claim} v{e.version}"
+        if (e.claim, e.version) in seen:
+            problems.append(f"{where}: registered twice")
+        seen.add((e.claim, e.version))
+        if (e.claim, e.version) not in in_code:
+            problems.append(f"{where}: registered but its code is gone (registered versions stay)")
+        if set(e.seeds()) & set(tuning):
+            problems.append(f"{where}: verdict seeds {e.verdict_seeds} overlap the tuning seeds {ledger.tuning_seeds}")
+        if e.reuses is not None:
+            source = ledger.get(e.claim, e.reuses)
+            if source is None or source.verdict_seeds != e.verdict_seeds:
+                problems.append(f"{where}: reuses v{e.reuses}, whose seeds are not {e.verdict_seeds}")
+            continue
+        for other in ledger.entries:
+            if (other.claim == e.claim and other.version < e.version and other.reuses is None
+                    and set(other.seeds()) & set(e.seeds())):
+                problems.append(f"{where}: verdict seeds {e.verdict_seeds} overlap v{other.version}'s")
+    for d in ledger.deviations:
+        for number in d.versions:
+            if ledger.get(d.claim or "", number) is None:
+                problems.append(f"deviation '{d.text[:40]}...': {d.claim} v{number} is not registered")
+    return problems
+
+
+def usable(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The runs a verdict may use, and the counts of those left out, by reason."""
+    failed = rows["status"] == "failed"
+    dirty, foreign = table.dirty(rows), table.foreign(rows)
+    out = {"failed": int(failed.sum()), "dirty": int((dirty & ~failed).sum()),
+           "unknown commit": int((foreign & ~dirty & ~failed).sum())}
+    return rows[~(failed | dirty | foreign)], {k: v for k, v in out.items() if v}
+
+
+def by_registration(entry: Entry | None, current_hash: str, used: pd.DataFrame) -> tuple[str, list[str]]:
+    """Confirmatory or exploratory by the registration alone, with the reasons for exploratory."""
+    if entry is None:
+        return EXPLORATORY, ["not registered"]
+    reasons = []
+    if current_hash not in entry.hashes:
+        reasons.append("its code differs from the registered version")
+    if entry.exploratory:
+        reasons.append(entry.exploratory)
+    if entry.reuses is not None:
+        reasons.append(f"an analysis-only revision that reuses the runs of v{entry.reuses}")
+    registered = registration_commit(entry.hash)
+    if registered is None:
+        reasons.append("its registration is not committed yet")
+    elif len(used):
+        early = sum(not contains(c, registered) for c in used["git_commit"])
+        if early:
+            reasons.append(f"{early} of {len(used)} runs were made by code older than its registration "
+                           f"({registered[:10]})")
+    return (EXPLORATORY, reasons) if reasons else (CONFIRMATORY, [])
+
+
+def conformity(uses: tuple[Use, ...], rows: pd.DataFrame, answers: dict[str, dict[str, Any]],
+               questions: dict[str, Question]) -> list[str]:
+    """Why the runs of a version that `uses` tuned constants are not confirmatory: runs made with
+    another value than the profile's tuned one, or constants that were never calibrated."""
+    if not uses:
+        return []
+    if not answers:
+        return ["its constants were never calibrated at this profile (no tuned.json)"]
+    out = []
+    for u in uses:
+        answer, q = answers.get(u.question), questions.get(u.question)
+        if answer is None or q is None or u.arm not in answer.get("values", {}):
+            out.append(f"{u.question} ({u.arm}) was not calibrated at this profile")
+            continue
+        want = float(answer["values"][u.arm])
+        made = rows[rows[u.column].astype(str) == u.value][q.knob].astype(float)
+        off = sum(not math.isclose(v, want, rel_tol=1e-9, abs_tol=1e-12) for v in made)
+        if off:
+            out.append(f"{off} of {len(made)} runs of {u.value} were made with {q.knob} other than the tuned {want:g}")
+    return out
+
+
+def standing(entry: Entry | None, version, used: pd.DataFrame, tuned: dict[str, dict[str, Any]],
+             questions: dict[str, Question]) -> tuple[str, list[str]]:
+    """The confirmatory rule, whole: (confirmatory or exploratory, the reasons for exploratory).
+    Its registration (registered, unchanged code, committed before the runs it uses), then, for a
+    version that uses tuned constants, runs made with the profile's tuned values."""
+    status, reasons = by_registration(entry, version_hash(version), used)
+    off = conformity(version.uses, used, tuned, questions) if len(used) else []
+    return (EXPLORATORY, reasons + off) if off else (status, reasons)
