@@ -30,11 +30,10 @@ def plain(v):
 
 def main() -> None:
     claim, number, expect, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    import bnexp
-
-    # The layout of this commit, read off its files: an editable install's import hook could
-    # otherwise find today's bnexp/method/ for a commit that has none.
-    if (Path(bnexp.__file__).parent / "method" / "contract.py").is_file():
+    # The layout of this commit, read off its files beside this script (an editable install's
+    # import hook could otherwise find today's bnexp/method/ for a commit that has none; some
+    # commits' bnexp/ has no __init__.py, so the package's own __file__ cannot tell).
+    if (Path(__file__).resolve().parent / "bnexp" / "method" / "contract.py").is_file():
         from bnexp.method.contract import Context
         from bnexp.method.ledger.hashing import version_hash
     else:  # a commit from before bnexp/method/
