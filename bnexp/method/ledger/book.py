@@ -135,7 +135,7 @@ def append_recertification(r: Recertification) -> None:
     item = textwrap.indent(yaml.safe_dump([vars(r)], sort_keys=False, width=100, allow_unicode=True), "  ")
     if "\nrecertifications:\n" not in text:
         item = ("# Registered versions whose code changed without changing any number of any verdict\n"
-                "# (python -m bnexp.claims.ledger recertify), oldest first.\nrecertifications:\n" + item + "\n")
+                "# (python -m bnexp.method.ledger recertify), oldest first.\nrecertifications:\n" + item + "\n")
     else:
         item = item + "\n"
     at = text.index("\nversions:\n") + 1
