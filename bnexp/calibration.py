@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -204,10 +203,10 @@ def planning(profile: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def value(profile: str, question: str, arm: str | None = None) -> float:
-    """A tuned constant, for `${bnexp_tuned:${profile.name},<question>,<arm>}` in the verdict configs."""
-    root = Path(os.environ.get("BNEXP_RESULTS", "results"))
-    path = root / profile / TUNED
+def value(profile: str, question: str, arm: str | None = None, results: Path | str = "results") -> float:
+    """A tuned constant, for `${bnexp_tuned:${profile.name},<question>,<arm>}` in the verdict configs:
+    read from <results>/<profile>/tuned.json, `results` being the config's own key."""
+    path = Path(results) / profile / TUNED
     answers = json.loads(path.read_text()) if path.is_file() else {}
     answer = answers.get(question)
     if answer is None:

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bnexp import records, sweep
-from bnexp.config import CONFIGS, ConfigError, one_line_error, register
+from bnexp.config import CONFIGS, ConfigError, one_line_error
 from bnexp.data import DataError
 from bnexp.resolvers import config_key, run_key
 from bnexp.run import committed, provenance, ranks
@@ -38,7 +38,6 @@ from bnexp.run.lifecycle import run
 from bnexp.run.world import World, agree
 
 log = logging.getLogger("bnexp")
-register()
 
 
 class SweepCallback(Callback):

@@ -225,6 +225,9 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default
     name: str = "run"  # a label for wandb and the summary
+    # Where profiles keep their results: <results>/<profile>/ holds tuned.json, the table and the
+    # report, <results>/<profile>/runs/ an experiment's sweeps. A path on this machine: never in a key.
+    results: str = "results"
     # Values the experiment configs interpolate, set by configs/profile/ (smoke, quick, full).
     profile: Profile = field(default_factory=Profile)
 

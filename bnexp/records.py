@@ -36,7 +36,7 @@ LOCK = ".lock"
 # Config entries that do not change what a run computes, left out of its key: where the data
 # lives, CPU threads, progress bars, logging, labels, and the profile's own table of values
 # (whatever of it an experiment uses has been interpolated into the entries that matter).
-KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "threads", "train.progress", "logger", "name",
+KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "results", "threads", "train.progress", "logger", "name",
                 "train.cudnn_benchmark", "train.jobs_per_device")
 # Entries added to the schema after records existed, at the value that computes exactly what
 # every run computed before they existed: left out of the key at that value, so that adding them

@@ -42,12 +42,26 @@ def seeds(spec, claim: str) -> str:
     return seeds_for(spec, claim)
 
 
-def tuned(profile: str, question: str, arm: str | None = None) -> float:
+def tuned(profile: str, question: str, arm: str | None = None, *, _root_: DictConfig) -> float:
     from bnexp.calibration import value
 
-    return value(str(profile), str(question), None if arm is None else str(arm))
+    return value(str(profile), str(question), None if arm is None else str(arm), _root_.get("results", "results"))
+
+
+def sweep_dir(results: str, profile: str, experiment: str | None, elsewhere: str) -> str:
+    """An experiment's sweep goes to <results>/<profile>/runs/<experiment> (its runs under their run
+    keys, so a rerun finds each); a sweep of no experiment to `elsewhere`."""
+    return f"{results}/{profile}/runs/{experiment}" if experiment else elsewhere
+
+
+def sweep_subdir(experiment: str | None, *, _root_: DictConfig) -> str:
+    """A job's folder in its sweep: its run key for an experiment's sweep, else its number (read
+    only when Hydra has numbered the job)."""
+    return run_key(_root_) if experiment else str(_root_.hydra.job.num)
 
 
 OmegaConf.register_new_resolver("bnexp_tuned", tuned, replace=True)
 OmegaConf.register_new_resolver("bnexp_run_key", lambda *, _root_: run_key(_root_), replace=True)
 OmegaConf.register_new_resolver("bnexp_seeds", seeds, replace=True)
+OmegaConf.register_new_resolver("bnexp_sweep_dir", sweep_dir, replace=True)
+OmegaConf.register_new_resolver("bnexp_sweep_subdir", sweep_subdir, replace=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
 import tempfile
 import time
@@ -88,6 +87,7 @@ def main() -> None:
                    help="torch threads per job (default: the cores this process may use / --jobs, as "
                         "`make reproduce-figures` runs them)")
     p.add_argument("--json", help="also write the table here, as JSON")
+    p.add_argument("--results", default="results", help="the results folder whose <profile>/tuned.json the sweeps read")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. train.precision=bf16 "
                                                  "train.compile=true (the settings to cost)")
     p.add_argument("--gpu-images-per-s", type=float, default=0.0,
@@ -99,12 +99,11 @@ def main() -> None:
     threads = a.threads or max(1, provenance.cores() // max(a.jobs, 1))
     names = [e for e in calibrations() + experiments() if not a.only or e.split("/")[0] in a.only.split(",")]
     device = resolve_device(a.device)
-    results = Path(os.environ.get("BNEXP_RESULTS", "results"))
+    results = Path(a.results)
     if not (results / a.profile / calibration.TUNED).is_file():  # stand-ins, for planning only
-        stand_in = Path(tempfile.mkdtemp(prefix="bnexp-cost-"))
-        (stand_in / a.profile).mkdir()
-        (stand_in / a.profile / calibration.TUNED).write_text(json.dumps(calibration.planning(a.profile)))
-        os.environ["BNEXP_RESULTS"] = str(stand_in)
+        results = Path(tempfile.mkdtemp(prefix="bnexp-cost-"))
+        (results / a.profile).mkdir()
+        (results / a.profile / calibration.TUNED).write_text(json.dumps(calibration.planning(a.profile)))
     total_h, total_gpu_h, datasets, table = 0.0, 0.0, {}, {}
     gpu = f" {'gpu-h':>7}" if a.gpu_images_per_s else ""
     print(f"{'experiment':24} {'runs':>5} {'steps/run':>9} {'s/step':>8} {'s/eval':>7} {'minutes':>8}{gpu}  "
@@ -112,7 +111,8 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         for name in names:
             master = compose("config", [f"experiment={name}", f"profile={a.profile}", f"device={a.device}",
-                                        f"threads={threads}", "hydra/launcher=basic", *a.overrides],
+                                        f"threads={threads}", "hydra/launcher=basic", f"results={results}",
+                                        *a.overrides],
                              return_hydra_config=True)
             jobs = sweep.expand(master)
             runs = sweep.planned(master, jobs)

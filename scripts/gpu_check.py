@@ -150,7 +150,7 @@ def section_cost(a, settings: list[str], tmp: Path) -> dict:
         ["--profile", "full", "--steps", "5"]
     path = tmp / "cost.json"
     code, text, s = run([sys.executable, "scripts/cost.py", *args, "--device", a.device, "--json", str(path),
-                         *settings], 1800, env={"BNEXP_RESULTS": str(ROOT / "results")})
+                         "--results", str(ROOT / "results"), *settings], 1800)
     table = json.loads(path.read_text()) if code == 0 else {}
     return {"status": "passed" if code == 0 else "failed", "seconds": s, "settings": settings,
             "sweeps": table.get("sweeps", {}), "total_hours": table.get("total_hours"),

@@ -75,16 +75,15 @@ def test_a_verdict_run_made_with_another_value_than_the_tuned_one_is_not_confirm
 
 
 def test_the_resolver_reads_the_profile_s_choice_or_refuses_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("BNEXP_RESULTS", str(tmp_path))
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "tuned.json").write_text(json.dumps(
         {"toy/lr": {"rule": "best", "values": {"plain": 0.03}}, "toy/target": {"rule": "target", "value": 0.28}}))
-    assert calibration.value("toy", "toy/lr", "plain") == 0.03
-    assert calibration.value("toy", "toy/target") == 0.28
+    assert calibration.value("toy", "toy/lr", "plain", results=tmp_path) == 0.03
+    assert calibration.value("toy", "toy/target", results=tmp_path) == 0.28
     with pytest.raises(calibration.CalibrationError, match="no tuned value for toy/p; calibrate first"):
-        calibration.value("toy", "toy/p", "plain")
+        calibration.value("toy", "toy/p", "plain", results=tmp_path)
     with pytest.raises(calibration.CalibrationError, match="no tuned value"):
-        calibration.value("other", "toy/lr", "plain")
+        calibration.value("other", "toy/lr", "plain", results=tmp_path)
 
 
 def test_the_committed_quick_choices_recompute_from_the_committed_table():

@@ -2,6 +2,8 @@
 models (VGG-11, ResNet-20, the MLP, the CNNs at full width) train a few real steps, so a user with a
 GPU does not learn of a broken config hours into a sweep."""
 
+from pathlib import Path
+
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -12,22 +14,23 @@ from bnexp.run.lifecycle import run
 
 
 @pytest.fixture
-def planned(tmp_path, monkeypatch):
+def planned(tmp_path):
     """Stand-in tuned constants for a profile that has not been calibrated here (the middle of
     each grid, calibration.planning), in a results folder of the test's own."""
     import json
 
-    def write(profile: str) -> None:
+    def write(profile: str) -> Path:
         (tmp_path / "results" / profile).mkdir(parents=True, exist_ok=True)
         (tmp_path / "results" / profile / "tuned.json").write_text(json.dumps(calibration.planning(profile)))
+        return tmp_path / "results"
 
-    monkeypatch.setenv("BNEXP_RESULTS", str(tmp_path / "results"))
     return write
 
 
-def expand(profile: str, name: str, data) -> tuple:
+def expand(profile: str, name: str, data, results: Path) -> tuple:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         master = compose("config", [f"experiment={name}", f"profile={profile}", f"dataset.root={data}",
+                                    f"results={results}",
                                     "hydra/launcher=basic"], return_hydra_config=True)
         return master, sweep.expand(master)
 
@@ -36,9 +39,9 @@ def expand(profile: str, name: str, data) -> tuple:
 @pytest.mark.parametrize("profile", ["smoke", pytest.param("quick", marks=pytest.mark.slow),
                                      pytest.param("full", marks=pytest.mark.slow)])
 def test_every_experiment_of_every_profile_expands_into_jobs_that_pass_every_check(profile, real_data, planned):
-    planned(profile)
+    results = planned(profile)
     for name in calibrations() + experiments():
-        master, jobs = expand(profile, name, real_data)
+        master, jobs = expand(profile, name, real_data, results)
         assert jobs and sweep.check(jobs) is None, (profile, name)
         assert sweep.planned(master, jobs) >= len(jobs) // 2
 
@@ -58,8 +61,8 @@ def _distinct_models(jobs) -> list:
 @pytest.mark.slow  # ~1.5 min per experiment on 2 cores (VGG-11 at width 64, 45,000 images loaded): make test-slow
 @pytest.mark.parametrize("name", experiments())
 def test_the_full_profile_trains_a_few_steps_of_every_model_it_sweeps(name, real_data, tmp_path, planned):
-    planned("full")
-    _, jobs = expand("full", name, real_data)
+    results = planned("full")
+    _, jobs = expand("full", name, real_data, results)
     for i, job in enumerate(_distinct_models(jobs)[:2]):
         cfg = sweep.without_hydra(job.config)
         # Two steps, a small test set: the models, the data split and every option are the full profile's.
@@ -96,9 +99,9 @@ def test_the_full_profile_reads_its_own_constants_and_gn_keeps_four_channels_per
     from bnexp import models
     from bnexp.config import Norm
 
-    planned("full")
+    results = planned("full")
     answers = calibration.planning("full")
-    _, jobs = expand("full", "small_batch", real_data)
+    _, jobs = expand("full", "small_batch", real_data, results)
     gn = [j for j in jobs if j.config.model.norm == Norm.group]
     tuned_gn = [j for j in gn if j.config.train.batch_size == 128]  # Wu & He's own protocol keeps its lr
     assert tuned_gn and all(j.config.optim.lr == answers["small_batch/lr"]["values"]["gn"] for j in tuned_gn)

@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
     chosen = [e for e in ordered_experiments() if not only or e in only]
     tuned_claims = list(dict.fromkeys(q.claim for q in calibration.questions() if q.claim in chosen))
     waves = calibration.waves(tuned_claims)  # a sweep that trains with another question's answer runs after it
-    os.environ["BNEXP_RESULTS"] = a.results  # where the sweeps' ${bnexp_tuned:...} read tuned.json
     signal.signal(signal.SIGTERM, interrupt)
     root = Path(a.results) / a.profile
     (root / "logs").mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def sweep_args(name: str, a: argparse.Namespace, jobs: int, extra: tuple[str, ..
     share = jobs_per_device(a, jobs)
     return [f"experiment={name}", f"profile={a.profile}", *launcher, f"threads={a.threads}", f"device={a.device}",
             *([f"train.jobs_per_device={share}"] if share > 1 else []),
-            f"hydra.sweep.dir={a.results}/{a.profile}/runs/{name}", *(["logger=wandb"] if a.wandb else []),
+            f"results={a.results}", *(["logger=wandb"] if a.wandb else []),
             *a.overrides, *extra]
 
 
