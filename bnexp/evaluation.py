@@ -72,13 +72,16 @@ def whole_seeds(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return rows[whole], int((~whole).sum())
 
 
-def context(claim: Claim, table: pd.DataFrame, tuned: dict, exact: pd.DataFrame, number: int) -> Context:
-    """What a version's verdict reads beside its rows: the profile's tuned constants, the usable rows
-    of the claim's tuning sweeps, and for an exact check the errors measured when the table was built."""
+def tuning_rows(claim: Claim, table: pd.DataFrame) -> pd.DataFrame:
+    """The usable rows of the claim's tuning sweeps (`<claim>/tune...`)."""
     tuning = table[table["experiment"].astype(str).str.startswith(f"{claim.id}/")] if len(table) else table
+    return ledger.usable(tuning)[0] if len(tuning) else tuning
+
+
+def measured(claim: Claim, exact: pd.DataFrame, number: int) -> dict[str, float]:
+    """An exact check's errors, as measured when the table was built."""
     own = exact[(exact["claim"] == claim.id) & (exact["version"] == number)] if len(exact) else exact
-    return Context(tuned, ledger.usable(tuning)[0] if len(tuning) else tuning,
-                   dict(zip(own["quantity"], own["value"], strict=True)) if len(own) else {})
+    return dict(zip(own["quantity"], own["value"], strict=True)) if len(own) else {}
 
 
 def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tuned: dict | None = None
@@ -90,7 +93,7 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tune
     questions = {q.id: q for q in calibration.questions()}
     out = []
     for claim in all_claims():
-        outcomes = []
+        outcomes, tuning = [], tuning_rows(claim, table)  # what every version of the claim reads beside its rows
         for number, version in sorted(claim.versions.items()):
             entry = book.get(claim.id, number)
             rows, partial = whole_seeds(rows_for(table, version.experiment, entry))
@@ -100,7 +103,7 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tune
                 if used.empty and not version.measure:
                     result = missing(version.experiment)
                 else:
-                    result = version.verdict(used, context(claim, table, tuned, exact, number))
+                    result = version.verdict(used, Context(tuned, tuning, measured(claim, exact, number)))
             except Exception as e:  # a partial table (a smoke run, a sweep under way) is a result too
                 result = Result(INCONCLUSIVE, detail=[f"not computable from this table: {type(e).__name__}: {e}"])
             status, reasons = ledger.standing(entry, version, used, tuned, questions)

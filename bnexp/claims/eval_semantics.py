@@ -31,7 +31,7 @@ VERSIONS = {1: Version(f"errors <= {TOLERANCE_V1:g}; the running- vs batch-stati
 CLAIM = Claim(
     "eval_semantics",
     statement="Training uses batch statistics, eval running averages (momentum, unbiased variance); the eval "
-                 "transform folds into the conv.",
+              "transform folds into the conv.",
     source="Ioffe & Szegedy 2015; the BN notes",
     published="PyTorch momentum 0.1 = Keras 0.9; unbiased running variance.",
     unit="max error",

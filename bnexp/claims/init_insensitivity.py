@@ -175,7 +175,7 @@ CLAIM = Claim(
     statement="BN removes the need for careful initialisation.",
     source="Ioffe & Szegedy 2015; the BN notes",
     published="Qualitative: BN 'reduces the dependence of gradients on the scale of the parameters or of their "
-                 "initial values'.",
+              "initial values'.",
     unit="ratio (v1); share of gain, BN - plain (v2)",
     order=30,
     versions=VERSIONS,

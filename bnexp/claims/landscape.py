@@ -212,7 +212,7 @@ CLAIM = Claim(
     statement="BN smooths the loss landscape; reducing internal covariate shift is not why it helps.",
     source="Santurkar et al. 2018",
     published="VGG/CIFAR-10: loss range, gradient predictiveness and effective beta-smoothness all much better with "
-                 "BN; noisy BN trains about as well as BN.",
+              "BN; noisy BN trains about as well as BN.",
     unit="ratio",
     order=80,
     versions=VERSIONS,

@@ -219,7 +219,7 @@ CLAIM = Claim(
     statement="BN tolerates far higher learning rates.",
     source="Ioffe & Szegedy 2015; Bjorck et al. 2018",
     published="BN-x5 and BN-x30 (5x, 30x lr) trained Inception; 5x sent plain Inception to 'machine infinity'. "
-                 "ResNet-110: lr 0.1 with BN, 0.0001 without.",
+              "ResNet-110: lr 0.1 with BN, 0.0001 without.",
     unit="ratio",
     order=10,
     versions=VERSIONS,

@@ -208,7 +208,7 @@ CLAIM = Claim(
     statement="BN lets saturating nets train; their input distributions stay stable.",
     source="Ioffe & Szegedy 2015",
     published="BN-x5-Sigmoid Inception 69.8% while plain sigmoid Inception stayed at chance; MNIST Fig. 1(b,c): "
-                 "stable sigmoid-input percentiles with BN, drifting without.",
+              "stable sigmoid-input percentiles with BN, drifting without.",
     unit="accuracy points",
     order=70,
     versions=VERSIONS,
