@@ -24,16 +24,19 @@ from pathlib import Path
 import pandas as pd
 
 from bnexp import table as schema
+from bnexp.method.contract import Context
 from bnexp.method.ledger.book import Recertification, append_recertification, load
 from bnexp.method.ledger.git import git, registration_commit, uncommitted_package
 from bnexp.method.ledger.hashing import version_hash
 from bnexp.method.ledger.rules import usable
 
+HandMade = pd.DataFrame | tuple[pd.DataFrame, Context]  # a hand-made table, alone or with its context
+
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: results/ and tests/ beside bnexp/
 FIELDS = ("verdict", "effect", "ci_low", "ci_high", "n_seeds", "detail", "derived")
 
 
-def tables_for(claim_id: str, number: int, root: Path, hand_made: dict[str, list[pd.DataFrame]]
+def tables_for(claim_id: str, number: int, root: Path, hand_made: dict[str, list[HandMade]]
                ) -> list[tuple[str, pd.DataFrame, dict | None, dict]]:
     """(label, rows, measured values or None, context) for every table a re-certification
     recomputes: each committed endpoints table under `root`/results (the rows the report reads,
@@ -62,7 +65,10 @@ def tables_for(claim_id: str, number: int, root: Path, hand_made: dict[str, list
             out.append((f"{label} (its verdict seeds)", usable(rows[rows["seed"].isin(list(entry.seeds()))])[0],
                         measured, ctx))
         out.append((f"{label} (every seed)", usable(rows)[0], measured, ctx))
-    out += [(f"hand-made table {k + 1} of {claim_id}", t, None, {}) for k, t in enumerate(hand_made.get(claim_id, []))]
+    for k, case in enumerate(hand_made.get(claim_id, [])):
+        rows, ctx = case if isinstance(case, tuple) else (case, Context())
+        out.append((f"hand-made table {k + 1} of {claim_id} (tests/claims/test_{claim_id}.py)", rows,
+                    ctx.measured or None, {"tuned": ctx.tuned, "tuning": ctx.tuning}))
     return out
 
 
@@ -109,7 +115,7 @@ def first_difference(old, new, where: str = "") -> str | None:
     return f"{where}: {json.dumps(old)[:80]} -> {json.dumps(new)[:80]}"
 
 
-def recertify(claim_id: str, number: int, reason: str, hand_made: dict[str, list[pd.DataFrame]],
+def recertify(claim_id: str, number: int, reason: str, hand_made: dict[str, list[HandMade]],
               root: Path | None = None) -> Recertification:
     """Accept the committed code's new hash for a registered version if its verdicts are identical,
     number for number, to those of its last certified code on every table; SystemExit otherwise."""
@@ -149,14 +155,14 @@ def recertify(claim_id: str, number: int, reason: str, hand_made: dict[str, list
     return record
 
 
-def hand_made_tables(root: Path) -> dict[str, list[pd.DataFrame]]:
-    """The tests' hand-made tables (tests/tables.py in the checkout), or none outside a checkout."""
-    path = root / "tests" / "tables.py"
-    if not path.is_file():
-        return {}
-    spec = importlib.util.spec_from_file_location("bnexp_hand_made_tables", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.hand_made()
-
-
+def hand_made_tables(root: Path) -> dict[str, list[HandMade]]:
+    """Every claim's hand-made tables: `hand_made()` of tests/claims/test_<claim>.py in the checkout
+    (each a table, or a table with the context its verdicts read), or none outside a checkout."""
+    out: dict[str, list[HandMade]] = {}
+    for path in sorted((root / "tests" / "claims").glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"bnexp_hand_made_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if hasattr(module, "hand_made"):
+            out[path.stem.removeprefix("test_")] = list(module.hand_made())
+    return out

@@ -1,0 +1,99 @@
+"""landscape, specified on hand-made tables: BN's loss range and gradient change along the gradient
+<= 0.5x plain's, and noisy BN within 3 points of BN. v1 (means over every probed step), v2 (probes
+after initialisation; noisy BN on noise-free statistics) and v3 (v2 on a sequential plan, the noisy-BN
+part judged only if a power calculation on the tuning seeds asks for at most 8 seeds).
+`hand_made()` feeds the same tables, with the contexts they need, to re-certification."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from bnexp.claims import by_id
+from bnexp.claims import landscape as ls
+from bnexp.method.contract import Context
+from bnexp.method.stats import NOT_REPRODUCED, REPRODUCED, UNTESTABLE
+
+
+def probes(seeds, ratio: float = 0.3, noisy_gap: float = 0.0) -> pd.DataFrame:
+    """Per seed at lr 0.03: plain's loss range and gradient change 1.0 (x 0.9-1.1 by seed mod 3), BN's
+    and noisy BN's `ratio` of that; BN 0.40 test accuracy on recalibrated statistics (+-0.004), noisy
+    BN `noisy_gap` below it; noisy BN near chance on its own noisy running statistics."""
+    rows = []
+    for seed in seeds:
+        w, e = 0.9 + 0.1 * (seed % 3), 0.004 * (seed % 3 - 1)
+        for model, scale, recal, final in (("plain", 1.0, 0.38, 0.38), ("bn", ratio, 0.40 + e, 0.40 + e),
+                                           ("noisy_bn", ratio, 0.40 - noisy_gap - e, 0.12)):
+            size = scale * w if model == "plain" else scale * (2 - w)
+            rows.append({"seed": seed, "choice_model": model, "lr": 0.03, "final_acc": final, "recal_acc": recal}
+                        | {f"{probe}_{when}": size for probe in ("loss_range", "grad_change", "beta")
+                           for when in ("mean", "after_init")})
+    return pd.DataFrame(rows)
+
+
+def tuned(val_accs: tuple[float, ...]) -> Context:
+    """BN's tuned lr 0.03 and its validation accuracy on each tuning seed there."""
+    tuning = pd.DataFrame([{"experiment": "landscape/tune", "choice_model": "bn", "lr": 0.03, "seed": s, "val_acc": a}
+                           for s, a in enumerate(val_accs)])
+    return Context(tuned={"landscape/lr": {"values": {"bn": 0.03, "plain": 0.03, "noisy_bn": 0.03}}}, tuning=tuning)
+
+
+THREE, EIGHT = (3, 4, 5), range(11, 19)
+STEADY, NOISY = tuned((0.40, 0.41, 0.42)), tuned((0.30, 0.40, 0.50))
+
+
+def verdict(n: int, t: pd.DataFrame, ctx: Context | None = None):
+    return by_id()["landscape"].versions[n].verdict(t, ctx or Context())
+
+
+def hand_made() -> list:
+    return [probes(THREE), probes(THREE, noisy_gap=0.1), probes(THREE, ratio=0.9), (probes(EIGHT), STEADY),
+            (probes(EIGHT), NOISY), (probes(EIGHT, noisy_gap=0.1), STEADY), (probes(EIGHT, ratio=0.9), STEADY)]
+
+
+def test_v2_needs_both_ratios_and_noisy_bn_near_bn():
+    res = verdict(2, probes(THREE))
+    assert res.verdict == REPRODUCED, res.detail
+    assert res.effect == pytest.approx(math.exp(sum(math.log(0.3 * (2 - w) / w) for w in (0.9, 1.0, 1.1)) / 3))
+    assert verdict(2, probes(THREE, ratio=0.9)).verdict == NOT_REPRODUCED
+    assert verdict(2, probes(THREE, noisy_gap=0.1)).verdict == NOT_REPRODUCED
+
+
+def test_v1_read_noisy_bn_on_its_noisy_statistics():
+    """Noisy BN at 0.12 on its own running statistics: v1 finds it 28 points behind BN, although on
+    statistics re-estimated without noise (v2) it is level."""
+    res = verdict(1, probes(THREE))
+    assert res.verdict == NOT_REPRODUCED and res.effect == pytest.approx(verdict(2, probes(THREE)).effect)
+    assert "BN - noisy BN test accuracy: 0.28" in res.detail[2]
+
+
+def test_v3_asks_the_tuning_seeds_how_many_seeds_noisy_bns_margin_needs():
+    assert ls.seeds_needed(STEADY) == 2  # spread 0.01: two seeds resolve a 3-point margin
+    assert ls.seeds_needed(NOISY) > ls.MAX_SEEDS_V3  # spread 0.1: 87 seeds
+    assert ls.seeds_needed(Context()) == math.inf  # no tuning rows: no power calculation
+
+
+def test_v3_decides_all_three_parts_with_the_power_for_them():
+    res = verdict(3, probes(EIGHT), STEADY)
+    assert res.verdict == REPRODUCED, res.detail
+    assert verdict(3, probes(EIGHT, noisy_gap=0.1), STEADY).verdict == NOT_REPRODUCED
+    assert verdict(3, probes(EIGHT, ratio=0.9), STEADY).verdict == NOT_REPRODUCED
+
+
+def test_v3_noisy_bns_part_is_untestable_without_the_power_for_it():
+    res = verdict(3, probes(EIGHT), NOISY)
+    assert res.verdict == UNTESTABLE, res.detail
+    assert [p["verdict"] for p in res.derived["parts"]] == [REPRODUCED, REPRODUCED, UNTESTABLE]
+
+
+def test_v2_leaves_out_the_probe_at_initialisation():
+    class Rec:
+        def __init__(self):
+            self.summary = {"test_acc": 0.3, "test_recal_acc": 0.35, "status": "completed"}
+            self.config = {"dataset": {"name": "cifar10", "coarse_labels": False}}
+
+        def metric(self, prefix):
+            return pd.DataFrame({"name": ["landscape/loss_range"] * 3, "step": [0, 10, 20], "value": [5.0, 0.1, 0.3]})
+
+    e = ls.endpoints_v2(Rec())
+    assert e["loss_range_after_init"] == pytest.approx(0.2) and e["recal_acc"] == 0.35

@@ -1,0 +1,119 @@
+"""small_batch, specified on hand-made tables: v1 (BN's rise from the largest to the smallest batch,
+GN's rise a third of it, GN better at the smallest), v2 (ghost BN at one optimiser batch) and v3
+(v2 on a sequential plan, the GN part guarded by GN on par with BN at 128 images per statistic).
+The v3 tables also show the protocol's machinery: a failed guard, a borderline look, a look with a
+seed unfinished, neighbouring choices. `hand_made()` feeds the same tables to re-certification."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bnexp.claims import by_id, small_batch
+from bnexp.evaluation import whole_seeds
+from bnexp.method.contract import Context
+from bnexp.method.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE
+
+PAR = {"bn": 0.62, "ghost2": 0.72, "gn": 0.63}  # test error by cell: a 10-point rise, GN on par at 128
+TRAILS = {"bn": 0.62, "ghost2": 0.72, "gn": 0.78}  # GN 16 points behind BN at 128 (the quick regime)
+BORDER = {"bn": 0.62, "ghost2": 0.675, "gn": 0.63}  # a rise of 5.5 points against a 5-point bar
+
+
+def batches_v1() -> pd.DataFrame:
+    """Errors at 2 and 128 images per statistic per seed: BN rises 0.3, 0.2, 0.35; GN barely."""
+    rows = []
+    for seed, (bn_lo, bn_hi, gn_lo, gn_hi) in {0: (0.9, 0.6, 0.7, 0.7), 1: (0.8, 0.6, 0.7, 0.7),
+                                                 2: (0.95, 0.6, 0.72, 0.7)}.items():
+        for a, b, err in (("bn", 2, bn_lo), ("bn", 128, bn_hi), ("gn", 2, gn_lo), ("gn", 128, gn_hi)):
+            rows.append({"seed": seed, "arm": a, "per_stat": b, "final_acc": 1 - err, "test_batchstats_acc": None})
+    return pd.DataFrame(rows).sample(frac=1, random_state=0)  # order must not matter
+
+
+def cells_v2(gn_err: float) -> pd.DataFrame:
+    """BN at 128 (0.60 error), ghost BN at 2 (~0.70), GN at `gn_err`, three seeds."""
+    rows = []
+    for seed, bump in ((3, 0.0), (4, 0.01), (5, -0.01)):
+        for cell, err in (("bn", 0.60), ("ghost2", 0.70 + bump), ("gn", gn_err + bump / 2)):
+            rows.append({"seed": seed, "arm": cell, "final_acc": 1 - err, "recal_acc": 1 - err,
+                         "test_batchstats_acc": None})
+    return pd.DataFrame(rows).sample(frac=1, random_state=2)
+
+
+def cells_v3(seeds, err: dict[str, float], noise: float = 0.001) -> pd.DataFrame:
+    """Test errors per cell, with a little per-seed noise (deterministic)."""
+    rng = np.random.default_rng(1)
+    return pd.DataFrame([{"seed": s, "arm": a, "final_acc": 1 - e + rng.normal(0, noise), "recal_acc": 1 - e}
+                         for s in seeds for a, e in err.items()])
+
+
+def verdict(n: int, t: pd.DataFrame):
+    return by_id()["small_batch"].versions[n].verdict(t, Context())
+
+
+def hand_made() -> list[pd.DataFrame]:
+    return [batches_v1(), cells_v2(0.62), cells_v2(0.80), cells_v3(range(11, 14), TRAILS), cells_v3(range(11, 14), PAR),
+            cells_v3(range(11, 14), {"bn": 0.62, "ghost2": 0.50, "gn": 0.78}),
+            cells_v3(range(11, 14), BORDER, noise=0.01), cells_v3(range(11, 16), BORDER, noise=0.01)]
+
+
+def test_v1_pairs_the_gn_and_bn_rises_by_seed():
+    res = verdict(1, batches_v1())
+    assert res.verdict == REPRODUCED, res.detail
+    assert res.effect == pytest.approx((0.3 + 0.2 + 0.35) / 3)
+
+
+def test_v2_needs_both_the_rise_and_gn_beating_bn_at_two_images():
+    assert verdict(2, cells_v2(0.62)).verdict == REPRODUCED
+    res = verdict(2, cells_v2(0.80))  # BN degrades, but GN is worse still
+    assert res.verdict == NOT_REPRODUCED and res.effect == pytest.approx(0.10), res.detail
+
+
+def test_v3_a_failed_guard_makes_its_part_untestable_not_not_reproduced():
+    r = verdict(3, cells_v3(range(11, 14), TRAILS))
+    assert r.verdict == UNTESTABLE
+    assert r.derived["deciding"] == "BN error at 2 images per statistic minus GN error"
+    assert not r.derived["guards"]["GN's test error minus BN's at 128 images per statistic (mean over seeds)"]["holds"]
+    assert any("fails; GN trails BN already at the large batch" in line for line in r.detail)
+    assert [p["verdict"] for p in r.derived["parts"]] == [REPRODUCED, UNTESTABLE]
+    assert len(r.derived["looks"]) == 1 and r.derived["next_seeds"] is None  # nothing more to learn: it stops
+
+
+def test_v3_with_the_guard_holding_the_same_part_is_decided():
+    assert verdict(3, cells_v3(range(11, 14), PAR)).verdict == REPRODUCED
+    # ... and a part that clearly fails decides, guard or not
+    r = verdict(3, cells_v3(range(11, 14), {"bn": 0.62, "ghost2": 0.50, "gn": 0.78}))
+    assert r.verdict == NOT_REPRODUCED and r.derived["deciding"] == "BN error at 2 minus at 128 images per statistic"
+
+
+def test_v3_a_borderline_claim_asks_for_the_next_look_and_is_read_at_it():
+    three = verdict(3, cells_v3(range(11, 14), BORDER, noise=0.01))
+    assert three.verdict == INCONCLUSIVE and three.derived["next_seeds"] == 5
+    assert any("the next look needs 5 seeds" in line for line in three.detail)
+    five = verdict(3, cells_v3(range(11, 16), BORDER, noise=0.01))
+    assert [lk["n"] for lk in five.derived["looks"]] == [3, 5]
+    assert five.derived["seeds"] == [11, 12, 13, 14, 15]
+
+
+def test_v3_a_look_with_a_seed_missing_a_run_is_not_taken_but_asked_for_again():
+    """A table committed in the middle of a look (one arm of its last seeds still training): the
+    report leaves the unfinished seeds out, so the verdict stays at the look before, which asks
+    for the unfinished look's seeds."""
+    full = cells_v3(range(11, 16), BORDER, noise=0.01)
+    part, left_out = whole_seeds(full[~((full["seed"] >= 14) & (full["arm"] == "gn"))])
+    assert left_out == 4 and sorted(part["seed"].unique()) == [11, 12, 13]
+    r = verdict(3, part)
+    assert [lk["n"] for lk in r.derived["looks"]] == [3] and r.derived["next_seeds"] == 5
+    assert whole_seeds(full)[1] == 0 and verdict(3, full).derived["looks"][-1]["n"] == 5
+
+
+def test_v3_neighbouring_choices_are_reported_beside_the_verdict():
+    r = verdict(3, cells_v3(range(11, 14), PAR))
+    choices = {s["choice"]: s["verdict"] for s in r.derived["sensitivity"]}
+    assert set(choices) == {"rise >= 0.03", "rise >= 0.07", "GN on par within 0.02", "GN on par within 0.05"}
+    assert choices["rise >= 0.03"] == REPRODUCED
+
+
+def test_v3_reads_the_same_cells_as_v2():
+    """v3 keeps v2's statistic: on v2's table its effect is v2's, only the interval and plan differ."""
+    t = cells_v2(0.62)
+    assert verdict(3, t).effect == pytest.approx(verdict(2, t).effect)
+    assert small_batch.RISE_V3 == small_batch.RISE_V2

@@ -1,0 +1,173 @@
+"""The pipeline's scheduler: sweeps of a stage share the jobs, a sequential plan launches only the
+seeds a look adds, a job's work is counted, cores are this process's."""
+
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from bnexp.run import provenance
+from tests.conftest import make_config
+
+
+def _headlines(next_seeds: dict[str, int | None]):
+    """A stand-in evaluation whose claims' plans ask for these seeds next."""
+    from types import SimpleNamespace
+
+    from bnexp.method.contract import Result
+
+    return SimpleNamespace(headlines=lambda: {c: SimpleNamespace(result=Result("inconclusive", derived={
+        "next_seeds": n, "looks": []})) for c, n in next_seeds.items()})
+
+
+def test_sweeps_of_a_stage_share_the_jobs_side_by_side_largest_first(monkeypatch, tmp_path):
+    """`make reproduce-figures` on this machine: the sweeps of a stage run side by side, the
+    largest first, never more jobs at once than asked; a lone sweep, or the last, gets every free
+    slot it can use; another launcher runs them one after another with all the jobs each. The
+    sweeps themselves are stood in for (processes that end after a given number of polls)."""
+    import argparse
+    from types import SimpleNamespace
+
+    from bnexp.pipeline import schedule as mod
+
+    sizes = {"a": (5.0, 40), "b": (9.0, 40), "c": (1.0, 1), "d": (3.0, 40)}  # work, width
+
+    class Proc:
+        def __init__(self, name):
+            self.name, self.polls, self.returncode, self.pid = name, 0, None, 0
+
+        def poll(self):
+            self.polls += 1
+            if self.polls > 3 * sizes[self.name][0]:
+                self.returncode = 0
+            return self.returncode
+
+    def plan(sweeps, a, jobs):
+        return {n: SimpleNamespace(work=lambda n=n: sizes[n][0], width=lambda n=n: sizes[n][1], extra=extra,
+                                   dirs=lambda: [], total=0) for n, extra in sweeps}
+
+    started, live = [], {}
+
+    def start(cmd, log):
+        name = next(c.split("=", 1)[1] for c in cmd if c.startswith("experiment="))
+        n_jobs = int(next(c.split("=", 1)[1] for c in cmd if c.startswith("hydra.launcher.n_jobs=")) or 0)
+        running = sum(j for p, j in live.values() if p.returncode is None)
+        started.append((name, n_jobs, running))
+        live[name] = (Proc(name), n_jobs)
+        return live[name][0]
+
+    monkeypatch.setattr(mod, "plan", plan)
+    monkeypatch.setattr(mod, "start_sweep", start)
+    monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+    a = argparse.Namespace(profile="quick", launcher="joblib", threads=1, device="cpu", results=str(tmp_path),
+                           wandb=False, overrides=[])
+    (tmp_path / "logs").mkdir()
+    failed, _ = mod.run_stage([(n, ()) for n in "abcd"], a, 2, tmp_path)
+    assert not failed
+    assert [s[0] for s in started] == ["b", "a", "d", "c"]  # largest first
+    assert all(n_jobs + running <= 2 for _, n_jobs, running in started), started
+    assert started[0][1] == 1 and started[1][2] == 1  # two sweeps side by side, a job each
+
+    started.clear(), live.clear()
+    mod.run_stage([("b", ())], a, 2, tmp_path)
+    assert started == [("b", 2, 0)]  # alone: both jobs
+    started.clear(), live.clear()
+    mod.run_stage([("c", ())], a, 2, tmp_path)
+    assert started == [("c", 1, 0)]  # a sweep of one job cannot use two
+
+    started.clear(), live.clear()
+    monkeypatch.setattr(mod, "sweep_args", lambda name, a, jobs, extra=(): [f"experiment={name}",
+                                                                             f"hydra.launcher.n_jobs={jobs}"])
+    a.launcher = "submitit_local"
+    mod.run_stage([(n, ()) for n in "abcd"], a, 2, tmp_path)
+    assert [(s[0], s[2]) for s in started] == [("a", 0), ("b", 0), ("c", 0), ("d", 0)]  # in order, one at a time
+
+
+def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkeypatch, tmp_path):
+    """`make reproduce-figures`' verdict stage: every claim's first look, then the next look only for
+    the claims whose verdict asks for it, each look launching just its new seeds (the earlier
+    looks' runs are in the table). The sweeps and the report are stood in for: what is checked
+    is which sweeps the plan launches, on which seeds."""
+    import argparse
+    from collections import Counter
+
+    from bnexp.pipeline import looks as mod
+
+    launched, looks = [], {"convergence": 0, "landscape": 0}
+
+    def stage(sweeps, a, jobs, root):
+        launched.append(sorted(sweeps))
+        for n, _ in sweeps:
+            looks[n] += 1
+        return [], Counter()
+
+    def evaluated(root, profile):  # convergence stays borderline at every look; landscape decides at its first
+        return _headlines({"convergence": [5, 8, None][looks["convergence"] - 1], "landscape": None})
+
+    monkeypatch.setattr(mod, "run_stage", stage)
+    monkeypatch.setattr(mod, "evaluate_profile", evaluated)
+    monkeypatch.setattr(mod, "write_report", lambda root, profile, evaluation: None)
+    monkeypatch.setattr(mod.endpoints, "write", lambda root: None)
+    a = argparse.Namespace(profile="quick", overrides=["train.epochs=1"])
+    mod.verdict_stage(["convergence", "landscape"], a, 2, tmp_path)
+    first = ("profile.seeds=verdict:1-3",)
+    assert launched == [[("convergence", first), ("landscape", first)],
+                        [("convergence", ("profile.seeds=verdict:4-5",))],
+                        [("convergence", ("profile.seeds=verdict:6-8",))]]
+    assert a.overrides == ["train.epochs=1"]
+
+    # An experiment without a plan (gn_groups) runs once, beside the first looks.
+    launched.clear()
+    looks.update(convergence=0, landscape=0, gn_groups=0)
+    mod.verdict_stage(["convergence", "gn_groups"], a, 2, tmp_path)
+    assert launched[0] == [("convergence", ("profile.seeds=verdict:1-3",)), ("gn_groups", ())]
+    assert all(("gn_groups", ()) not in later for later in launched[1:])
+
+    # A table finished in parts already holds landscape's first two looks, and its third in part:
+    # after the first look's sweep (all skipped) the verdict asks for 8 seeds, so the plan goes
+    # straight to the third look's seeds; a look that still misses a run then is not run again.
+    launched.clear()
+    looks.update(convergence=0, landscape=0)
+
+    def resumed(root, profile):
+        return _headlines({"landscape": {1: 8, 2: 8}[looks["landscape"]]})
+
+    monkeypatch.setattr(mod, "evaluate_profile", resumed)
+    mod.verdict_stage(["landscape"], a, 2, tmp_path)
+    assert launched == [[("landscape", ("profile.seeds=verdict:1-3",))],
+                        [("landscape", ("profile.seeds=verdict:6-8",))]]
+    assert mod.next_look((3, 5, 8), 0, 5) == 1 and mod.next_look((3, 5, 8), 2, 8) is None
+    assert mod.next_look((3, 5, 8), 1, None) is None
+
+
+def test_a_jobs_work_counts_its_steps_its_model_and_its_evaluations():
+    """What `make reproduce-figures` orders a stage's sweeps by: training FLOPs (three forward
+    passes per image) plus a fixed cost per step, plus evaluations; the forward pass counted by
+    torch on the real model."""
+    from bnexp.sweep import STEP_FLOPS, Job, run_size, work
+
+    def job(*overrides):
+        return Job([], make_config("model=bn", "dataset.subset=1280", "train.epochs=2", *overrides), Path("."))
+
+    base = work(job())
+    assert run_size(OmegaConf.to_object(make_config("model=bn", "dataset.subset=1280", "train.epochs=2",
+                                                    "train.eval_every_steps=5")))[1] == 2 + 4
+    assert work(job("model.depth=30")) > 3 * work(job("model.depth=6"))  # deeper: more FLOPs per image
+    assert work(job("train.epochs=4")) == pytest.approx(2 * base, rel=1e-9)  # twice the steps and evaluations
+    assert work(job("train.eval_every_steps=5")) > base
+    steps, _ = run_size(OmegaConf.to_object(make_config("model=bn", "dataset.subset=1280", "train.epochs=2")))
+    assert steps == 2 * 1280 // 128 and base > steps * STEP_FLOPS
+
+
+def test_cores_is_this_process_affinity_and_falls_back_where_the_os_has_none(monkeypatch):
+    """threads=0, reproduce's --jobs and cost.py count the cores this process may use (a taskset or
+    SLURM allocation gives fewer than the machine); macOS has no sched_getaffinity: every core."""
+    if hasattr(os, "sched_getaffinity"):
+        assert provenance.cores() == len(os.sched_getaffinity(0))
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+        assert provenance.cores() == 1
+        monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert provenance.cores() == 3
+    assert provenance.threads(make_config("threads=0")) == 3
