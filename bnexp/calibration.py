@@ -38,14 +38,14 @@ import pandas as pd
 from bnexp import endpoints
 from bnexp import table as schema
 from bnexp.claims import all_claims
-from bnexp.files import write_atomic
+from bnexp.files import InputError, WriteError, write_atomic
 from bnexp.method import ledger
 from bnexp.method.contract import Question
 
 TUNED = "tuned.json"
 
 
-class CalibrationError(ValueError):
+class CalibrationError(InputError):
     """A tuning table that cannot give a choice; the message names the question."""
 
 
@@ -99,10 +99,11 @@ def choose(table: pd.DataFrame, q: Question, chosen: dict[str, Any]) -> dict[str
         accuracy = ref["scores"][arm][_key(ref["values"][arm])]
         return {"rule": "target", "reference": q.reference, "arm": arm, "fraction": q.fraction,
                 "reference_val_acc": accuracy, "value": q.fraction * accuracy}
-    rows = table[table["experiment"] == q.experiment]
-    rows = rows[rows["status"] != "failed"]
+    # Dirty, unknown-commit and failed runs are out of a choice as they are out of a verdict: counted.
+    rows, left_out = ledger.usable(table[table["experiment"] == q.experiment])
     if rows.empty:
-        raise CalibrationError(f"{q.id}: no runs of experiment {q.experiment} in the table; run its sweep first")
+        raise CalibrationError(f"{q.id}: no usable runs of experiment {q.experiment} in the table"
+                               + (f" ({_counts(left_out)} left out)" if left_out else "") + "; run its sweep first")
     rows = rows[rows[q.arm_column].map(_short).isin(q.arms)]
     low, high = ledger.load().tuning_seeds
     outside = sorted({int(s) for s in rows["seed"] if not low <= int(s) <= high})
@@ -122,7 +123,12 @@ def choose(table: pd.DataFrame, q: Question, chosen: dict[str, Any]) -> dict[str
     edge = sorted(arm for arm, v in values.items() if len(grid) > 1 and v in (min(grid), max(grid)))
     return {"rule": q.rule, "knob": q.knob, "values": values, "at_grid_edge": edge,
             "scores": {arm: {_key(v): float(s) for v, s in scores.loc[arm].items()} for arm in q.arms},
-            "seeds": sorted(int(s) for s in rows["seed"].unique()), "runs": sorted(rows["key"])}
+            "seeds": sorted(int(s) for s in rows["seed"].unique()), "runs": sorted(rows["key"])} | (
+        {"left_out": left_out} if left_out else {})
+
+
+def _counts(left_out: dict[str, int]) -> str:
+    return ", ".join(f"{n} {why}" for why, n in left_out.items())
 
 
 def _key(v: float) -> str:
@@ -157,9 +163,61 @@ def write(results: Path | str, only: list[str] | None = None) -> Path:
 
 
 def read(results: Path | str) -> dict[str, dict[str, Any]]:
-    """The profile's tuned.json; empty when it was never calibrated."""
-    path = Path(results) / TUNED
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The profile's tuned.json; empty when it was never calibrated. CalibrationError, naming the
+    file, when it is not the JSON object calibration writes."""
+    return _load(Path(results) / TUNED)
+
+
+def _load(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    try:
+        answers = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CalibrationError(f"{path}: not readable as calibration's JSON ({e}); recompute it with "
+                               f"python -m bnexp.calibration {path.parent}") from None
+    if not isinstance(answers, dict) or not all(isinstance(a, dict) for a in answers.values()):
+        raise CalibrationError(f"{path}: not calibration's answers (an object of questions); recompute it with "
+                               f"python -m bnexp.calibration {path.parent}")
+    return answers
+
+
+def audit(table: pd.DataFrame, answers: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Every answer of tuned.json that its tuning rows in `table` do not give, with why: a
+    hand-edited value or score, or rows changed since. tuned.json is a function of the table, so a
+    verdict that reads it is only as good as this check (bnexp/evaluation.py)."""
+    out: dict[str, str] = {}
+    recomputed: dict[str, dict[str, Any]] = {}
+    for q in questions():
+        if q.id not in answers:
+            continue
+        try:
+            recomputed[q.id] = json.loads(json.dumps(choose(table, q, recomputed)))
+        except CalibrationError as e:
+            out[q.id] = f"tuned.json's {q.id} cannot be recomputed from the table ({e})"
+            recomputed[q.id] = answers[q.id]
+            continue
+        if _decision(recomputed[q.id]) != _decision(answers[q.id]):
+            change = _first_change(answers[q.id], recomputed[q.id])
+            out[q.id] = (f"tuned.json's {q.id} differs from what its tuning rows give ({change}): edited by hand, "
+                         "or the rows changed after calibration")
+    return out
+
+
+def _decision(answer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in answer.items() if k != "left_out"}
+
+
+def _first_change(was: dict, now: dict, where: str = "") -> str:
+    for k in sorted(set(was) | set(now), key=str):
+        a, b = was.get(k), now.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _first_change(a, b, f"{where}{k}.")
+            if inner:
+                return inner
+        elif a != b:
+            return f"{where}{k}: file {json.dumps(a)[:40]}, rows {json.dumps(b)[:40]}"
+    return ""
 
 
 def grids(profile: str) -> dict[str, list[float]]:
@@ -207,8 +265,7 @@ def value(profile: str, question: str, arm: str | None = None, results: Path | s
     """A tuned constant, for `${bnexp_tuned:${profile.name},<question>,<arm>}` in the verdict configs:
     read from <results>/<profile>/tuned.json, `results` being the config's own key."""
     path = Path(results) / profile / TUNED
-    answers = json.loads(path.read_text()) if path.is_file() else {}
-    answer = answers.get(question)
+    answer = _load(path).get(question)
     if answer is None:
         raise CalibrationError(f"{path}: no tuned value for {question}; calibrate first "
                                f"(make calibrate PROFILE={profile})")
@@ -223,5 +280,5 @@ if __name__ == "__main__":
         sys.exit(__doc__)
     try:
         print(write(sys.argv[1]))
-    except CalibrationError as e:
+    except (InputError, WriteError) as e:  # a table or tuned.json that is not what made it: one line
         sys.exit(f"calibration: {e}")

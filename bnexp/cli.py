@@ -32,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bnexp import records, sweep
 from bnexp.config import CONFIGS, ConfigError, one_line_error
 from bnexp.data import DataError
+from bnexp.files import InputError
 from bnexp.resolvers import config_key, run_key
 from bnexp.run import committed, provenance, ranks
 from bnexp.run.lifecycle import run
@@ -56,12 +57,15 @@ class SweepCallback(Callback):
             _refuse(problem)
         self.jobs = jobs
         self.done_before = sweep.done(records.find_runs(Path(config.hydra.sweep.dir)))
+        self.unreadable = records.unreadable_runs(Path(config.hydra.sweep.dir))
         what = "bracket ends of a bisection" if sweep.is_bisection(config) else "jobs"
         log.info("sweep: %d %s checked in %.1f s, %d runs already complete", len(jobs), what,
                  time.perf_counter() - t0, len(self.done_before))
+        for d in sorted(self.unreadable):
+            log.warning("%s: its summary.json is unreadable (cut short or edited): no record, trained again", d)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        result = sweep.tally(sweep.launched(config, self.jobs), self.done_before)
+        result = sweep.tally(sweep.launched(config, self.jobs), self.done_before, getattr(self, "unreadable", set()))
         print(f"bnexp sweep {config.hydra.sweep.dir}: {result}", file=sys.stderr, flush=True)
         if result.failed:
             sys.exit(1)  # SystemExit passes through Hydra's callback guard (it catches Exception)
@@ -77,7 +81,7 @@ def main(dcfg: DictConfig) -> str:
     _die_with_parent()
     try:
         return _job(dcfg, run_dir, overrides, choices)
-    except (ConfigError, DataError, OmegaConfBaseException, OSError) as e:
+    except (ConfigError, DataError, InputError, OmegaConfBaseException, OSError) as e:
         message = one_line_error(e) if isinstance(e, OmegaConfBaseException) else None
         message = message or (str(e) if not isinstance(e, OSError) or isinstance(e, records.RecordError)
                               else f"{e.filename or run_dir}: {e.strerror or e}")

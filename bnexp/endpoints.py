@@ -22,7 +22,7 @@ import pandas as pd
 
 from bnexp import records
 from bnexp.claims import all_claims
-from bnexp.files import write_atomic
+from bnexp.files import InputError, WriteError, write_atomic
 from bnexp.run import committed
 from bnexp.table import CONFIG_COLUMNS, CURVES, EXACT, ID, RUNS, SUMMARY_COLUMNS, empty, read_runs
 
@@ -155,4 +155,11 @@ def read(results: Path | str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    print(write(sys.argv[1]))
+    folder = Path(sys.argv[1])
+    if not (folder / "runs").is_dir():
+        sys.exit(f"endpoints: {folder} has no runs/ folder: give a profile's results folder (results/<profile>), "
+                 "whose runs/ holds the sweeps' records")
+    try:
+        print(write(folder))
+    except (InputError, WriteError) as e:
+        sys.exit(f"endpoints: {e}")

@@ -88,9 +88,10 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tune
              ) -> list[list[Outcome]]:
     """Every version of every claim on this table: a list of outcomes per claim, oldest first;
     `tuned`: the profile's calibrated constants (tuned.json), which the runs of versions that use
-    them must have been made with to be confirmatory."""
+    them must have been made with, and which the table's tuning rows must give, to be confirmatory."""
     tuned = tuned or {}
     questions = {q.id: q for q in calibration.questions()}
+    untrusted = calibration.audit(table, tuned) if tuned else {}
     out = []
     for claim in all_claims():
         outcomes, tuning = [], tuning_rows(claim, table)  # what every version of the claim reads beside its rows
@@ -106,7 +107,7 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tune
                     result = version.verdict(used, Context(tuned, tuning, measured(claim, exact, number)))
             except Exception as e:  # a partial table (a smoke run, a sweep under way) is a result too
                 result = Result(INCONCLUSIVE, detail=[f"not computable from this table: {type(e).__name__}: {e}"])
-            status, reasons = ledger.standing(entry, version, used, tuned, questions)
+            status, reasons = ledger.standing(entry, version, used, tuned, questions, untrusted, claim.id)
             registered = ledger.registration_commit(entry.hash) if entry else None
             outcomes.append(Outcome(claim, number, result, status, reasons, used, excluded, entry, registered))
         out.append(outcomes)

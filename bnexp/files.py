@@ -8,6 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+class InputError(ValueError):
+    """A file or argument that is not what bnexp made or accepts (a hand-edited, truncated or
+    duplicated table, a corrupt JSON or YAML file, a bad option): str(e) is the one line that says
+    what is wrong and where; every command exits with it, never with a traceback."""
+
+
 class WriteError(OSError):
     """A file that cannot be written (full disk, read-only folder); one line."""
 

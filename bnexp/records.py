@@ -241,8 +241,21 @@ def write_failure(run_dir: Path, config: DictConfig, overrides: list[str], summa
 # --- readers ----------------------------------------------------------------------------------
 
 def is_complete(run_dir: Path) -> bool:
-    """The record is whole: a summary (written last) and the metrics."""
-    return (run_dir / SUMMARY).is_file() and (run_dir / METRICS).is_file()
+    """The record is whole: a readable summary (written last) and the metrics. A summary cut
+    short or edited into something that is not one (`unreadable`) counts as no record: the run
+    is trained again, and the sweep's tally says so."""
+    return (run_dir / SUMMARY).is_file() and (run_dir / METRICS).is_file() and not unreadable(run_dir)
+
+
+def unreadable(run_dir: Path) -> bool:
+    """A summary.json that is there but is not a run's summary (cut short, hand-edited)."""
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError, ValueError):
+        return True
+    return not (isinstance(summary, dict) and summary.get("status") in STATUSES)
 
 
 def is_done(run_dir: Path) -> bool:
@@ -310,6 +323,11 @@ class Record:
 def metrics_wide(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per step, one column per metric name (NaN where not logged at that step)."""
     return metrics.pivot_table(index=["step", "epoch"], columns="name", values="value").reset_index()
+
+
+def unreadable_runs(root: Path) -> set[Path]:
+    """Every run directory under `root` whose summary.json is there but unreadable."""
+    return {s.parent for s in Path(root).rglob(SUMMARY) if unreadable(s.parent)}
 
 
 def find_runs(root: Path) -> Iterator[Path]:

@@ -22,7 +22,7 @@ import pandas as pd
 import seaborn as sns
 
 from bnexp.evaluation import Evaluation, Outcome, evaluate_profile, headline
-from bnexp.files import write_atomic
+from bnexp.files import InputError, WriteError, write_atomic
 from bnexp.method import ledger
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -291,4 +291,7 @@ def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) ->
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    print(write_report(sys.argv[1]))
+    try:
+        print(write_report(sys.argv[1]))
+    except (InputError, WriteError) as e:  # a table, tuned.json or ledger that is not what made it: one line
+        sys.exit(f"report: {e}")

@@ -186,14 +186,14 @@ def check(jobs: list[Job]) -> str | None:
 @dataclass
 class Tally:
     total: int
-    counts: Counter  # completed / diverged / failed / skipped / no record
+    counts: Counter  # completed / diverged / failed / skipped / no record / unreadable, retrained
 
     @property
     def failed(self) -> int:
         return self.counts["failed"] + self.counts["no record"]
 
     def __str__(self) -> str:
-        order = ("completed", "diverged", "failed", "skipped", "no record")
+        order = ("completed", "diverged", "failed", "skipped", "no record", UNREADABLE)
         return f"{self.total} jobs: " + ", ".join(f"{self.counts[k]} {k}" for k in order if self.counts[k] or
                                                    k in ("completed", "failed"))
 
@@ -202,10 +202,14 @@ def done(dirs: list[Path]) -> set[Path]:
     return {d for d in dirs if records.is_done(d) or committed.marked(d) is not None}
 
 
-def tally(dirs: list[Path], done_before: set[Path]) -> Tally:
+UNREADABLE = "of them retrained for an unreadable record"
+
+
+def tally(dirs: list[Path], done_before: set[Path], unreadable: set[Path] = frozenset()) -> Tally:
     """What every job left: its summary's status, `skipped` if it was complete before the sweep
-    began, `no record` if it left no summary (killed, or it could not write)."""
-    counts: Counter = Counter()
+    began, `no record` if it left no summary (killed, or it could not write); beside these, how
+    many were trained again because their record was unreadable when the sweep began."""
+    counts: Counter = Counter({UNREADABLE: len(set(dirs) & set(unreadable))}) if unreadable else Counter()
     for d in dirs:
         if d in done_before or (committed.marked(d) is not None and not records.is_complete(d)):
             counts["skipped"] += 1

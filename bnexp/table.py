@@ -6,11 +6,14 @@ repository knows. The writer (bnexp/endpoints.py), the committed-table skip of a
 
 from __future__ import annotations
 
+import csv
 import subprocess
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
+
+from bnexp.files import InputError
 
 RUNS, CURVES, EXACT = "runs.csv", "curves.parquet", "exact.csv"
 ID = ["experiment", "key"]
@@ -39,10 +42,75 @@ def text_column(name: str) -> bool:
     return name in TEXT_COLUMNS or name.startswith("choice_") or name == "arm"
 
 
+REQUIRED = (*ID, "seed", "status", "git_commit", "git_dirty")  # what every reader of a row relies on
+
+
+class TableError(InputError):
+    """An endpoints table that is not as bnexp.endpoints wrote it; the message names the file and
+    the line, column or run."""
+
+
 def read_runs(path: Path) -> pd.DataFrame:
-    """runs.csv with its text columns as text."""
-    header = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(path, dtype={c: str for c in header if text_column(c)}, low_memory=False)
+    """runs.csv with its text columns as text, checked against what bnexp.endpoints writes: every
+    column a reader relies on, every row whole (a file cut mid-row is refused, naming the line), a
+    number wherever its column holds numbers, and each run once (a run key twice with different
+    values is refused, naming it; an exact repeat is one row). TableError otherwise."""
+    path = Path(path)
+    header = _check_fields(path)
+    try:
+        t = pd.read_csv(path, dtype={c: str for c in header if text_column(c)}, low_memory=False)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise TableError(f"{path}: not readable as the endpoints table ({e})") from None
+    _check_numbers(path, t)
+    return _one_row_per_run(path, t)
+
+
+def _check_fields(path: Path) -> list[str]:
+    # The csv module, not pandas: pandas fills a row cut short with empty cells, silently.
+    try:
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header:
+                raise TableError(f"{path}: empty, without even a header line")
+            absent = [c for c in REQUIRED if c not in header]
+            if absent:
+                raise TableError(f"{path}: no column {absent[0]!r}: not a table bnexp.endpoints wrote")
+            for row in reader:
+                if len(row) != len(header):
+                    raise TableError(f"{path}: line {reader.line_num} has {len(row)} of the header's {len(header)} "
+                                     f"fields (cut short or hand-edited): restore it, e.g. git checkout -- {path}")
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise TableError(f"{path}: cannot be read ({e})") from None
+    return header
+
+
+def _check_numbers(path: Path, t: pd.DataFrame) -> None:
+    """A column of numbers with a cell that is not one (a hand edit) is refused, naming the cell."""
+    for c in t.columns:
+        if text_column(c) or pd.api.types.is_numeric_dtype(t[c]) or pd.api.types.is_bool_dtype(t[c]):
+            continue
+        cells = t[c].dropna().astype(str)
+        cells = cells[~cells.str.lower().isin(("true", "false"))]
+        parsed = pd.to_numeric(cells, errors="coerce")
+        if parsed.notna().sum() and parsed.isna().any():
+            at = parsed.index[parsed.isna()][0]
+            raise TableError(f"{path}: line {at + 2}: column {c} holds {cells[at]!r}, not a number")
+
+
+def _one_row_per_run(path: Path, t: pd.DataFrame) -> pd.DataFrame:
+    repeated = t.duplicated(ID, keep=False)
+    if not repeated.any():
+        return t
+    same = t.astype(str).duplicated(keep="first")  # an exact repeat (a row appended twice) is the same run
+    t = t[~same]
+    clash = t[t.duplicated(ID, keep=False)]
+    if len(clash):
+        exp, key = clash.iloc[0][ID]
+        lines = ", ".join(str(i + 2) for i in clash.index[(clash["experiment"] == exp) & (clash["key"] == key)])
+        raise TableError(f"{path}: run {key} of experiment {exp} appears on lines {lines} with different values; "
+                         f"a table holds each run once: restore it, e.g. git checkout -- {path}")
+    return t
 
 
 def empty() -> pd.DataFrame:

@@ -213,6 +213,10 @@ def main() -> None:
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("gpu-check: --device cuda, but torch sees no CUDA device here (use --device cpu --tiny to check the "
                  "code path)")
+    if a.device == "auto" and not torch.cuda.is_available() and not a.tiny:
+        # The full-size check on a CPU takes hours and measures nothing it is for: asked for by name only.
+        sys.exit("gpu-check: no CUDA device here; `make gpu-check DEVICE=cpu` checks the code path at toy sizes "
+                 "(--device cpu without --tiny runs the full size on the CPU)")
     a.device = "cuda" if a.device == "auto" and torch.cuda.is_available() else "cpu" if a.device == "auto" else a.device
     t0 = time.perf_counter()
     report: dict = {"meta": {"device": a.device, "device_name": device_name(a.device), "torch": torch.__version__,

@@ -10,7 +10,8 @@ from tests.conftest import ROOT
 # Upstream first. A module may import only modules of a smaller rank (a lazy import inside a
 # function is outside this rule: resolvers read the ledger's seeds when a sweep composes).
 RANK = {
-    "files": 0, "table": 0, "profile": 0,  # atomic writes, the table's schema, profile schemas
+    "files": 0, "profile": 0,  # atomic writes and the one-line input error; profile schemas
+    "table": 1,  # the table's schema and its checked reader
     "config": 1, "records": 1,  # typed configs; the run record's layout
     "resolvers": 2, "norms": 2, "init": 2, "optim": 2, "data": 2, "probes": 2,
     "models": 3, "exact": 3,

@@ -3,6 +3,7 @@ tuning seeds and validation images only, recomputably; verdict runs made with ot
 are not confirmatory."""
 
 import json
+import subprocess
 
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from bnexp.method.contract import Question, Use
 LR = Question("toy/lr", "lr", ("plain", "bn"))
 SHARED = Question("toy/shared", "lr", ("plain", "bn"), rule="shared")
 TARGET = Question("toy/target", "", ("plain",), rule="target", fraction=0.8, reference="toy/lr")
+HEAD = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def tuning_table(scores: dict, seeds=(9000, 9001), experiment: str = "toy/tune", **extra) -> pd.DataFrame:
@@ -26,7 +28,7 @@ def tuning_table(scores: dict, seeds=(9000, 9001), experiment: str = "toy/tune",
                 rows.append({"experiment": experiment, "key": f"{arm}-{lr}-{seed}", "seed": seed,
                              "status": "diverged" if acc is None else "completed",
                              "val_acc": None if acc is None else acc + wobble, "lr": lr,
-                             "choice_arm": f"toy/{arm}", **extra})
+                             "choice_arm": f"toy/{arm}", "git_commit": HEAD, "git_dirty": False, **extra})
     return pd.DataFrame(rows)
 
 
@@ -50,7 +52,7 @@ def test_a_shared_value_is_the_one_whose_worst_arm_scores_best():
     (tuning_table({"plain": {0.01: 0.3}, "bn": {0.01: 0.4}}).assign(val_acc=None, status="completed"),
      "without a validation split"),
     (tuning_table({"plain": {0.01: 0.3, 0.03: 0.3}, "bn": {0.01: 0.4}}), "the grid is not complete"),
-    (tuning_table({"plain": {0.01: 0.3}, "bn": {0.01: 0.4}}, experiment="other/tune"), "no runs of experiment"),
+    (tuning_table({"plain": {0.01: 0.3}, "bn": {0.01: 0.4}}, experiment="other/tune"), "no usable runs of experiment"),
 ])
 def test_a_choice_is_refused_on_verdict_seeds_test_images_or_an_uneven_budget(table, words):
     with pytest.raises(calibration.CalibrationError, match=words):

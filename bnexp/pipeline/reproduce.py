@@ -34,16 +34,24 @@ from pathlib import Path
 
 import bnexp
 from bnexp import calibration, endpoints, sweep
-from bnexp.config import CONFIGS, experiments, profile_only
+from bnexp.config import CONFIGS, ConfigError, experiments, profile_only
+from bnexp.files import InputError, WriteError
 from bnexp.pipeline.looks import verdict_stage
 from bnexp.pipeline.schedule import LAUNCHERS, interrupt, ordered_experiments, run_stage
 from bnexp.report import write_report
 from bnexp.run import provenance
+from bnexp.run.world import resolve_device
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """A bad option is one line (not the whole usage, which --help prints) and exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
 def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
     """The command line; `checkout`: the checkout whose script called it, which must be the bnexp imported."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = _Parser(description=__doc__.splitlines()[0])
     profiles = sorted(f.stem for f in (CONFIGS / "profile").glob("*.yaml"))
     p.add_argument("--profile", default="quick", choices=profiles)
     p.add_argument("--only", default="", help="comma-separated experiments (default: all)")
@@ -65,6 +73,7 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
         # train and report that checkout's code while this one's git commit is recorded.
         p.error(f"bnexp is imported from {Path(bnexp.__file__).resolve().parent}, not from this checkout "
                 f"({checkout}): run with PYTHONPATH={checkout} or install this checkout")
+    _validate(p, a)
     jobs = a.jobs or max(1, provenance.cores() // a.threads)
     only = [e for e in a.only.split(",") if e] or profile_only(a.profile)
     unknown = sorted(set(only) - set(experiments()))
@@ -73,6 +82,10 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
     chosen = [e for e in ordered_experiments() if not only or e in only]
     tuned_claims = list(dict.fromkeys(q.claim for q in calibration.questions() if q.claim in chosen))
     waves = calibration.waves(tuned_claims)  # a sweep that trains with another question's answer runs after it
+    if a.stage == "calibrate" and not waves:
+        print(f"reproduce: nothing to calibrate: no claim of {', '.join(chosen)} asks a tuning question; "
+              "tuned.json is left as it is", file=sys.stderr)
+        return
     signal.signal(signal.SIGTERM, interrupt)
     root = Path(a.results) / a.profile
     (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -100,7 +113,7 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
         totals += more
     except KeyboardInterrupt:
         sys.exit("reproduce: interrupted; rerun the same command to continue")
-    except calibration.CalibrationError as e:
+    except (InputError, WriteError) as e:  # a table, tuned.json or ledger that is not what made it; a full disk
         sys.exit(f"reproduce: {e}")
     minutes = (time.perf_counter() - t0) / 60
     print(f"reproduce {a.profile}: {sweep.Tally(sum(totals.values()), totals)} in {minutes:.1f} min", file=sys.stderr)
@@ -114,6 +127,27 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
     if failed:
         sys.exit(f"reproduce: the sweeps of {', '.join(failed)} had failures; their logs say why, and a rerun "
                  "tries the failed runs again")
+
+
+def _validate(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Every option checked before anything runs: one line and exit status 2 (argparse's own)."""
+    if a.threads < 1:
+        p.error(f"--threads: at least 1 torch thread per job, got {a.threads}")
+    if a.jobs < 0:
+        p.error(f"--jobs: at least 1 (or 0: cores / threads), got {a.jobs}")
+    if a.launcher != "submitit_slurm":  # a cluster's devices are the cluster's to check
+        try:
+            resolve_device(a.device)
+        except (ConfigError, RuntimeError) as e:
+            p.error(f"--device {a.device}: {str(e).removeprefix('device: ')}")
+    root = Path(a.results) / a.profile
+    try:
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        probe = root / f".reproduce-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        p.error(f"--results: {root} cannot take the runs and the report ({e.strerror or e})")
 
 
 if __name__ == "__main__":

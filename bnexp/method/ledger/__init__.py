@@ -17,12 +17,12 @@ so the date of a registration is git's, not something typed into the file.
 The names the rest of bnexp uses are importable from here.
 """
 
-from bnexp.method.ledger.book import LEDGER, Deviation, Entry, Ledger, Recertification, load, register
+from bnexp.method.ledger.book import LEDGER, Deviation, Entry, Ledger, LedgerError, Recertification, load, register
 from bnexp.method.ledger.git import contains, registration_commit
 from bnexp.method.ledger.hashing import closure, version_hash
 from bnexp.method.ledger.rules import CONFIRMATORY, EXPLORATORY, check, standing, usable
 from bnexp.method.ledger.seeds import seeds_for
 
-__all__ = ["CONFIRMATORY", "EXPLORATORY", "LEDGER", "Deviation", "Entry", "Ledger", "Recertification", "check",
-           "closure", "contains", "load", "register", "registration_commit", "seeds_for", "standing", "usable",
+__all__ = ["CONFIRMATORY", "EXPLORATORY", "LEDGER", "Deviation", "Entry", "Ledger", "LedgerError", "Recertification",
+           "check", "closure", "contains", "load", "register", "registration_commit", "seeds_for", "standing", "usable",
            "version_hash"]

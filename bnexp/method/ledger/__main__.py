@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bnexp.files import InputError
 from bnexp.method.ledger.book import load, register
 from bnexp.method.ledger.hashing import version_hash
 from bnexp.method.ledger.recertify import ROOT, hand_made_tables, recertify
@@ -18,6 +19,13 @@ from bnexp.method.ledger.rules import check
 
 
 def main() -> None:
+    try:
+        _main()
+    except InputError as e:  # a ledger.yaml that is not the book: one line, no traceback
+        sys.exit(f"ledger: {e}")
+
+
+def _main() -> None:
     p = argparse.ArgumentParser(prog="python -m bnexp.method.ledger", description="the pre-registration ledger")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="every version in the code is registered with its hash")

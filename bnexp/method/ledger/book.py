@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from bnexp.files import write_atomic
+from bnexp.files import InputError, write_atomic
 from bnexp.method.ledger.hashing import version_hash
 
 LEDGER = Path(__file__).resolve().parents[2] / "claims" / "ledger.yaml"
@@ -77,15 +77,33 @@ class Ledger:
         return next((e for e in self.entries if e.claim == claim and e.version == version), None)
 
 
-def load(path: Path = LEDGER) -> Ledger:
-    raw = yaml.safe_load(path.read_text()) or {}
-    entries = [Entry(**{**e, "verdict_seeds": tuple(e["verdict_seeds"]) if e.get("verdict_seeds") else None})
-               for e in raw.get("versions") or []]
-    deviations = [Deviation(**d) for d in raw.get("deviations") or []]
-    recertified = [Recertification(**r) for r in raw.get("recertifications") or []]
+class LedgerError(InputError):
+    """A ledger.yaml that is not the book the ledger writes (broken YAML, a field it does not know)."""
+
+
+def load(path: Path | None = None) -> Ledger:
+    """The book (bnexp/claims/ledger.yaml unless `path`); LedgerError, naming the file and what is
+    wrong, for anything else."""
+    path = path or LEDGER
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise LedgerError(f"{path}: not readable as the ledger{at} ({getattr(e, 'problem', None) or e}); "
+                          f"restore it, e.g. git checkout -- {path}") from None
+    try:
+        entries = [Entry(**{**e, "verdict_seeds": tuple(e["verdict_seeds"]) if e.get("verdict_seeds") else None})
+                   for e in raw.get("versions") or []]
+        deviations = [Deviation(**d) for d in raw.get("deviations") or []]
+        recertified = [Recertification(**r) for r in raw.get("recertifications") or []]
+        tuning = tuple(raw["tuning_seeds"])
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise LedgerError(f"{path}: not the ledger's layout ({type(e).__name__}: {e}); "
+                          f"restore it, e.g. git checkout -- {path}") from None
     for e in entries:
         e.recertified = tuple(r.hash for r in recertified if (r.claim, r.version) == (e.claim, e.version))
-    return Ledger(tuple(raw["tuning_seeds"]), entries, deviations, recertified)
+    return Ledger(tuning, entries, deviations, recertified)
 
 
 # --- appending ----------------------------------------------------------------------------------
@@ -95,7 +113,11 @@ def register(claim_id: str, number: int, n_seeds: int, reason: str, reuses: int 
     """Append a version to the ledger, with the next free block of verdict seeds for the claim."""
     from bnexp.claims import by_id
 
-    claim = by_id()[claim_id]
+    claim = by_id().get(claim_id)
+    if claim is None:
+        raise SystemExit(f"ledger: no claim {claim_id!r} (bnexp/claims/ has {', '.join(sorted(by_id()))})")
+    if n_seeds < 1:
+        raise SystemExit(f"ledger: --seeds must be at least 1, got {n_seeds}")
     ledger = load()
     if ledger.get(claim_id, number):
         raise SystemExit(f"ledger: {claim_id} v{number} is registered already; a revision is a new version")

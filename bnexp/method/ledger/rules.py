@@ -50,6 +50,8 @@ def check(claims: Iterable, ledger: Ledger) -> list[str]:
         seen.add((e.claim, e.version))
         if (e.claim, e.version) not in in_code:
             problems.append(f"{where}: registered but its code is gone (registered versions stay)")
+        if e.verdict_seeds and not (len(e.verdict_seeds) == 2 and 0 <= e.verdict_seeds[0] <= e.verdict_seeds[1]):
+            problems.append(f"{where}: verdict seeds {list(e.verdict_seeds)} are not a range of at least one seed")
         if set(e.seeds()) & set(tuning):
             problems.append(f"{where}: verdict seeds {e.verdict_seeds} overlap the tuning seeds {ledger.tuning_seeds}")
         if e.reuses is not None:
@@ -61,6 +63,19 @@ def check(claims: Iterable, ledger: Ledger) -> list[str]:
             if (other.claim == e.claim and other.version < e.version and other.reuses is None
                     and set(other.seeds()) & set(e.seeds())):
                 problems.append(f"{where}: verdict seeds {e.verdict_seeds} overlap v{other.version}'s")
+    for e in ledger.entries:
+        # A re-certification accepts a hash only in place of the one before it: the chain of
+        # `replaces` leads back to the registered hash, or a hash was swapped in by hand.
+        previous = e.hash
+        for r in (r for r in ledger.recertifications if (r.claim, r.version) == (e.claim, e.version)):
+            if r.replaces != previous:
+                problems.append(f"{e.claim} v{e.version}: the re-certification to {r.hash} replaces {r.replaces}, "
+                                f"but the hash before it is {previous}: its chain does not lead back to the "
+                                "registered hash (edited by hand?)")
+            previous = r.hash
+    for r in ledger.recertifications:
+        if ledger.get(r.claim, r.version) is None:
+            problems.append(f"re-certification of {r.claim} v{r.version}: that version is not registered")
     for d in ledger.deviations:
         for number in d.versions:
             if ledger.get(d.claim or "", number) is None:
@@ -122,10 +137,17 @@ def conformity(uses: tuple[Use, ...], rows: pd.DataFrame, answers: dict[str, dic
 
 
 def standing(entry: Entry | None, version, used: pd.DataFrame, tuned: dict[str, dict[str, Any]],
-             questions: dict[str, Question]) -> tuple[str, list[str]]:
+             questions: dict[str, Question], untrusted: dict[str, str] | None = None,
+             claim: str = "") -> tuple[str, list[str]]:
     """The confirmatory rule, whole: (confirmatory or exploratory, the reasons for exploratory).
     Its registration (registered, unchanged code, committed before the runs it uses), then, for a
-    version that uses tuned constants, runs made with the profile's tuned values."""
+    version that reads tuned constants (its `uses`, or from v3 on its claim's own questions), runs
+    made with the profile's tuned values and a tuned.json that its tuning rows give
+    (`untrusted`: calibration.audit's reasons by question)."""
     status, reasons = by_registration(entry, version_hash(version), used)
     off = conformity(version.uses, used, tuned, questions) if len(used) else []
+    reads = {u.question for u in version.uses}
+    if version.protocol is not None:
+        reads |= {q for q, spec in questions.items() if spec.claim == claim}
+    off += [why for q, why in sorted((untrusted or {}).items()) if q in reads]
     return (EXPLORATORY, reasons + off) if off else (status, reasons)
