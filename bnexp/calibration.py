@@ -103,7 +103,8 @@ def choose(table: pd.DataFrame, q: Question, chosen: dict[str, Any]) -> dict[str
     rows, left_out = ledger.usable(table[table["experiment"] == q.experiment])
     if rows.empty:
         raise CalibrationError(f"{q.id}: no usable runs of experiment {q.experiment} in the table"
-                               + (f" ({_counts(left_out)} left out)" if left_out else "") + "; run its sweep first")
+                               + (f" ({_counts(left_out)} left out: runs of a dirty tree or an unknown commit never "
+                                  "inform a choice; commit, then rerun)" if left_out else "; run its sweep first"))
     rows = rows[rows[q.arm_column].map(_short).isin(q.arms)]
     low, high = ledger.load().tuning_seeds
     outside = sorted({int(s) for s in rows["seed"] if not low <= int(s) <= high})

@@ -39,6 +39,7 @@ from bnexp.run.lifecycle import run
 from bnexp.run.world import World, agree
 
 log = logging.getLogger("bnexp")
+WAIT_S = 2.0  # how often a job waiting on a run another process trains looks again
 
 
 class SweepCallback(Callback):
@@ -73,7 +74,7 @@ class SweepCallback(Callback):
 
 @hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
 def main(dcfg: DictConfig) -> str:
-    """One job; returns its outcome (completed, diverged, failed, skipped, busy)."""
+    """One job; returns its outcome (completed, diverged, failed, skipped)."""
     hc = HydraConfig.get()
     in_sweep = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
@@ -146,9 +147,11 @@ def _committed(run_dir: Path, dcfg: DictConfig, choices: dict) -> dict | None:
 
 
 def _decide(run_dir: Path, dcfg: DictConfig, choices: dict) -> str | None:
-    """`skipped` (a complete record of this computation), `busy` (another process trains it), or
-    None: this process has taken the run, with what an earlier attempt left cleared (a
-    checkpoint and what goes with it stay, to be continued from)."""
+    """`skipped` (a complete record of this computation), or None: this process has taken the
+    run, with what an earlier attempt left cleared (a checkpoint and what goes with it stay, to be
+    continued from). A run another process is training (a second sweep or `reproduce.py` over the
+    same results) is waited for, then skipped if it ended as a result or taken if it did not, so
+    two processes over one folder share the runs: none is trained twice, none is lost."""
     if records.is_done(run_dir):
         return _skip(run_dir, dcfg)
     row = _committed(run_dir, dcfg, choices)
@@ -159,8 +162,9 @@ def _decide(run_dir: Path, dcfg: DictConfig, choices: dict) -> str | None:
                  str(row["git_commit"])[:10], elsewhere)
         return "skipped"
     if not records.claim(run_dir):
-        log.warning("%s: another process is training this run; skipped", run_dir)
-        return "busy"
+        log.info("%s: another process is training this run; waiting for it", run_dir)
+        while not records.claim(run_dir):
+            time.sleep(WAIT_S)
     try:
         if records.is_done(run_dir):  # finished by another process since the first look
             records.release(run_dir)

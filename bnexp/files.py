@@ -23,7 +23,7 @@ def write_atomic(path: Path, data: bytes | str | Callable[[Path], None]) -> None
     temporary file beside `path`, then rename it into place; removed if anything fails, so a
     reader sees the old file or the new one, never part of one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two processes writing one file never share it
     try:
         if callable(data):
             data(tmp)

@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_bench_compares_the_harness_with_a_naive_loop_and_the_compute_bound(tmp_path, real_data):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "scripts/bench.py", "--presets", "plain", "--steps", "2", "--repeats", "2",

@@ -4,6 +4,8 @@ without a pass rule or with an empty bracket refused."""
 import json
 from pathlib import Path
 
+import pytest
+
 from bnexp import records
 from tests.launch import TINY, start_sweep
 
@@ -11,6 +13,7 @@ BISECT = ["hydra/sweeper=bisection", "hydra.sweeper.key=optim.lr", "hydra.sweepe
           "hydra.sweeper.steps=3", "hydra.sweeper.metric=train_loss", "hydra.sweeper.at_most=1e3"]
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_a_bisection_sweep_brackets_each_point_and_resumes_by_retracing_its_path(tmp_path, real_data):
     """`hydra/sweeper=bisection` from the command line: one bisection per grid point, probes at
     geometric midpoints, each moving its bracket by the probe's outcome; a rerun skips every probe."""

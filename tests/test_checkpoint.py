@@ -69,6 +69,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_record(tmp_path, r
     assert json.loads((whole / records.SUMMARY).read_text())["steps"] == 48
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_keep_checkpoint_keeps_it(tmp_path, real_data):
     run_dir = tmp_path / "run"
     assert _start(run_dir, real_data, "train.keep_checkpoint=true", "train.epochs=1").wait(timeout=300) == 0

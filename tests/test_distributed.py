@@ -262,7 +262,8 @@ def _curve_err(a: Path, b: Path) -> float:
 @pytest.mark.parametrize(("two", "one"), [
     # no norm is also checked step by step above (in make test): the trainer's run of it is slow
     pytest.param(["model=plain"], ["model=plain"], id="plain", marks=pytest.mark.slow),
-    pytest.param(["model=bn"], ["model=ghost_bn", "model.virtual_batch=16"], id="bn-per-device-vs-ghost")])
+    pytest.param(["model=bn"], ["model=ghost_bn", "model.virtual_batch=16"], id="bn-per-device-vs-ghost",
+                 marks=pytest.mark.slow)])
 def test_trainer_on_two_devices_equals_one_process(tmp_path, real_data, two, one):
     s2, p2 = _trained(tmp_path / "two", real_data, *two, "train.devices=2", "logger=wandb")
     s1, p1 = _trained(tmp_path / "one", real_data, *one)
@@ -497,8 +498,9 @@ def _start_and_checkpoint(run_dir, real_data, *extra):
     raise AssertionError("no checkpoint past step 3 appeared")
 
 
-# One process in `make test`; two ranks (about 25 s, the elastic launcher's start) with the slow tests.
-@pytest.mark.parametrize("devices", [1, pytest.param(2, marks=pytest.mark.slow)])
+# About 40 s with one process, 25 s more with two ranks (the elastic launcher's start): the slow tests.
+@pytest.mark.slow
+@pytest.mark.parametrize("devices", [1, 2])
 def test_sigterm_stops_every_rank_records_the_signal_and_a_rerun_continues(tmp_path, real_data, devices):
     run_dir = tmp_path / "run"
     extra = [f"train.devices={devices}", "train.channels_last=false"]

@@ -90,3 +90,26 @@ def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
         assert one(rows, "exit")["exit_code"] == 0
     report_run = one(read_back(out), "run")
     assert report_run["job_type"] == "report" and "wandb report run: " in r.stdout
+
+
+@pytest.mark.slow  # two smoke profiles side by side, about 6 minutes on 2 cores: make test-slow (CI runs it)
+def test_two_reproduce_runs_over_one_folder_share_the_runs_and_both_succeed(tmp_path, real_data):
+    """Two `make reproduce-figures PROFILE=smoke` over one results folder at once: a run the other
+    process trains is waited for, not counted as lost, so both exit 0; nothing is trained twice,
+    and the table they leave is the one the records give."""
+    env = os.environ | {"BNEXP_DATA": str(real_data), "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "scripts/reproduce.py", "--profile", "smoke", "--results", str(tmp_path), "--jobs", "1"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=1500) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-2000:] + err[-3000:]
+    out = tmp_path / "smoke"
+    runs = list(records.find_runs(out / "runs"))
+    assert runs and all(records.read_summary(d)["attempts"] == 1 for d in runs)  # each trained once, by one of them
+    table = (out / "runs.csv").read_text()
+    assert len(pd.read_csv(out / "runs.csv")) == len(runs)
+    r = subprocess.run([sys.executable, "-m", "bnexp.endpoints", str(out)], capture_output=True, text=True, env=env,
+                       cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and (out / "runs.csv").read_text() == table
+    assert [c["id"] for c in json.loads((out / "claims.json").read_text())] == [c.id for c in all_claims()]

@@ -16,6 +16,7 @@ from bnexp.run.train import build, train_step
 from tests.conftest import ROOT, SHRINK, make_config
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_a_bf16_run_trains_and_its_record_says_bf16(tmp_path, real_data):
     run_dir = tmp_path / "run"
     env = os.environ | {"BNEXP_DATA": str(real_data)}

@@ -4,10 +4,13 @@ killed sweep each leave a record (or nothing half-written) and a failed sweep.""
 import os
 import time
 
+import pytest
+
 from bnexp import records
 from tests.launch import TINY, start_sweep
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_a_job_that_fails_before_training_is_recorded_and_fails_the_sweep(tmp_path, real_data):
     p = start_sweep(tmp_path, real_data, "train.probe_layer=last,nope", *TINY, "train.max_steps=2")
     _, err = p.communicate(timeout=300)
@@ -31,6 +34,7 @@ def _limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_a_write_that_fails_leaves_no_partial_file_and_fails_the_sweep(tmp_path, real_data):
     """The kernel refuses any file over 256 KiB: the first checkpoint (about 1 MiB) cannot be written."""
     p = start_sweep(tmp_path, real_data, "seed=0,1", "model=bn", *TINY, "train.epochs=2",
@@ -43,6 +47,7 @@ def test_a_write_that_fails_leaves_no_partial_file_and_fails_the_sweep(tmp_path,
     assert not [f for f in (tmp_path / "sweep").rglob("*") if f.name.endswith(".tmp")]
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_killing_a_joblib_sweep_stops_its_workers(tmp_path, real_data):
     p = start_sweep(tmp_path, real_data, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
                     "model=bn", "dataset.subset=2048", "dataset.test_size=200", "threads=1", "train.epochs=50")

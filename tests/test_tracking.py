@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bnexp import records
 from bnexp.run.tracking import run_name
 from tests.conftest import ROOT
@@ -49,6 +51,7 @@ def test_run_names_say_what_tells_a_job_apart():
     assert run_name({"arm": "small_batch/ghost2", "model": "bn"}, ["arm=small_batch/ghost2", "seed=3"]) == "ghost2 s=3"
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_an_offline_run_reads_back_with_its_name_group_type_config_history_and_exit(tmp_path, real_data):
     r = train(tmp_path, real_data, "model=bn", "train.max_steps=4", "train.log_every=2",
               f"hydra.run.dir={tmp_path / 'run'}")
@@ -78,6 +81,7 @@ def test_an_offline_run_reads_back_with_its_name_group_type_config_history_and_e
     assert one(read_back(tmp_path / "run"), "exit")["exit_code"] == 0
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_a_failing_wandb_init_is_a_warning_in_the_summary_not_a_lost_job(tmp_path, real_data):
     env = {"HOME": str(tmp_path), "WANDB_MODE": "online", "WANDB_API_KEY": ""}  # online, no credentials
     r = train(tmp_path, real_data, "model=bn", "train.max_steps=2", "logger.mode=online",
@@ -92,6 +96,7 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))  # 2 MiB: the wide net's checkpoint does not fit
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_a_sweep_whose_first_job_fails_leaves_two_separate_finished_runs(tmp_path, real_data):
     """One joblib worker trains both jobs (n_jobs=1): job 0 fails mid-run (its checkpoint exceeds
     the file-size limit), job 1 then completes. Each gets its own run, finished with its own code."""

@@ -94,6 +94,7 @@ def test_wandb_offline_mirrors_the_run(tmp_path, real_data, monkeypatch):
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
 
 
+@pytest.mark.slow  # a real sweep or several runs, 10-30 s here: make test-slow (CI runs it)
 def test_cli_run_and_multirun_write_records_where_hydra_says(tmp_path, real_data):
     env = os.environ | {"BNEXP_DATA": str(real_data)}
     common = [*SHRINK, "train.max_steps=2"]
