@@ -21,10 +21,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from bnexp import data, models, records
-from bnexp.config import Config, ConfigError, ModelConfig, check_keys, num_classes, one_line_error, validate
+from bnexp.config import Config, ConfigError, ModelConfig, check_keys, num_classes, one_line_error
 from bnexp.run import committed
 from bnexp.run.train import total_steps
 from bnexp.run.world import check_devices, check_speed, resolve_device
+from bnexp.validation import validate
 
 
 @dataclass

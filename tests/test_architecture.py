@@ -13,6 +13,7 @@ RANK = {
     "files": 0, "profile": 0,  # atomic writes and the one-line input error; profile schemas
     "table": 1,  # the table's schema and its checked reader
     "config": 1, "records": 1,  # typed configs; the run record's layout
+    "validation": 2,  # the values a composed config may take
     "resolvers": 2, "norms": 2, "init": 2, "optim": 2, "data": 2, "probes": 2,
     "models": 3, "exact": 3,
     "run": 4,  # the step, the loop, one run's lifecycle, ranks

@@ -9,7 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from bnexp import models
-from bnexp.config import ConfigError, validate
+from bnexp.config import ConfigError
+from bnexp.validation import validate
 from tests.conftest import MODEL_PRESETS, ROOT, make_config
 
 

@@ -403,7 +403,8 @@ def _descendants(pid: int) -> list[int]:
     (["train.devices=0"], "train.devices"),
 ])
 def test_impossible_multi_device_configs_are_refused_by_key(overrides, key):
-    from bnexp.config import ConfigError, validate
+    from bnexp.config import ConfigError
+    from bnexp.validation import validate
 
     with pytest.raises(ConfigError) as e:
         validate(OmegaConf.to_object(make_config(*overrides)))

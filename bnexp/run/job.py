@@ -15,7 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp.config import Config, check_keys, validate
+from bnexp.config import Config, check_keys
+from bnexp.validation import validate
 
 
 @dataclass(frozen=True)
