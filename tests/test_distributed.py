@@ -519,6 +519,7 @@ def test_sigterm_stops_every_rank_records_the_signal_and_a_rerun_continues(tmp_p
     summary = records.read_summary(run_dir)
     assert summary["status"] == "failed" and summary["reason"] == "interrupted by SIGTERM", summary["reason"]
     assert (run_dir / records.CHECKPOINT).is_file() and not records.is_done(run_dir)
+    assert summary["steps"] >= 3 and summary["attempts"] == 1  # it trained: the record says how far
 
     again = subprocess.run(proc.args, env=dict(os.environ, BNEXP_DATA=str(real_data)), cwd=ROOT, capture_output=True,
                            text=True, timeout=300)

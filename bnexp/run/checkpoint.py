@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,16 @@ def save(path: Path, run_key: str, state: LoopState, t: Trainee) -> None:
 def key(path: Path) -> str | None:
     """The run key of the run that wrote the checkpoint."""
     return torch.load(path, map_location="cpu", weights_only=True).get("run_key")
+
+
+def progress(path: Path) -> dict:
+    """What the run had done when the checkpoint was written (steps, attempts, seconds of
+    training), for a record written by another process than the one that trained; {} without one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state"]
+    except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError):
+        return {}
+    return {"steps": int(state["step"]), "attempts": int(state["attempts"]), "train_s": float(state["train_s"])}
 
 
 def restore(path: Path, state_type: type[LoopState], t: Trainee) -> LoopState:

@@ -261,8 +261,11 @@ def _record_unrecorded(a: Attempt, reason: str, silent_rank: int | None = None) 
         return
     cfg = a.job.cfg
     key = records.run_key(a.job.config, provenance.computation(cfg))
+    # The ranks trained until the signal: their last checkpoint says how far (the rerun continues from it).
+    done = checkpoint.progress(a.job.dir / records.CHECKPOINT)
     summary = records.Summary("failed", reason, key, cfg.seed, list(a.job.overrides), dict(a.job.choices),
-                              name=cfg.name, devices=cfg.train.devices, where=provenance.describe(cfg, a.device))
+                              name=cfg.name, devices=cfg.train.devices, where=provenance.describe(cfg, a.device),
+                              **done)
     records.write_failure(a.job.dir, a.job.config, a.job.overrides, summary)
 
 
