@@ -124,6 +124,10 @@ class ModelConfig:
     # norm=batch on several devices (train.devices > 1): statistics over the whole global batch,
     # all-reduced across devices, instead of each device's own images (the default, as in Wu & He).
     sync_bn: bool = False
+    # Every conv's weights standardised per output channel in the forward pass (Qiao et al. 2019,
+    # "Micro-Batch Training with Batch-Channel Normalization and Weight Standardization"): with
+    # norm=group, the GN+WS that matches BN at large batches without depending on the batch.
+    weight_standardization: bool = False
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnexp.config import Activation, Arch, Config, ConfigError, ModelConfig, Norm
-from bnexp.norms import NormLayer, norm_layer
+from bnexp.norms import NormLayer, StandardizedConv2d, norm_layer
 
 ActLayer = Callable[[], nn.Module]
 ACTIVATIONS: dict[Activation, ActLayer] = {
@@ -171,6 +171,10 @@ def build(m: ModelConfig, num_classes: int, zero_init_residual: bool = False) ->
         parts = OrderedDict((n, c) for n, c in head.named_children() if n != "fc")
         parts |= {"head_drop": nn.Dropout(m.head_dropout), "fc": head.fc}
         model[-1] = nn.Sequential(parts)
+    if m.weight_standardization:  # the same parameters (names, init, gradient norms), a standardised forward
+        for mod in model.modules():
+            if type(mod) is nn.Conv2d:
+                mod.__class__ = StandardizedConv2d
     return model
 
 

@@ -252,6 +252,24 @@ class InstanceNorm(GroupNorm):
         super().__init__(num_channels, num_channels, eps=eps)
 
 
+class StandardizedConv2d(nn.Conv2d):
+    """A conv whose weight is standardised per output channel (zero mean, unit variance over its
+    inputs and kernel) in every forward pass (Qiao et al. 2019); the parameter itself is the
+    unstandardised weight, so init, weight decay and per-layer gradient norms read it as for any
+    conv. `model.weight_standardization=true` turns a net's convs into these."""
+
+    eps = 1e-5
+
+    def standardized(self) -> torch.Tensor:
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return (w - mean) / torch.sqrt(var + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.standardized(), self.bias)
+
+
 def norm_layer(m: ModelConfig) -> NormLayer | None:
     """The layer a model config asks for, as a constructor of one argument; None for no norm."""
     bn = dict(eps=m.eps, momentum=m.momentum)

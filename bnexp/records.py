@@ -42,7 +42,8 @@ KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "results", "threads", "train
 # every run computed before they existed: left out of the key at that value, so that adding them
 # did not re-key those records (any other value is part of the key as usual).
 KEY_NEUTRAL = {"train.devices": 1, "model.sync_bn": False, "train.deterministic": False, "model.channels_per_group": 0,
-               "train.precision": "fp32", "train.compile": False, "train.compile_mode": "default"}
+               "train.precision": "fp32", "train.compile": False, "train.compile_mode": "default",
+               "model.weight_standardization": False}
 STATUSES = ("completed", "diverged", "failed")
 METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()),
                            ("name", pa.string()), ("value", pa.float64())])

@@ -1,6 +1,8 @@
 """Every preset builds the net it describes: norms where asked, conv biases only where no norm
 follows, Conv -> Norm -> Act -> Dropout order, and the published ResNet-20 size."""
 
+import json
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -94,3 +96,46 @@ def test_head_dropout_sits_before_the_classifier_and_keeps_its_name():
         assert names[-2:] == ["head_drop", "fc"] and net[-1].head_drop.p == 0.5, (arch, names)
         assert "fc" in {n.split(".")[-1] for n in models.weight_layers(net)}
     assert not any(isinstance(m, nn.Dropout) for m in models.build(ModelConfig(depth=3, width=8), 10).modules())
+
+
+def test_weight_standardization_standardises_every_conv_in_the_forward_and_keeps_the_parameters():
+    """model.weight_standardization: each conv computes with its weight at zero mean and unit
+    variance per output channel (Qiao et al. 2019), its parameter unchanged in name and value (so
+    init, weight decay and per-layer gradient norms see the same weights); the classifier is not
+    standardised; off, the net is the plain one."""
+    torch.manual_seed(0)
+    ws = models.build(ModelConfig(norm=Norm.group, weight_standardization=True), num_classes=10)
+    plain = models.build(ModelConfig(norm=Norm.group), num_classes=10)
+    convs = [m for m in ws.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(isinstance(m, norms.StandardizedConv2d) for m in convs)
+    assert not any(isinstance(m, norms.StandardizedConv2d) for m in plain.modules())
+    assert [n for n, _ in ws.named_parameters()] == [n for n, _ in plain.named_parameters()]
+    conv = convs[1]
+    with torch.no_grad():
+        conv.weight.mul_(3.0).add_(0.5)  # far from standardised
+    w = conv.standardized()
+    assert torch.allclose(w.mean(dim=(1, 2, 3)), torch.zeros(w.shape[0]), atol=1e-5)
+    assert torch.allclose(w.var(dim=(1, 2, 3), unbiased=False), torch.ones(w.shape[0]), atol=1e-2)  # eps 1e-5
+    x = torch.randn(2, conv.in_channels, 8, 8)
+    want = nn.functional.conv2d(x, w, conv.bias, conv.stride, conv.padding)
+    assert torch.allclose(conv(x), want, atol=1e-5)
+    # the forward of a standardised conv does not depend on the weight's scale or offset
+    with torch.no_grad():
+        before = conv(x)
+        conv.weight.mul_(7.0).add_(-2.0)
+    assert torch.allclose(conv(x), before, rtol=2e-3, atol=1e-3)  # up to eps
+    loss = ws(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
+    loss.backward()
+    assert all(m.weight.grad is not None and torch.isfinite(m.weight.grad).all() for m in convs)
+
+
+def test_weight_standardization_off_leaves_every_run_key_as_it_was():
+    """The option came after run keys existed: at its default it is left out of the key."""
+    from bnexp import records
+
+    cfg = make_config("model=gn")
+    on = make_config("model=gn_ws")
+    assert records.run_key(cfg) == records.run_key(make_config("model=gn", "model.weight_standardization=false"))
+    assert records.run_key(on) != records.run_key(cfg)
+    assert "weight_standardization" not in json.dumps(records.KEY_NEUTRAL) or \
+        records.KEY_NEUTRAL["model.weight_standardization"] is False
