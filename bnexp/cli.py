@@ -32,7 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bnexp import records, sweep
 from bnexp.config import CONFIGS, ConfigError, one_line_error
 from bnexp.data import DataError
-from bnexp.files import InputError
+from bnexp.files import InputError, unwritable
 from bnexp.resolvers import config_key, run_key
 from bnexp.run import committed, provenance, ranks
 from bnexp.run.lifecycle import run
@@ -200,12 +200,8 @@ def _record_failure(run_dir: Path, dcfg: DictConfig, asked: tuple[list[str], dic
 
 def _check_writable(folder: Path) -> None:
     """Refuse a results folder that cannot take a file, before anything runs."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".bnexp-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
+    e = unwritable(folder)
+    if e is not None:
         _refuse(f"{e.filename or folder}: the results folder is not writable ({e.strerror or e})")
 
 

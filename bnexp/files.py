@@ -18,6 +18,18 @@ class WriteError(OSError):
     """A file that cannot be written (full disk, read-only folder); one line."""
 
 
+def unwritable(folder: Path) -> OSError | None:
+    """Why `folder` cannot take a file (made if absent), or None: probed with an empty file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".bnexp-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        return e
+    return None
+
+
 def write_atomic(path: Path, data: bytes | str | Callable[[Path], None]) -> None:
     """Write `data` (bytes, text, or a function that writes a file at the path it is given) to a
     temporary file beside `path`, then rename it into place; removed if anything fails, so a

@@ -35,7 +35,7 @@ from pathlib import Path
 import bnexp
 from bnexp import calibration, endpoints, sweep
 from bnexp.config import CONFIGS, ConfigError, experiments, profile_only
-from bnexp.files import InputError, WriteError
+from bnexp.files import InputError, WriteError, unwritable
 from bnexp.pipeline.looks import verdict_stage
 from bnexp.pipeline.schedule import LAUNCHERS, interrupt, ordered_experiments, run_stage
 from bnexp.report import write_report
@@ -141,12 +141,8 @@ def _validate(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         except (ConfigError, RuntimeError) as e:
             p.error(f"--device {a.device}: {str(e).removeprefix('device: ')}")
     root = Path(a.results) / a.profile
-    try:
-        (root / "logs").mkdir(parents=True, exist_ok=True)
-        probe = root / f".reproduce-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
+    e = unwritable(root / "logs")
+    if e is not None:
         p.error(f"--results: {root} cannot take the runs and the report ({e.strerror or e})")
 
 
