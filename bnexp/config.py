@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from bnexp import norm_catalogue
 from bnexp.profile import schema
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # the checkout's configs/ (editable install)
@@ -34,16 +35,8 @@ class Arch(Enum):
     mlp = "mlp"  # fully connected net on flattened images (Ioffe & Szegedy's MNIST setting)
 
 
-class Norm(Enum):
-    none = "none"
-    batch = "batch"
-    group = "group"
-    layer = "layer"  # GroupNorm with G=1
-    instance = "instance"  # GroupNorm with G=C
-    ghost_batch = "ghost_batch"  # BN statistics over virtual sub-batches ("images per GPU")
-    frozen_batch = "frozen_batch"  # running statistics in training too, calibrated before step 0
-    noisy_batch = "noisy_batch"  # BN, then per-channel noise redrawn every step (Santurkar et al.)
-    batch_renorm = "batch_renorm"  # Batch Renormalization (Ioffe 2017), over virtual batches like ghost BN
+# model.norm's choices, one per entry of bnexp/norm_catalogue.py (each entry says what its norm is).
+Norm = Enum("Norm", {name: name for name in norm_catalogue.NORMS}, module=__name__, qualname="Norm")
 
 
 class Activation(Enum):
@@ -101,21 +94,13 @@ class DatasetConfig:
 
 
 @dataclass
-class ModelConfig:
+class _ModelOwn:
+    """The model's own options; those each norm brings are added from bnexp/norm_catalogue.py."""
+
     arch: Arch = Arch.cnn
     depth: int = 9  # cnn: conv layers; vgg: 11/13/16/19; resnet: 6n+2; mlp: hidden layers
     width: int = 32  # channels of the first stage (cnn, vgg, resnet) or hidden units (mlp)
-    norm: Norm = Norm.none
-    groups: int = 8  # GroupNorm groups (norm=group)
-    channels_per_group: int = 0  # >0: GroupNorm with this many channels per group in every layer, instead of `groups`
-    virtual_batch: int = 16  # images per BN statistic (norm=ghost_batch, batch_renorm)
-    renorm_r_max: float = 3.0  # batch_renorm: the final clip of r = sigma_B / sigma (Ioffe 2017: 3)
-    renorm_d_max: float = 5.0  # batch_renorm: the final clip of d = (mu_B - mu) / sigma (Ioffe 2017: 5)
-    renorm_warmup: int = 0  # batch_renorm: steps of plain BN (r_max 1, d_max 0) before the clips open
-    renorm_ramp: int = 0  # batch_renorm: steps over which the clips open linearly (0: at once)
-    calibration_batches: int = 20  # batches that set frozen BN's statistics (norm=frozen_batch)
-    noise_shift: float = 0.5  # noisy_batch: per-channel shift ~ U(-shift, shift)
-    noise_scale: float = 1.0  # noisy_batch: per-channel scale ~ U(1, 1 + scale)
+    norm: Norm = Norm.none  # type: ignore[valid-type]  # a name in bnexp/norm_catalogue.py
     momentum: float = 0.1  # BN running-statistics momentum, PyTorch convention (Keras 0.9)
     eps: float = 1e-5
     activation: Activation = Activation.relu
@@ -128,6 +113,14 @@ class ModelConfig:
     # "Micro-Batch Training with Batch-Channel Normalization and Weight Standardization"): with
     # norm=group, the GN+WS that matches BN at large batches without depending on the batch.
     weight_standardization: bool = False
+
+
+# The model config: its own options, then every option a norm brings (`model.virtual_batch`, ...),
+# with the type and the default its catalogue entry gives.
+ModelConfig = make_dataclass(
+    "ModelConfig", [(name, type(o.default), field(default=o.default)) for name, o in norm_catalogue.options().items()],
+    bases=(_ModelOwn,))
+ModelConfig.__module__ = __name__  # found by pickling (joblib, submitit) as bnexp.config.ModelConfig
 
 
 @dataclass

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnexp.config import ModelConfig, Norm
+from bnexp.config import ModelConfig
+from bnexp.norm_catalogue import NORMS
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -271,20 +272,12 @@ class StandardizedConv2d(nn.Conv2d):
 
 
 def norm_layer(m: ModelConfig) -> NormLayer | None:
-    """The layer a model config asks for, as a constructor of one argument; None for no norm."""
-    bn = dict(eps=m.eps, momentum=m.momentum)
-    return {
-        Norm.none: None,
-        Norm.batch: partial(BatchNorm, **bn),
-        Norm.ghost_batch: partial(GhostBatchNorm, virtual_batch=m.virtual_batch, **bn),
-        Norm.batch_renorm: partial(BatchRenorm, virtual_batch=m.virtual_batch, r_max=m.renorm_r_max,
-                                   d_max=m.renorm_d_max, warmup=m.renorm_warmup, ramp=m.renorm_ramp, **bn),
-        Norm.frozen_batch: partial(FrozenBatchNorm, **bn),
-        Norm.noisy_batch: partial(NoisyBatchNorm, shift=m.noise_shift, scale=m.noise_scale, **bn),
-        Norm.group: partial(GroupNorm, groups=m.groups, eps=m.eps, channels_per_group=m.channels_per_group),
-        Norm.layer: partial(LayerNorm, eps=m.eps),
-        Norm.instance: partial(InstanceNorm, eps=m.eps),
-    }[m.norm]
+    """The layer a model config asks for, as a constructor of one argument; None for no norm. Its
+    class and the options it reads are its entry in bnexp/norm_catalogue.py."""
+    entry = NORMS[m.norm.value]
+    if entry.layer is None:
+        return None
+    return partial(globals()[entry.layer], **{kw: getattr(m, option) for kw, option in entry.reads.items()})
 
 
 def fp32_inputs(model: nn.Module) -> None:

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bnexp import norm_catalogue
 from bnexp.files import WriteError, write_atomic
 
 CONFIG, OVERRIDES, METRICS, SUMMARY = "config.yaml", "overrides.yaml", "metrics.parquet", "summary.json"
@@ -41,9 +42,9 @@ KEY_EXCLUDES = ("hydra", "profile", "dataset.root", "results", "threads", "train
 # Entries added to the schema after records existed, at the value that computes exactly what
 # every run computed before they existed: left out of the key at that value, so that adding them
 # did not re-key those records (any other value is part of the key as usual).
-KEY_NEUTRAL = {"train.devices": 1, "model.sync_bn": False, "train.deterministic": False, "model.channels_per_group": 0,
+KEY_NEUTRAL = {"train.devices": 1, "model.sync_bn": False, "train.deterministic": False,
                "train.precision": "fp32", "train.compile": False, "train.compile_mode": "default",
-               "model.weight_standardization": False}
+               "model.weight_standardization": False, **norm_catalogue.key_neutral()}
 STATUSES = ("completed", "diverged", "failed")
 METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()),
                            ("name", pa.string()), ("value", pa.float64())])

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
 
+from bnexp import norm_catalogue
 from bnexp.config import VGG_DEPTHS, Arch, Config, ConfigError, Dataset, Norm, num_classes
 
 
@@ -61,20 +62,16 @@ def validate(cfg: Config) -> None:
                f"resnet depth must be 6n+2 (20, 32, 44, 56, 110), got {m.depth}")
     else:
         _check(m.depth >= 1, "model.depth", f"mlp hidden layers must be >= 1, got {m.depth}")
-    if m.norm is Norm.group:  # whether they divide every layer's channels: bnexp.models.check
-        _check(m.groups >= 1, "model.groups", f"must be >= 1, got {m.groups}")
-        _check(m.channels_per_group >= 0, "model.channels_per_group", f"must be >= 0, got {m.channels_per_group}")
-    if m.norm is Norm.batch_renorm:
-        _check(m.renorm_r_max >= 1, "model.renorm_r_max", f"must be >= 1, got {m.renorm_r_max}")
-        _check(m.renorm_d_max >= 0, "model.renorm_d_max", f"must be >= 0, got {m.renorm_d_max}")
-        _check(m.renorm_warmup >= 0, "model.renorm_warmup", f"must be >= 0, got {m.renorm_warmup}")
-        _check(m.renorm_ramp >= 0, "model.renorm_ramp", f"must be >= 0, got {m.renorm_ramp}")
+    entry = norm_catalogue.NORMS[m.norm.value]
+    brought = norm_catalogue.options()
+    for option in norm_catalogue.checked_options(m.norm.value):  # whether groups divide the channels: models.check
+        low, value = brought[option].at_least, getattr(m, option)
+        _check(value >= low, f"model.{option}", f"must be >= {low}, got {value}")
     _check(t.devices >= 1, "train.devices", f"must be >= 1, got {t.devices}")
     _check(t.batch_size % t.devices == 0, "train.batch_size",
            f"{t.batch_size} images cannot be split evenly over train.devices={t.devices}")
     per_device = t.batch_size // t.devices
-    if m.norm in (Norm.ghost_batch, Norm.batch_renorm):
-        _check(m.virtual_batch >= 1, "model.virtual_batch", f"must be >= 1, got {m.virtual_batch}")
+    if entry.over == "virtual":
         _check(per_device % m.virtual_batch == 0, "model.virtual_batch",
                f"{m.virtual_batch} does not divide the {per_device} images per device" if t.devices > 1 else
                f"{m.virtual_batch} does not divide train.batch_size={t.batch_size}")
@@ -94,12 +91,6 @@ def validate(cfg: Config) -> None:
     _check(t.compile_mode in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
            "train.compile_mode", f"must be default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs, "
                                  f"got {t.compile_mode!r}")
-    if m.norm is Norm.noisy_batch:
-        _check(m.noise_shift >= 0, "model.noise_shift", f"must be >= 0, got {m.noise_shift}")
-        _check(m.noise_scale >= 0, "model.noise_scale", f"must be >= 0, got {m.noise_scale}")
-    if m.norm is Norm.frozen_batch:
-        _check(m.calibration_batches >= 1, "model.calibration_batches",
-               f"must be >= 1, got {m.calibration_batches}")
 
     _check(i.scale > 0, "init.scale", f"must be > 0, got {i.scale}")
     _check(i.std > 0, "init.std", f"must be > 0, got {i.std}")
@@ -139,11 +130,10 @@ def validate(cfg: Config) -> None:
            f"{n_train} training images cannot hold one of each of the {classes} classes")
     _check(t.batch_size <= n_train, "train.batch_size",
            f"{t.batch_size} is larger than the {n_train} training images")
-    if m.arch is Arch.mlp and m.norm in (Norm.batch, Norm.ghost_batch, Norm.noisy_batch, Norm.frozen_batch,
-                                         Norm.batch_renorm):
+    if m.arch is Arch.mlp and entry.over != "image":
         # (N, C) activations: a batch statistic over one image is undefined (frozen BN calibrates
         # its statistics on training batches first).
-        ghost = m.norm in (Norm.ghost_batch, Norm.batch_renorm)
+        ghost = entry.over == "virtual"
         per_stat = m.virtual_batch if ghost else t.batch_size if m.sync_bn else per_device
         _check(per_stat >= 2, "model.virtual_batch" if ghost else "train.batch_size",
                "batch norm on a fully connected net needs at least 2 images per statistic")
