@@ -10,7 +10,8 @@ from tests.conftest import ROOT
 # Upstream first. A module may import only modules of a smaller rank (a lazy import inside a
 # function is outside this rule: resolvers read the ledger's seeds when a sweep composes).
 RANK = {
-    "files": 0, "profile": 0, "norm_catalogue": 0,  # atomic writes and the one-line input error; profile schemas; the norms
+    "files": 0, "profile": 0,  # atomic writes and the one-line input error; profile schemas
+    "norm_catalogue": 0,  # every norm's entry (torch-free: the configs derive from it)
     "table": 1,  # the table's schema and its checked reader
     "config": 1, "records": 1,  # typed configs; the run record's layout
     "validation": 2,  # the values a composed config may take

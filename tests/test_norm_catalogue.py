@@ -100,7 +100,8 @@ CHECK = textwrap.dedent('''
     print("layers:", len(layer), layer[0].gain)
     print("forward:", tuple(net(torch.randn(4, 3, 32, 32)).shape))
     print("neutral:", records.KEY_NEUTRAL["model.scaled_gain"])
-    print("choice:", Norm.scaled_batch.value, "field:", "scaled_gain" in {f.name for f in dataclasses.fields(typed.model)})
+    names = {f.name for f in dataclasses.fields(typed.model)}
+    print("choice:", Norm.scaled_batch.value, "field:", "scaled_gain" in names)
 ''')
 
 
