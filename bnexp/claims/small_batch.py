@@ -141,6 +141,8 @@ def verdict_v3(t: pd.DataFrame, ctx: Context):
 
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
     Question("small_batch/lr", "lr", ("bn", "gn")),  # per 256 images, at 128 images per statistic
+    # v4's regime (a CIFAR ResNet, GN with weight standardisation): configs/experiment/small_batch/tune_v4.yaml
+    Question("small_batch/lr_v4", "lr", ("v4_bn", "v4_gnws"), sweep="tune_v4"),
 )
 
 
