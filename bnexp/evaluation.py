@@ -12,10 +12,11 @@ import pandas as pd
 
 from bnexp import calibration, endpoints
 from bnexp.claims import Claim, all_claims
-from bnexp.config import profile_only
+from bnexp.config import CONFIGS, profile_only
 from bnexp.method import ledger
 from bnexp.method.contract import Context, Result, Version, missing
 from bnexp.method.stats import INCONCLUSIVE
+from bnexp.profile import budget_hash
 
 
 @dataclass
@@ -78,14 +79,19 @@ def tuning_rows(claim: Claim, table: pd.DataFrame) -> pd.DataFrame:
     return ledger.usable(tuning)[0] if len(tuning) else tuning
 
 
+def profile_budget(profile: str, claim_id: str) -> str | None:
+    """The hash of what the claim's experiment reads of the profile now (None: no such profile file)."""
+    return budget_hash(CONFIGS, profile, claim_id) if (CONFIGS / "profile" / f"{profile}.yaml").is_file() else None
+
+
 def measured(claim: Claim, exact: pd.DataFrame, number: int) -> dict[str, float]:
     """An exact check's errors, as measured when the table was built."""
     own = exact[(exact["claim"] == claim.id) & (exact["version"] == number)] if len(exact) else exact
     return dict(zip(own["quantity"], own["value"], strict=True)) if len(own) else {}
 
 
-def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tuned: dict | None = None
-             ) -> list[list[Outcome]]:
+def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tuned: dict | None = None,
+             profile: str = "") -> list[list[Outcome]]:
     """Every version of every claim on this table: a list of outcomes per claim, oldest first;
     `tuned`: the profile's calibrated constants (tuned.json), which the runs of versions that use
     them must have been made with, and which the table's tuning rows must give, to be confirmatory."""
@@ -107,7 +113,9 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tune
                     result = version.verdict(used, Context(tuned, tuning, measured(claim, exact, number)))
             except Exception as e:  # a partial table (a smoke run, a sweep under way) is a result too
                 result = Result(INCONCLUSIVE, detail=[f"not computable from this table: {type(e).__name__}: {e}"])
-            status, reasons = ledger.standing(entry, version, used, tuned, questions, untrusted, claim.id)
+            budget = profile_budget(profile, claim.id) if version.pilot is not None and profile else None
+            status, reasons = ledger.standing(entry, version, used, tuned, questions, untrusted, claim.id,
+                                              profile, budget)
             registered = ledger.registration_commit(entry.hash) if entry else None
             outcomes.append(Outcome(claim, number, result, status, reasons, used, excluded, entry, registered))
         out.append(outcomes)
@@ -133,6 +141,6 @@ def evaluate_profile(results: Path | str, profile: str | None = None) -> Evaluat
     table, curves, exact = endpoints.read(results)
     book, tuned = ledger.load(), calibration.read(results)
     only = profile_only(profile)
-    evaluated = evaluate(table, exact, book, tuned)
+    evaluated = evaluate(table, exact, book, tuned, profile)
     return Evaluation(profile, table, curves, book, tuned, [oc for oc in evaluated if at_profile(oc, only)],
                       [oc[0].claim.id for oc in evaluated if not at_profile(oc, only)])

@@ -106,3 +106,23 @@ def schema(configs: Path, sections: tuple[tuple[str, Any], ...]) -> type:
     profile.__module__ = __name__
     globals()["Profile"] = profile
     return profile
+
+
+GENERAL_READ = ("test_size", "val_size", "arch", "width", "depth")  # General values an experiment may read
+
+
+def budget_values(configs: Path, profile: str, experiment: str) -> dict[str, Any]:
+    """The values of configs/profile/<profile>.yaml that `experiment` reads: its budget line and the
+    general values (test images, validation split, the default net)."""
+    data = yaml.safe_load((configs / "profile" / f"{profile}.yaml").read_text()) or {}
+    return {**{k: data.get(k) for k in GENERAL_READ}, experiment: data.get(experiment)}
+
+
+def budget_hash(configs: Path, profile: str, experiment: str) -> str:
+    """12 hex digits over `budget_values`: registered with a version piloted at that profile, so that a
+    later change of its grids, budgets or architecture makes the version's verdicts there exploratory."""
+    import hashlib
+    import json
+
+    blob = json.dumps(budget_values(configs, profile, experiment), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

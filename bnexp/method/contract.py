@@ -64,6 +64,18 @@ class Version:
     # From v3 on: the registered protocol (parts, guards, sequential plan, neighbouring choices),
     # built by a function so that its code is part of the version's hash.
     protocol: Callable[[], Protocol] | None = None
+    # From v4 on: where its guards are piloted before registration (bnexp/method/pilot.py).
+    pilot: Pilot | None = None
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """A version's guards measured on tuning seeds at the candidate regime, before registration:
+    `rows` turns the tuning sweep's usable rows and the profile's tuned answers into rows shaped
+    like the verdict's (its arms, and validation accuracy where the verdict reads test accuracy:
+    test images never inform a choice), on which every guard is evaluated."""
+
+    rows: Callable[[pd.DataFrame, dict[str, Any]], pd.DataFrame]
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,25 @@ class Guard:
 
 
 @dataclass(frozen=True)
+class IntervalGuard(Guard):
+    """From v4 on: a guard judged by its interval rather than a point estimate. Its measured value
+    is the end of the 95% t-interval of its per-seed `values` that could fail it (the upper end
+    for a `<=` guard), so it holds only where the runs show it holds; a pilot on tuning seeds
+    (bnexp/method/pilot.py) projects that end to the first look before registration."""
+
+    values: Callable[[pd.DataFrame, Context], list[float]] | None = None  # the look's rows -> per-seed values
+
+
+def interval_guard(name: str, values: Callable[[pd.DataFrame, Context], list[float]], threshold: float,
+                   at_least: bool, guards: tuple[str, ...] = (), why: str = "") -> IntervalGuard:
+    def far_end(rows: pd.DataFrame, ctx: Context) -> float:
+        est = t_interval(values(rows, ctx))
+        return est.low if at_least else est.high
+
+    return IntervalGuard(name, far_end, threshold, at_least, guards, why, values)
+
+
+@dataclass(frozen=True)
 class Protocol:
     parts: tuple[Part, ...]
     plan: Plan = Plan()  # noqa: RUF009 (a frozen dataclass: one shared default is safe)

@@ -12,7 +12,7 @@ so the date of a registration is git's, not something typed into the file.
     git.py        what git knows of commits and registrations
     rules.py      check, the runs a verdict may use, the confirmatory rule (`standing`)
     recertify.py  accepting a new hash for code whose every number stayed the same
-    __main__.py   python -m bnexp.method.ledger check | hashes | register | recertify
+    __main__.py   python -m bnexp.method.ledger check | hashes | pilot | register | recertify
 
 The names the rest of bnexp uses are importable from here.
 """
@@ -20,9 +20,9 @@ The names the rest of bnexp uses are importable from here.
 from bnexp.method.ledger.book import LEDGER, Deviation, Entry, Ledger, LedgerError, Recertification, load, register
 from bnexp.method.ledger.git import contains, registration_commit
 from bnexp.method.ledger.hashing import closure, version_hash
-from bnexp.method.ledger.rules import CONFIRMATORY, EXPLORATORY, check, standing, usable
+from bnexp.method.ledger.rules import CONFIRMATORY, EXPLORATORY, check, piloting, standing, usable
 from bnexp.method.ledger.seeds import seeds_for
 
-__all__ = ["CONFIRMATORY", "EXPLORATORY", "LEDGER", "Deviation", "Entry", "Ledger", "LedgerError", "Recertification",
-           "check", "closure", "contains", "load", "register", "registration_commit", "seeds_for", "standing", "usable",
-           "version_hash"]
+__all__ = ["CONFIRMATORY", "EXPLORATORY", "LEDGER", "Deviation", "Entry", "Ledger", "LedgerError",
+           "Recertification", "check", "closure", "contains", "load", "piloting", "register", "registration_commit",
+           "seeds_for", "standing", "usable", "version_hash"]

@@ -3,6 +3,8 @@
     python -m bnexp.method.ledger check
     python -m bnexp.method.ledger hashes
     python -m bnexp.method.ledger register <claim> <version> --seeds 5 --reason "why this version"
+    python -m bnexp.method.ledger pilot <claim> <version> --profile long    (v4 on: its guards on tuning seeds)
+    python -m bnexp.method.ledger register <claim> <version> --pilot long ... (refused if a pilot fails)
     python -m bnexp.method.ledger recertify [<claim> <version>] --reason "what changed, and why nothing moved"
 """
 
@@ -37,6 +39,14 @@ def _main() -> None:
     r.add_argument("--reuses", type=int, default=None, help="an analysis-only revision on another version's runs")
     r.add_argument("--reason", required=True)
     r.add_argument("--exploratory", default=None, help="a reason that makes every verdict of it exploratory")
+    r.add_argument("--pilot", action="append", default=[], metavar="PROFILE",
+                   help="a profile whose calibration runs pilot its guards (repeatable); needed from v4 on")
+    r.add_argument("--results", default="results", help="the folder holding <profile>/runs.csv and tuned.json")
+    pi = sub.add_parser("pilot", help="a version's guards on the tuning seeds of a calibrated profile")
+    pi.add_argument("claim")
+    pi.add_argument("version", type=int)
+    pi.add_argument("--profile", required=True)
+    pi.add_argument("--results", default="results")
     c = sub.add_parser("recertify", help="accept a changed hash whose verdicts stay identical (every changed "
                                          "version, or the one named)")
     c.add_argument("claim", nargs="?")
@@ -68,9 +78,51 @@ def _main() -> None:
             for n, v in c.versions.items():
                 print(f"{c.id} v{n} {version_hash(v)}")
         return
-    e = register(a.claim, a.version, a.seeds, a.reason, a.reuses, a.exploratory)
+    if a.command == "pilot":
+        pilots = _pilot(a.claim, a.version, a.profile, a.results)
+        print("\n".join(str(g) for g in pilots) or f"{a.claim} v{a.version} has no guards")
+        sys.exit(0 if all(g.holds for g in pilots) else 1)
+    piloted = {}
+    for profile in a.pilot:
+        pilots = _pilot(a.claim, a.version, profile, a.results)
+        failed = [str(g) for g in pilots if not g.holds]
+        if failed:
+            sys.exit(f"ledger: {a.claim} v{a.version} is not registered: its pilot at {profile} fails: {failed[0]}")
+        piloted[profile] = {"budget": _budget(profile, a.claim), "guards": [g.as_dict() for g in pilots]}
+    e = register(a.claim, a.version, a.seeds, a.reason, a.reuses, a.exploratory, piloted or None)
     seeds = f"verdict seeds {e.verdict_seeds[0]}-{e.verdict_seeds[1]}" if e.verdict_seeds else "no runs"
     print(f"registered {e.claim} v{e.version}: hash {e.hash}, {seeds}")
+
+
+def _pilot(claim_id: str, number: int, profile: str, results: str) -> list:
+    """The version's guards on the profile's committed tuning rows, at its tuned answers (one line
+    and exit 2 if the version declares no pilot, or the profile is not calibrated)."""
+    from pathlib import Path
+
+    from bnexp import calibration, endpoints
+    from bnexp.claims import by_id
+    from bnexp.evaluation import tuning_rows
+    from bnexp.method import pilot
+
+    claim = by_id().get(claim_id)
+    version = claim.versions.get(number) if claim else None
+    if version is None or version.pilot is None:
+        raise SystemExit(f"ledger: {claim_id} v{number} declares no pilot")
+    folder = Path(results) / profile
+    table, _, _ = endpoints.read(folder)
+    tuned = calibration.read(folder)
+    untrusted = calibration.audit(table, tuned)
+    own = sorted(why for q, why in untrusted.items() if q.startswith(f"{claim_id}/"))
+    if own:
+        raise SystemExit(f"ledger: {folder}: {own[0]}")
+    return pilot.run(version, tuning_rows(claim, table), tuned)
+
+
+def _budget(profile: str, claim_id: str) -> str:
+    from bnexp.config import CONFIGS
+    from bnexp.profile import budget_hash
+
+    return budget_hash(CONFIGS, profile, claim_id)
 
 
 if __name__ == "__main__":

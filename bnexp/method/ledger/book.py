@@ -10,6 +10,7 @@ import datetime
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,6 +31,9 @@ class Entry:
     exploratory: str | None = None  # a reason that makes every verdict of it exploratory
     registered: str = ""  # the date it was written down (git has the commit)
     recertified: tuple[str, ...] = ()  # later hashes accepted for it (Recertification), oldest first
+    # From v4 on: the profiles its guards were piloted at before registration, each with the hash of
+    # the profile values its experiment reads (profile.budget_hash) and every guard's pilot.
+    pilots: dict[str, dict[str, Any]] | None = None
 
     @property
     def hashes(self) -> tuple[str, ...]:
@@ -109,7 +113,7 @@ def load(path: Path | None = None) -> Ledger:
 # --- appending ----------------------------------------------------------------------------------
 
 def register(claim_id: str, number: int, n_seeds: int, reason: str, reuses: int | None = None,
-             exploratory: str | None = None) -> Entry:
+             exploratory: str | None = None, pilots: dict[str, dict[str, Any]] | None = None) -> Entry:
     """Append a version to the ledger, with the next free block of verdict seeds for the claim."""
     from bnexp.claims import by_id
 
@@ -136,14 +140,19 @@ def register(claim_id: str, number: int, n_seeds: int, reason: str, reuses: int 
         seeds = (start, start + n_seeds - 1)
         if seeds[1] >= ledger.tuning_seeds[0] and start <= ledger.tuning_seeds[1]:
             raise SystemExit("ledger: verdict seeds would reach the tuning range")
+    if claim.versions[number].pilot is not None and not pilots:
+        raise SystemExit(f"ledger: {claim_id} v{number} declares a pilot: register it with --pilot <profile> for "
+                         "each profile it is to decide at (after that profile's calibration)")
     entry = Entry(claim_id, number, version_hash(claim.versions[number]), seeds, reason, reuses, exploratory,
-                  registered=datetime.date.today().isoformat())
+                  registered=datetime.date.today().isoformat(), pilots=pilots)
     fields = {"claim": entry.claim, "version": entry.version, "hash": entry.hash,
               "verdict_seeds": list(seeds) if seeds else None, "registered": entry.registered}
     if reuses is not None:
         fields["reuses"] = reuses
     if exploratory:
         fields["exploratory"] = exploratory
+    if pilots:
+        fields["pilots"] = pilots
     fields["reason"] = reason
     text = yaml.safe_dump([fields], sort_keys=False, width=100, allow_unicode=True)
     write_atomic(LEDGER, LEDGER.read_text() + textwrap.indent(text, "  "))

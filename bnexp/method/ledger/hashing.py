@@ -92,7 +92,9 @@ def closure(*roots) -> dict[str, str]:
 
 def version_hash(version) -> str:
     """16 hex digits of sha256 over the criterion, method, experiment and code closure."""
-    roots = (version.endpoints, version.verdict, version.measure, getattr(version, "protocol", None))
+    pilot = getattr(version, "pilot", None)  # from v4 on: what its pilot reads is registered too
+    roots = (version.endpoints, version.verdict, version.measure, getattr(version, "protocol", None),
+             pilot.rows if pilot is not None else None)
     parts = closure(*(f for f in roots if f is not None))
     uses = [f"uses: {u.question} for {u.column}={u.value} ({u.arm})" for u in getattr(version, "uses", ())]
     blob = "\n".join([f"criterion: {version.criterion}", f"method: {version.method}",

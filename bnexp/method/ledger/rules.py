@@ -138,7 +138,7 @@ def conformity(uses: tuple[Use, ...], rows: pd.DataFrame, answers: dict[str, dic
 
 def standing(entry: Entry | None, version, used: pd.DataFrame, tuned: dict[str, dict[str, Any]],
              questions: dict[str, Question], untrusted: dict[str, str] | None = None,
-             claim: str = "") -> tuple[str, list[str]]:
+             claim: str = "", profile: str = "", budget: str | None = None) -> tuple[str, list[str]]:
     """The confirmatory rule, whole: (confirmatory or exploratory, the reasons for exploratory).
     Its registration (registered, unchanged code, committed before the runs it uses), then, for a
     version that reads tuned constants (its `uses`, or from v3 on its claim's own questions), runs
@@ -150,4 +150,21 @@ def standing(entry: Entry | None, version, used: pd.DataFrame, tuned: dict[str, 
     if version.protocol is not None:
         reads |= {q for q, spec in questions.items() if spec.claim == claim}
     off += [why for q, why in sorted((untrusted or {}).items()) if q in reads]
+    off += piloting(entry, version, profile, budget) if len(used) else []
     return (EXPLORATORY, reasons + off) if off else (status, reasons)
+
+
+def piloting(entry: Entry | None, version, profile: str, budget: str | None) -> list[str]:
+    """From v4 on: a version that declares a pilot is confirmatory only at a profile it was piloted
+    at before registration, whose values its experiment reads (`budget`: profile.budget_hash now)
+    are those registered with it."""
+    if getattr(version, "pilot", None) is None or entry is None:
+        return []
+    piloted = (entry.pilots or {}).get(profile)
+    if piloted is None:
+        return [f"registered without a pilot at profile {profile!r} (piloted at: "
+                f"{', '.join(sorted(entry.pilots or {})) or 'none'})"]
+    if budget is not None and piloted.get("budget") != budget:
+        return [f"profile {profile!r}'s values for this experiment changed since registration "
+                f"(budget {piloted.get('budget')} registered, {budget} now)"]
+    return []

@@ -1,0 +1,84 @@
+"""A version's pilot: its fidelity guards measured on tuning seeds at the candidate regime before it
+is registered, so that a regime whose guard is expected to fail is changed rather than registered
+to fail (a guard failure that data at hand could predict is a design defect, not a result).
+
+The pilot's rows are the tuning sweep's, at the tuned answers, shaped like the verdict's by the
+version's `Pilot.rows` (validation accuracy standing for test accuracy). Each guard is then judged
+as the verdict will judge it at the plan's first look:
+
+    interval guard   the pilot's per-seed mean and spread, projected to the first look's seeds:
+                     mean -+ t(0.975, n1 - 1) * sd / sqrt(n1) must meet the threshold (the end that
+                     could fail it); fewer than 2 pilot seeds cannot estimate a spread and fail
+    point guard      the measured value on the pilot rows must meet the threshold
+
+Only the expected value of the first look's interval is projected (the spread is taken as measured),
+so a pilot that passes narrowly says the guard is about even to hold: the report shows both numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bnexp.method.contract import Context, Version
+from bnexp.method.protocol import IntervalGuard
+
+
+@dataclass
+class GuardPilot:
+    guard: str
+    threshold: float
+    at_least: bool
+    seeds: int  # pilot seeds it was measured on
+    value: float  # interval guard: the pilot's per-seed mean; point guard: the measured value
+    projected: float | None  # interval guard: the first look's projected far end
+    first_look: int
+    holds: bool
+
+    def __str__(self) -> str:
+        need = f"{'>=' if self.at_least else '<='} {self.threshold:g}"
+        if self.projected is None:
+            return (f"{self.guard}: pilot {self.value:.3g} on {self.seeds} tuning seeds (needs {need}): "
+                    f"{'expected to hold' if self.holds else 'expected to fail'}")
+        return (f"{self.guard}: pilot mean {self.value:.3g} on {self.seeds} tuning seeds, projected interval end "
+                f"{self.projected:.3g} at the first look's {self.first_look} seeds (needs {need}): "
+                f"{'expected to hold' if self.holds else 'expected to fail'}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def _meets(value: float, threshold: float, at_least: bool) -> bool:
+    return not math.isnan(value) and (value >= threshold if at_least else value <= threshold)
+
+
+def run(version: Version, tuning: pd.DataFrame, tuned: dict[str, Any]) -> list[GuardPilot]:
+    """Every guard of `version`'s protocol on its pilot rows (the usable tuning rows of its claim)."""
+    if version.pilot is None or version.protocol is None:
+        raise ValueError("this version declares no pilot")
+    protocol = version.protocol()
+    rows = version.pilot.rows(tuning, tuned)
+    ctx = Context(tuned, tuning)
+    first = protocol.plan.looks[0]
+    out = []
+    for g in protocol.guards:
+        if isinstance(g, IntervalGuard) and g.values is not None:
+            v = np.asarray([x for x in g.values(rows, ctx) if x is not None and not math.isnan(x)], dtype=float)
+            mean = float(v.mean()) if len(v) else math.nan
+            if len(v) >= 2:
+                half = float(stats.t.ppf(0.975, first - 1)) * float(v.std(ddof=1)) / math.sqrt(first)
+                end = mean - half if g.at_least else mean + half
+            else:
+                end = math.nan  # no spread from one seed: the pilot cannot show the guard will hold
+            out.append(GuardPilot(g.name, g.threshold, g.at_least, len(v), mean, end, first,
+                                  _meets(end, g.threshold, g.at_least)))
+        else:
+            value = float(g.measure(rows, ctx))
+            seeds = int(rows["seed"].nunique()) if "seed" in rows else 0
+            out.append(GuardPilot(g.name, g.threshold, g.at_least, seeds, value, None, first, g.holds(value)))
+    return out

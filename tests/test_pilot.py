@@ -1,0 +1,142 @@
+"""From v4 on: guards judged by their interval, piloted on tuning seeds before registration, and a
+registration that holds the profile values its experiment reads."""
+
+import dataclasses
+import shutil
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from bnexp.claims import by_id
+from bnexp.method import ledger, pilot
+from bnexp.method import protocol as pr
+from bnexp.method.contract import Claim, Context, Pilot, Version
+from bnexp.method.ledger import Entry, book
+from bnexp.method.ledger import __main__ as cli
+from bnexp.method.sequential import Plan
+from bnexp.profile import budget_hash
+from tests.conftest import ROOT
+
+
+def _gap(rows: pd.DataFrame, ctx: Context) -> list[float]:
+    """Per seed: arm b's error minus arm a's."""
+    a = rows[rows["arm"] == "a"].set_index("seed")["final_acc"]
+    b = rows[rows["arm"] == "b"].set_index("seed")["final_acc"]
+    return list((a - b).dropna())
+
+
+def _rows(gaps: list[float]) -> pd.DataFrame:
+    return pd.DataFrame([{"seed": s, "arm": "a", "final_acc": 0.8} for s in range(len(gaps))]
+                        + [{"seed": s, "arm": "b", "final_acc": 0.8 - g} for s, g in enumerate(gaps)])
+
+
+PAR = pr.interval_guard("b's error minus a's", _gap, 0.03, False, why="b trails a")
+
+
+def _protocol() -> pr.Protocol:
+    part = pr.Part("b's error minus a's, again", _gap, 0.10, False)
+    return pr.Protocol((part,), Plan(looks=(5, 8, 12)), guards=(PAR,))
+
+
+def test_an_interval_guard_fails_where_its_mean_passes_but_its_interval_does_not():
+    tight, loose = _rows([0.010, 0.012, 0.011, 0.009, 0.010]), _rows([0.01, -0.02, 0.05, -0.01, 0.02])
+    assert PAR.holds(PAR.measure(tight, Context()))  # upper end ~0.012
+    value = PAR.measure(loose, Context())
+    assert sum(_gap(loose, Context())) / 5 < 0.03 < value and not PAR.holds(value)
+    look = pr.look(_protocol(), loose, Context(), 0, list(range(5)))
+    assert look.failed == [PAR.name] and look.verdict == "untestable at this scale"
+
+
+def _version(rows_fn) -> Version:
+    return Version("criterion", "method", None, lambda t, c: None, "x", protocol=_protocol, pilot=Pilot(rows_fn))
+
+
+def test_a_pilot_projects_the_tuning_seeds_spread_to_the_first_look():
+    steady = pilot.run(_version(lambda t, tuned: _rows([0.010, 0.014])), pd.DataFrame(), {})
+    (g,) = steady
+    assert g.seeds == 2 and g.first_look == 5 and g.holds
+    assert g.value == pytest.approx(0.012)
+    assert g.projected == pytest.approx(0.012 + 2.776 * 0.002828 / 5 ** 0.5, rel=1e-3)
+    noisy = pilot.run(_version(lambda t, tuned: _rows([0.0, 0.05])), pd.DataFrame(), {})
+    assert noisy[0].value == pytest.approx(0.025) and not noisy[0].holds  # the mean passes, the projection does not
+    alone = pilot.run(_version(lambda t, tuned: _rows([0.0])), pd.DataFrame(), {})
+    assert not alone[0].holds and "expected to fail" in str(alone[0])
+
+
+def test_a_pilot_reads_the_tuning_rows_and_answers_it_is_given():
+    seen = {}
+
+    def rows(tuning, tuned):
+        seen.update(n=len(tuning), tuned=tuned)
+        return _rows([0.01, 0.011])
+
+    pilot.run(_version(rows), pd.DataFrame({"seed": [1, 2, 3]}), {"q": {"rule": "best"}})
+    assert seen == {"n": 3, "tuned": {"q": {"rule": "best"}}}
+
+
+@pytest.fixture
+def scratch_ledger(tmp_path, monkeypatch):
+    path = tmp_path / "ledger.yaml"
+    shutil.copy(book.LEDGER, path)
+    monkeypatch.setattr(book, "LEDGER", path)
+    return path
+
+
+def _fake_claim(monkeypatch, version: Version):
+    claim = Claim("toy", "s", "src", "pub", "u", 99, {1: version})
+    monkeypatch.setattr("bnexp.claims.by_id", lambda: {**by_id(), "toy": claim})
+    return claim
+
+
+def _main(monkeypatch, *argv):
+    monkeypatch.setattr(sys, "argv", ["ledger", *argv])
+    cli._main()
+
+
+def test_a_version_with_a_pilot_is_registered_only_with_a_passing_pilot(scratch_ledger, monkeypatch, capsys):
+    version = _version(lambda t, tuned: _rows([0.0, 0.05]))
+    _fake_claim(monkeypatch, version)
+    before = scratch_ledger.read_text()
+    with pytest.raises(SystemExit, match="declares a pilot: register it with --pilot"):
+        _main(monkeypatch, "register", "toy", "1", "--reason", "r")
+    monkeypatch.setattr(cli, "_pilot", lambda c, n, p, r: pilot.run(version, pd.DataFrame(), {}))
+    with pytest.raises(SystemExit, match="toy v1 is not registered: its pilot at long fails: b's error minus a's"):
+        _main(monkeypatch, "register", "toy", "1", "--reason", "r", "--pilot", "long")
+    assert scratch_ledger.read_text() == before  # nothing half-written
+
+    steady = _version(lambda t, tuned: _rows([0.010, 0.014]))
+    _fake_claim(monkeypatch, steady)
+    monkeypatch.setattr(cli, "_pilot", lambda c, n, p, r: pilot.run(steady, pd.DataFrame(), {}))
+    _main(monkeypatch, "register", "toy", "1", "--reason", "r", "--pilot", "long", "--seeds", "12")
+    entry = book.load().get("toy", 1)
+    assert set(entry.pilots) == {"long"}
+    assert entry.pilots["long"]["budget"] == budget_hash(ROOT / "configs", "long", "toy")
+    (g,) = entry.pilots["long"]["guards"]
+    assert g["holds"] and g["seeds"] == 2 and g["first_look"] == 5
+    assert yaml.safe_load(scratch_ledger.read_text())  # still a readable book
+
+
+def test_a_piloted_version_is_confirmatory_only_where_it_was_piloted_with_the_same_budget():
+    version = _version(lambda t, tuned: _rows([0.01, 0.011]))
+    entry = Entry("toy", 1, "h", (0, 11), "r", pilots={"long": {"budget": "abc123", "guards": []}})
+    assert ledger.piloting(entry, version, "long", "abc123") == []
+    assert "changed since registration" in ledger.piloting(entry, version, "long", "fff000")[0]
+    assert "without a pilot at profile 'quick'" in ledger.piloting(entry, version, "quick", "abc123")[0]
+    plain = dataclasses.replace(version, pilot=None)
+    assert ledger.piloting(entry, plain, "quick", "x") == []  # versions before v4 declare none
+
+
+def test_the_budget_hash_follows_the_claims_own_budget_line_only(tmp_path):
+    configs = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs" / "profile", configs / "profile")
+    path = configs / "profile" / "long.yaml"
+    base = budget_hash(configs, "long", "small_batch")
+    text = path.read_text()
+    path.write_text(text.replace("landscape: {subset: 10000", "landscape: {subset: 9000"))
+    assert budget_hash(configs, "long", "small_batch") == base  # another claim's line
+    path.write_text(text.replace("v4_epochs: 20", "v4_epochs: 25"))
+    assert budget_hash(configs, "long", "small_batch") != base
+    path.write_text(text.replace("val_size: 2000", "val_size: 1000"))
+    assert budget_hash(configs, "long", "small_batch") != base  # a general value it reads
