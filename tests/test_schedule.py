@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bnexp.run import provenance
-from tests.conftest import make_config
+from tests.conftest import ROOT, make_config
 
 
 def _headlines(next_seeds: dict[str, int | None]):
@@ -82,6 +82,58 @@ def test_sweeps_of_a_stage_share_the_jobs_side_by_side_largest_first(monkeypatch
     a.launcher = "submitit_local"
     mod.run_stage([(n, ()) for n in "abcd"], a, 2, tmp_path)
     assert [(s[0], s[2]) for s in started] == [("a", 0), ("b", 0), ("c", 0), ("d", 0)]  # in order, one at a time
+
+
+def test_a_sweep_with_nothing_to_train_takes_no_slot_from_one_that_trains(monkeypatch, tmp_path):
+    """A calibration wave with a sweep whose runs are all in the committed table (skipped in
+    seconds) beside one that trains: the one that trains gets every job, the other only checks."""
+    import argparse
+    from types import SimpleNamespace
+
+    from bnexp.pipeline import schedule as mod
+
+    sizes = {"committed": 0.0, "fresh": 6.0}
+    started = []
+
+    class Proc:
+        def __init__(self, name):
+            self.name, self.polls, self.returncode, self.pid = name, 0, None, 0
+
+        def poll(self):
+            self.polls += 1
+            self.returncode = 0 if self.polls > 3 * sizes[self.name] else None
+            return self.returncode
+
+    def start(cmd, log):
+        name = next(c.split("=", 1)[1] for c in cmd if c.startswith("experiment="))
+        started.append((name, int(next(c.split("=", 1)[1] for c in cmd if c.startswith("hydra.launcher.n_jobs=")))))
+        return Proc(name)
+
+    monkeypatch.setattr(mod, "plan", lambda sweeps, a, jobs: {
+        n: SimpleNamespace(work=lambda n=n: sizes[n], width=lambda: 40, extra=(), dirs=lambda: [], total=0)
+        for n, _ in sweeps})
+    monkeypatch.setattr(mod, "start_sweep", start)
+    monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+    a = argparse.Namespace(profile="long", launcher="joblib", threads=1, device="cpu", results=str(tmp_path),
+                           wandb=False, overrides=[])
+    (tmp_path / "logs").mkdir()
+    mod.run_stage([("committed", ()), ("fresh", ())], a, 2, tmp_path)
+    assert started == [("fresh", 2), ("committed", 1)]
+
+
+def test_a_run_in_the_committed_table_counts_as_done_in_a_sweeps_work(tmp_path):
+    from types import SimpleNamespace
+
+    from bnexp.pipeline.schedule import Plan
+    from bnexp.table import read_runs
+
+    committed = read_runs(ROOT / "results/long/runs.csv")
+    row = committed[committed["experiment"] == "small_batch/tune"].iloc[0]
+    folder = tmp_path / "long" / "runs" / "small_batch" / "tune"
+    (tmp_path / "long").mkdir()
+    (tmp_path / "long" / "runs.csv").write_text((ROOT / "results/long/runs.csv").read_text())
+    jobs = [SimpleNamespace(dir=folder / row["key"], config=None)]
+    assert Plan(SimpleNamespace(), jobs, 1).work() == 0  # its run key is in the table: nothing to train
 
 
 def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkeypatch, tmp_path):

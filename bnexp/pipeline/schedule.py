@@ -21,6 +21,7 @@ from tqdm import tqdm
 from bnexp import sweep
 from bnexp.claims import all_claims
 from bnexp.config import CONFIGS, experiments
+from bnexp.run import committed
 
 
 def ordered_experiments() -> list[str]:
@@ -69,8 +70,10 @@ class Plan:
         return max(1, len(self.jobs) // 2 if sweep.is_bisection(self.master) else len(self.jobs))
 
     def work(self) -> float:
-        """Its size (bnexp.sweep.work) over the runs still to do, a bisection's probes counted."""
-        finished = sweep.done([j.dir for j in self.jobs])
+        """Its size (bnexp.sweep.work) over the runs still to do, a bisection's probes counted: a run
+        complete on disk, or in the committed table under its run key (to be skipped), is done."""
+        dirs = [j.dir for j in self.jobs]
+        finished = sweep.done(dirs) | {d for d in dirs if committed.find(d, d.name) is not None}
         todo = [j for j in self.jobs if j.dir not in finished]
         return sum(sweep.work(j) for j in todo) * (self.total / max(len(self.jobs), 1))
 
@@ -138,18 +141,23 @@ def run_stage(sweeps: list[Sweep], a: argparse.Namespace, jobs: int, root: Path)
     print(f"reproduce {a.profile}: {progress.total} runs in {len(plans)} sweeps, {len(progress.before)} already "
           f"complete; {where} x {a.threads} threads; logs in {root / 'logs'}", file=sys.stderr, flush=True)
     side_by_side = a.launcher == "joblib"
-    waiting = sorted(plans, key=lambda n: -plans[n].work()) if side_by_side else list(plans)
+    work = {n: plans[n].work() for n in plans}
+    waiting = sorted(plans, key=lambda n: -work[n]) if side_by_side else list(plans)
     running: dict[str, tuple[subprocess.Popen, int, float, Path]] = {}  # name -> (process, slots, start, log)
     failed, totals, free = [], Counter(), jobs
     try:
         while waiting or running:
-            while waiting and (free or not running) and (side_by_side or not running):
+            while waiting and (free or not running or work[waiting[0]] == 0) and (side_by_side or not running):
                 name = waiting.pop(0)
-                share = max(1, min(free // (len(waiting) + 1), plans[name].width())) if side_by_side else jobs
+                # A sweep with nothing to train (every run complete, or in the committed table) only
+                # checks and tallies: it takes no slot from those that train.
+                idle = side_by_side and work[name] == 0
+                busy = 1 + sum(1 for n in waiting if work[n] > 0)
+                share = 1 if idle else max(1, min(free // busy, plans[name].width())) if side_by_side else jobs
                 cmd = [sys.executable, "-m", "bnexp.cli", "-m", *sweep_args(name, a, share, plans[name].extra)]
                 log = root / "logs" / f"{name.replace('/', '_')}.log"
-                running[name] = (start_sweep(cmd, log), share, time.perf_counter(), log)
-                free -= share
+                running[name] = (start_sweep(cmd, log), 0 if idle else share, time.perf_counter(), log)
+                free -= 0 if idle else share
             progress.update(list(running))
             time.sleep(2)
             for name, (proc, share, t1, log) in list(running.items()):
