@@ -247,6 +247,56 @@ def grids(profile: str) -> dict[str, list[float]]:
     return out
 
 
+MAX_WIDENINGS = 3  # times a grid is widened by one step at an edge before its edge choice stands (flagged)
+
+
+def widening(answer: dict[str, Any]) -> list[float]:
+    """The grid values that widen an answer's grid by one geometric step past each end where an arm's
+    choice sits (`at_grid_edge`): below 0.05 < 0.1 comes 0.025, above 0.4 < 0.8 comes 1.6. Empty when no
+    choice is at an edge, for a target, or for a grid of one value."""
+    if answer.get("rule") == "target" or not answer.get("at_grid_edge"):
+        return []
+    grid = sorted({float(v) for scores in answer["scores"].values() for v in scores})
+    if len(grid) < 2 or min(grid) <= 0:
+        return []
+    chosen = {float(answer["values"][arm]) for arm in answer["at_grid_edge"]}
+    out = []
+    if grid[0] in chosen:
+        out.append(float(f"{grid[0] ** 2 / grid[1]:.6g}"))
+    if grid[-1] in chosen:
+        out.append(float(f"{grid[-1] ** 2 / grid[-2]:.6g}"))
+    return out
+
+
+def widened_sweeps(results: Path | str, profile: str, ids: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The tuning sweeps to run again, each with its grid widened past the edge where a choice of
+    `ids` sits: (experiment, the override of its profile grid). tuned.json stays a function of the
+    table: the widened grid is the runs' own values, and the choice is made again over all of them."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bnexp.config import CONFIGS
+    from bnexp.profile import BUDGET_KEY
+
+    answers = read(results)
+    column_key = {column: key for key, column in schema.CONFIG_COLUMNS.items()}
+    out = []
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        for q in questions():
+            extra = widening(answers.get(q.id, {})) if q.id in ids else []
+            if not extra:
+                continue
+            master = compose("config", [f"experiment={q.experiment}", f"profile={profile}"], return_hydra_config=True)
+            param = OmegaConf.to_container(master.hydra.sweeper.params, resolve=False)[column_key[q.knob]]
+            ref = BUDGET_KEY.fullmatch(str(param).strip())
+            if ref is None:
+                continue  # a grid written in the sweep itself, not in the profile: nothing to widen by name
+            grid = sorted({float(v) for s in answers[q.id]["scores"].values() for v in s} | set(extra))
+            values = ",".join(f"{v:g}" for v in grid)
+            out.append((q.experiment, (f"profile.{ref.group(1)}.{ref.group(2)}='{values}'",)))
+    return out
+
+
 def planning(profile: str) -> dict[str, dict[str, Any]]:
     """Stand-in answers for planning before calibration (scripts/cost.py, the expansion tests):
     the middle of each grid, a target of half the fraction. Never read by a run: a sweep reads

@@ -140,3 +140,43 @@ def test_the_budget_hash_follows_the_claims_own_budget_line_only(tmp_path):
     assert budget_hash(configs, "long", "small_batch") != base
     path.write_text(text.replace("val_size: 2000", "val_size: 1000"))
     assert budget_hash(configs, "long", "small_batch") != base  # a general value it reads
+
+
+def test_a_choice_at_a_grid_edge_widens_the_grid_by_one_geometric_step_on_that_side():
+    from bnexp import calibration
+
+    answer = {"rule": "best", "values": {"bn": 0.8, "gn": 0.05}, "at_grid_edge": ["bn", "gn"],
+              "scores": {"bn": {"0.05": 0.5, "0.1": 0.6, "0.2": 0.7, "0.4": 0.75, "0.8": 0.8},
+                         "gn": {"0.05": 0.7, "0.1": 0.6, "0.2": 0.5, "0.4": 0.4, "0.8": 0.3}}}
+    assert calibration.widening(answer) == [0.025, 1.6]
+    assert calibration.widening({**answer, "at_grid_edge": ["bn"]}) == [1.6]
+    assert calibration.widening({**answer, "at_grid_edge": []}) == []
+    assert calibration.widening({"rule": "target", "value": 0.3}) == []
+
+
+def test_the_widened_sweep_overrides_the_profile_grid_it_reads_with_every_value_it_has_run(tmp_path):
+    import json
+
+    from bnexp import calibration
+
+    (tmp_path / "long").mkdir()
+    answer = {"rule": "best", "values": {"v4_bn": 0.2, "v4_gnws": 0.8}, "at_grid_edge": ["v4_gnws"],
+              "scores": {a: {"0.05": 0.5, "0.1": 0.6, "0.2": 0.7, "0.4": 0.75, "0.8": 0.8}
+                         for a in ("v4_bn", "v4_gnws")}}
+    (tmp_path / "long" / "tuned.json").write_text(json.dumps({"small_batch/lr_v4": answer}))
+    wider = calibration.widened_sweeps(tmp_path / "long", "long", ["small_batch/lr_v4"])
+    assert wider == [("small_batch/tune_v4", ("profile.small_batch.v4_lr_grid='0.05,0.1,0.2,0.4,0.8,1.6'",))]
+    assert calibration.widened_sweeps(tmp_path / "long", "long", ["small_batch/lr"]) == []  # not asked
+
+
+def test_from_v4_a_verdict_using_a_grid_edge_choice_is_exploratory():
+    version = by_id()["small_batch"].versions[max(by_id()["small_batch"].versions)]
+    if version.pilot is None:
+        pytest.skip("no version with a pilot yet")
+    edge = {"small_batch/lr_v4": {"rule": "best", "values": {"v4_bn": 0.2, "v4_gnws": 0.8},
+                                  "at_grid_edge": ["v4_gnws"]}}
+    reasons = ledger.edge_choices(version, edge)
+    assert len(reasons) == 1 and "small_batch/lr_v4 for v4_gnws sits at the edge of its grid (0.8)" in reasons[0]
+    assert ledger.edge_choices(version, {"small_batch/lr_v4": {**edge["small_batch/lr_v4"], "at_grid_edge": []}}) == []
+    v3 = by_id()["small_batch"].versions[3]
+    assert ledger.edge_choices(v3, {"small_batch/lr": {"values": {"bn": 0.8}, "at_grid_edge": ["bn"]}}) == []

@@ -103,6 +103,19 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
                 sys.exit(f"reproduce: the calibration sweeps of {', '.join(failed)} had failures; their logs say "
                          "why, and a rerun tries the failed runs again")
             path = calibration.write(root, only=[q.id for q in wave])
+            for _ in range(calibration.MAX_WIDENINGS):  # a choice at a grid edge: the grid one step wider
+                wider = calibration.widened_sweeps(root, a.profile, [q.id for q in wave])
+                if not wider:
+                    break
+                print("calibration: a choice at the edge of its grid; widening "
+                      + ", ".join(f"{name} ({extra[0]})" for name, extra in wider), file=sys.stderr, flush=True)
+                failed, done = run_stage(wider, a, jobs, root)
+                totals += done
+                endpoints.write(root)
+                if failed:
+                    sys.exit(f"reproduce: the widened calibration sweeps of {', '.join(failed)} had failures; "
+                             "their logs say why, and a rerun tries the failed runs again")
+                path = calibration.write(root, only=[q.id for q in wave])
         print(f"calibration {a.profile}: {len(tuned_claims)} claims tuned in {(time.perf_counter() - t0) / 60:.1f} "
               f"min; wrote {path}", file=sys.stderr, flush=True)
         if a.stage == "calibrate":

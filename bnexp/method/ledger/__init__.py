@@ -20,9 +20,28 @@ The names the rest of bnexp uses are importable from here.
 from bnexp.method.ledger.book import LEDGER, Deviation, Entry, Ledger, LedgerError, Recertification, load, register
 from bnexp.method.ledger.git import contains, registration_commit
 from bnexp.method.ledger.hashing import closure, version_hash
-from bnexp.method.ledger.rules import CONFIRMATORY, EXPLORATORY, check, piloting, standing, usable
+from bnexp.method.ledger.rules import CONFIRMATORY, EXPLORATORY, check, edge_choices, piloting, standing, usable
 from bnexp.method.ledger.seeds import seeds_for
 
-__all__ = ["CONFIRMATORY", "EXPLORATORY", "LEDGER", "Deviation", "Entry", "Ledger", "LedgerError",
-           "Recertification", "check", "closure", "contains", "load", "piloting", "register", "registration_commit",
-           "seeds_for", "standing", "usable", "version_hash"]
+__all__ = [
+           "CONFIRMATORY",
+           "EXPLORATORY",
+           "LEDGER",
+           "Deviation",
+           "Entry",
+           "Ledger",
+           "LedgerError",
+           "Recertification",
+           "check",
+           "closure",
+           "contains",
+           "edge_choices",
+           "load",
+           "piloting",
+           "register",
+           "registration_commit",
+           "seeds_for",
+           "standing",
+           "usable",
+           "version_hash",
+]

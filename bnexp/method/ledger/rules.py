@@ -150,7 +150,7 @@ def standing(entry: Entry | None, version, used: pd.DataFrame, tuned: dict[str, 
     if version.protocol is not None:
         reads |= {q for q, spec in questions.items() if spec.claim == claim}
     off += [why for q, why in sorted((untrusted or {}).items()) if q in reads]
-    off += piloting(entry, version, profile, budget) if len(used) else []
+    off += (piloting(entry, version, profile, budget) + edge_choices(version, tuned)) if len(used) else []
     return (EXPLORATORY, reasons + off) if off else (status, reasons)
 
 
@@ -168,3 +168,17 @@ def piloting(entry: Entry | None, version, profile: str, budget: str | None) -> 
         return [f"profile {profile!r}'s values for this experiment changed since registration "
                 f"(budget {piloted.get('budget')} registered, {budget} now)"]
     return []
+
+
+def edge_choices(version, tuned: dict[str, dict[str, Any]]) -> list[str]:
+    """From v4 on (a version that declares a pilot): no verdict uses a tuned value at the edge of its
+    grid, where the best may lie beyond it (the calibration stage widens such a grid first)."""
+    if getattr(version, "pilot", None) is None:
+        return []
+    out = []
+    for u in version.uses:
+        answer = tuned.get(u.question, {})
+        if u.arm in answer.get("at_grid_edge", []):
+            out.append(f"tuned.json's {u.question} for {u.arm} sits at the edge of its grid "
+                       f"({answer['values'][u.arm]:g}): the best value may lie beyond it")
+    return list(dict.fromkeys(out))
