@@ -48,13 +48,16 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         t0 = time.perf_counter()
-        _check_writable(Path(config.hydra.sweep.dir))
+        folder = Path(config.hydra.sweep.dir)
+        _check_writable(folder)
         try:
             jobs = sweep.expand(config)
         except Exception as e:
+            _remove_empty(folder)  # Hydra made it; a refused sweep leaves nothing behind
             _refuse(one_line_error(e) or str(e))
         problem = sweep.check(jobs)
         if problem:
+            _remove_empty(folder)
             _refuse(problem)
         self.jobs = jobs
         self.done_before = sweep.done(records.find_runs(Path(config.hydra.sweep.dir)))
@@ -81,7 +84,11 @@ def main(dcfg: DictConfig) -> str:
     overrides, choices = list(hc.overrides.task), dict(hc.runtime.choices)
     _die_with_parent()
     try:
-        return _job(dcfg, run_dir, overrides, choices)
+        outcome = _job(dcfg, run_dir, overrides, choices)
+        if not in_sweep:  # where to look, and how to go on: the same command resumes or finds it
+            print(f"bnexp-train: {outcome}; record in {run_dir} (the same command continues an interrupted "
+                  "run from its checkpoint)", file=sys.stderr)
+        return outcome
     except (ConfigError, DataError, InputError, OmegaConfBaseException, OSError) as e:
         message = one_line_error(e) if isinstance(e, OmegaConfBaseException) else None
         message = message or (str(e) if not isinstance(e, OSError) or isinstance(e, records.RecordError)

@@ -55,9 +55,37 @@ def sweep_dir(results: str, profile: str, experiment: str | None, elsewhere: str
 
 
 def sweep_subdir(experiment: str | None, *, _root_: DictConfig) -> str:
-    """A job's folder in its sweep: its run key for an experiment's sweep, else its number (read
-    only when Hydra has numbered the job)."""
-    return run_key(_root_) if experiment else str(_root_.hydra.job.num)
+    """A job's folder in its sweep: its run key, an experiment's sweep or an ad-hoc one, so that the
+    same command run again finds each job where it left it (complete: skipped; a checkpoint:
+    continued)."""
+    return run_key(_root_)
+
+
+# Command-line entries that do not change what a sweep computes (records.KEY_EXCLUDES' top level).
+_IDLE_OVERRIDES = ("threads", "device", "train.progress", "logger", "results", "name", "hydra")
+
+
+def adhoc_sweep(results: str, name: str) -> str:
+    """An ad-hoc sweep's folder (no experiment): <results>/runs/multirun/<name>, `name` being the
+    config's own (`name=mysweep`) or, left at its default, `sweep-` and 8 hex digits of the command
+    line's overrides in any order (those that change no number left out), so that the same command
+    is the same folder, and resumes there. Read off the command line of the process that composes
+    the sweep, and cached: each job's config is given the sweep's value (Hydra copies the cache, as
+    for its own `now`), never one computed from the job's own overrides."""
+    import hashlib
+    import sys
+
+    if name and name != "run":
+        return f"{results}/runs/multirun/{name}"
+    task = sorted(a for a in sys.argv[1:] if "=" in a and not a.startswith("-")
+                  and not a.lstrip("+~").split("=", 1)[0].startswith(_IDLE_OVERRIDES))
+    return f"{results}/runs/multirun/sweep-{hashlib.sha1(' '.join(task).encode()).hexdigest()[:8]}"
+
+
+def single_dir(results: str, *, _root_: DictConfig) -> str:
+    """A single run's folder: <results>/runs/single/<run key>, so that the same command run again
+    continues it from its checkpoint, or finds it complete."""
+    return f"{results}/runs/single/{run_key(_root_)}"
 
 
 OmegaConf.register_new_resolver("bnexp_tuned", tuned, replace=True)
@@ -65,3 +93,7 @@ OmegaConf.register_new_resolver("bnexp_run_key", lambda *, _root_: run_key(_root
 OmegaConf.register_new_resolver("bnexp_seeds", seeds, replace=True)
 OmegaConf.register_new_resolver("bnexp_sweep_dir", sweep_dir, replace=True)
 OmegaConf.register_new_resolver("bnexp_sweep_subdir", sweep_subdir, replace=True)
+# cached, as Hydra's own `now`: each job's config gets the sweep's value (Hydra copies the cache), not
+# one of its own overrides
+OmegaConf.register_new_resolver("bnexp_adhoc_sweep", adhoc_sweep, replace=True, use_cache=True)
+OmegaConf.register_new_resolver("bnexp_single_dir", single_dir, replace=True)

@@ -124,3 +124,40 @@ def test_a_row_written_before_config_keys_is_found_by_the_values_the_table_holds
     assert table.loc["old1", "config_key"] == "cafe00000003" and pd.isna(table.loc["old0", "config_key"])
     # ... by which a later job finds it, whatever its other values say.
     assert committed.find(job, "new0", "cafe00000003", None)["key"] == "old1"
+
+
+def _bnexp(cwd, real_data, *args):
+    env = os.environ | {"BNEXP_DATA": str(real_data)}
+    return subprocess.run([sys.executable, "-m", "bnexp.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=cwd)
+
+
+def test_a_single_run_and_an_adhoc_sweep_resume_where_the_same_command_left_them(tmp_path, real_data):
+    """No experiment, no folder given: a single run lives under its run key and an ad-hoc sweep under
+    a hash of its command line, so that the same command (overrides in any order) finds them."""
+    res = tmp_path / "res"
+    one = ["model=bn", *SHRINK, "train.max_steps=2", f"results={res}"]
+    first = _bnexp(tmp_path, real_data, *one)
+    assert first.returncode == 0, first.stderr
+    (run,) = (res / "runs" / "single").iterdir()
+    assert records.read_summary(run)["run_key"] == run.name and f"record in {run}" in first.stderr
+    again = _bnexp(tmp_path, real_data, *reversed(one))
+    assert "complete record found; skipped" in again.stderr + again.stdout
+    assert f"skipped; record in {run}" in again.stderr
+    assert len(list((res / "runs" / "single").iterdir())) == 1
+
+    grid = ["-m", "model=plain,bn", *SHRINK, "train.max_steps=2", f"results={res}"]
+    assert _bnexp(tmp_path, real_data, *grid).returncode == 0
+    (folder,) = (res / "runs" / "multirun").iterdir()
+    assert folder.name.startswith("sweep-") and len(list(records.find_runs(folder))) == 2
+    rerun = _bnexp(tmp_path, real_data, "-m", *reversed(grid[1:]))
+    assert "2 jobs: 0 completed, 0 failed, 2 skipped" in rerun.stderr, rerun.stderr
+    assert list((res / "runs" / "multirun").iterdir()) == [folder]
+    named = _bnexp(tmp_path, real_data, *grid, "name=mine")
+    assert named.returncode == 0 and (res / "runs" / "multirun" / "mine").is_dir()
+
+
+def test_a_refused_adhoc_sweep_leaves_no_folder(tmp_path, real_data):
+    r = _bnexp(tmp_path, real_data, "-m", "model=gn", "model.width=4", "model.depth=3", *SHRINK, "results=res")
+    assert r.returncode == 2 and "groups do not divide" in r.stderr
+    assert not (tmp_path / "res").exists()
