@@ -108,7 +108,8 @@ def test_cli_run_and_multirun_write_records_where_hydra_says(tmp_path, real_data
                         *common], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     runs = sorted(records.find_runs(sweep))
-    assert [records.read_summary(d)["choices"]["model"] for d in runs] == ["plain", "bn"]
+    assert sorted(records.read_summary(d)["choices"]["model"] for d in runs) == ["bn", "plain"]
+    assert all(records.read_summary(d)["run_key"] == d.name for d in runs)  # each job under its run key
 
 
 @pytest.mark.slow
