@@ -327,9 +327,10 @@ def value(profile: str, question: str, arm: str | None = None, results: Path | s
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
+    from bnexp.files import results_folder
+
+    folder = results_folder("bnexp.calibration", __doc__, "runs.csv")
     try:
-        print(write(sys.argv[1]))
-    except (InputError, WriteError) as e:  # a table or tuned.json that is not what made it: one line
+        print(write(folder))
+    except (InputError, WriteError) as e:  # a table, tuned.json or ledger that is not what made it: one line
         sys.exit(f"calibration: {e}")

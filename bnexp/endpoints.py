@@ -153,12 +153,9 @@ def read(results: Path | str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    folder = Path(sys.argv[1])
-    if not (folder / "runs").is_dir():
-        sys.exit(f"endpoints: {folder} has no runs/ folder: give a profile's results folder (results/<profile>), "
-                 "whose runs/ holds the sweeps' records")
+    from bnexp.files import results_folder
+
+    folder = results_folder("bnexp.endpoints", __doc__, "runs")
     try:
         print(write(folder))
     except (InputError, WriteError) as e:

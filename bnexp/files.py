@@ -48,3 +48,20 @@ def write_atomic(path: Path, data: bytes | str | Callable[[Path], None]) -> None
         raise WriteError(f"{path}: could not be written ({e.strerror or e}); nothing partial was left") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def results_folder(prog: str, doc: str | None, needs: str) -> Path:
+    """The one argument of a `python -m bnexp.<step> <folder>` command: `--help` prints the module's
+    docstring; a folder without `needs` (a file or folder in it) is refused in one line, exit 2,
+    before anything is read or written."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", type=Path, help=f"a profile's results folder (results/<profile>), holding {needs}")
+    folder = p.parse_args().folder
+    if not (folder / needs).exists():
+        what = f"{needs}/ folder" if needs == "runs" else needs
+        p.exit(2, f"{prog.split('.')[-1]}: {folder} has no {what}: give a profile's results folder "
+                  f"(results/<profile>){', whose runs/ holds the sweeps records' if needs == 'runs' else ''}\n")
+    return folder

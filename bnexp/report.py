@@ -289,9 +289,10 @@ def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) ->
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
+    from bnexp.files import results_folder
+
+    folder = results_folder("bnexp.report", __doc__, "runs.csv")
     try:
-        print(write_report(sys.argv[1]))
+        print(write_report(folder))
     except (InputError, WriteError) as e:  # a table, tuned.json or ledger that is not what made it: one line
         sys.exit(f"report: {e}")

@@ -257,3 +257,12 @@ def test_11_gpu_check_without_cuda_refuses_the_full_size_check_on_the_cpu(tmp_pa
         pytest.skip("this machine has a CUDA device")
     one_line(command("scripts/gpu_check.py", "--out", str(tmp_path)), "no CUDA device here", "DEVICE=cpu")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("step", ["report", "endpoints", "calibration"])
+def test_12_a_steps_help_is_help_and_a_folder_that_is_not_a_results_folder_is_refused(tmp_path, step):
+    r = subprocess.run([sys.executable, "-m", f"bnexp.{step}", "--help"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith(f"usage: python -m bnexp.{step}") and not any(tmp_path.iterdir())
+    one_line(command("-m", f"bnexp.{step}", str(tmp_path / "nowhere")), f"{step}:", "results folder")
+    assert not (tmp_path / "nowhere").exists()
