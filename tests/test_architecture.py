@@ -21,7 +21,7 @@ RANK = {
     "sweep": 5, "method": 5,  # a sweep's jobs; the method that judges claims (reads records, never runs)
     "cli": 6, "claims": 6,
     "endpoints": 7,  # records -> the table, with every claim version's endpoints
-    "calibration": 8,
+    "calibration": 8, "tabulate": 8,  # the choices; any folder of records -> a table and figures
     "evaluation": 9, "inventory": 9,
     "report": 10,
     "pipeline": 11,
