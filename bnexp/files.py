@@ -63,5 +63,5 @@ def results_folder(prog: str, doc: str | None, needs: str) -> Path:
     if not (folder / needs).exists():
         what = f"{needs}/ folder" if needs == "runs" else needs
         p.exit(2, f"{prog.split('.')[-1]}: {folder} has no {what}: give a profile's results folder "
-                  f"(results/<profile>){', whose runs/ holds the sweeps records' if needs == 'runs' else ''}\n")
+                  f"(results/<profile>); for any other folder of run records: bnexp-table {folder}\n")
     return folder
