@@ -3,7 +3,8 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-DATA    ?= data
+# BNEXP_DATA, when set, is where the data is (and where `make data` writes it).
+DATA    ?= $(or $(BNEXP_DATA),data)
 SHARED  ?= ../shared
 ARGS    ?= model=bn dataset.subset=10000 train.epochs=2
 BENCH_ARGS ?=
