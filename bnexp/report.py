@@ -24,6 +24,7 @@ import seaborn as sns
 from bnexp.evaluation import Evaluation, Outcome, evaluate_profile, headline
 from bnexp.files import InputError, WriteError, write_atomic
 from bnexp.method import ledger
+from bnexp.method.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -106,7 +107,61 @@ def write_report(out: Path | str, profile: str | None = None, evaluated: Evaluat
 def _effect(o: Outcome) -> str:
     r = o.result
     ci = f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.ci_low is not None else ""
+    failed = _failed_guards(o)
+    if r.verdict == UNTESTABLE and failed:  # what made it untestable comes first
+        return "; ".join(failed) + f"; deciding part {_fmt(r.effect)}{ci}"
     return f"{_fmt(r.effect)}{ci}"
+
+
+def _failed_guards(o: Outcome, named: bool = False) -> list[str]:
+    """Each failed guard as its measured value against what it needs (`named`: with its name)."""
+    return [f"{name + ': ' if named else 'guard '}{_fmt(g['value'])} (needs {'>=' if spec.at_least else '<='} "
+            f"{spec.threshold:g})"
+            for name, g in o.result.derived.get("guards", {}).items() if not g["holds"]
+            for spec in _guard_specs(o) if spec.name == name]
+
+
+def _guard_specs(o: Outcome) -> list:
+    return list(o.version.protocol().guards) if o.version.protocol is not None else []
+
+
+def _standing(o: Outcome) -> str:
+    """The status as a reader needs it: an exact check is measured, not confirmed by runs; a
+    version with no runs yet has nothing to confirm."""
+    if o.version.measure is not None:
+        return "exact check"
+    if o.version.experiment is not None and not len(o.used):
+        return f"no runs yet ({o.status} once run)"
+    return o.status
+
+
+def _in_words(o: Outcome) -> str:
+    """One plain line: whether the claim holds, fails, is undecided or cannot show here, and the
+    number that decides it beside the paper's."""
+    r, d = o.result, o.result.derived
+    parts = {p["name"]: p for p in d.get("parts", [])}
+    head = parts.get(d.get("deciding", ""))
+    said = {REPRODUCED: "holds", NOT_REPRODUCED: "fails", INCONCLUSIVE: "undecided", UNTESTABLE: "cannot show here"}
+    line = f"- **{o.claim.id}** ({o.claim.statement}) **{said.get(r.verdict, r.verdict)}**"
+    if o.version.experiment is not None and not len(o.used):
+        return line + ": no runs at this profile yet."
+    if r.verdict == UNTESTABLE and _failed_guards(o):
+        line += ": the regime fails its guard " + "; ".join(_failed_guards(o, named=True))
+    elif head is not None:
+        side = ">=" if _at_least(o, head["name"]) else "<="
+        line += (f": {head['name']} {_fmt(head['effect'])} [{_fmt(head['ci_low'])}, {_fmt(head['ci_high'])}] "
+                 f"against {side} {head['threshold']:g}")
+        if r.verdict == INCONCLUSIVE:
+            line += (f", its interval still across the threshold at {r.n_seeds} seeds"
+                     + (f" (the plan's next look: {d['next_seeds']} seeds)" if d.get("next_seeds") else ""))
+    elif r.effect is not None:
+        line += f": {_effect(o)} ({o.claim.unit}; criterion: {o.version.criterion})"
+    return line + f". Paper: {o.claim.published}"
+
+
+def _at_least(o: Outcome, part: str) -> bool:
+    spec = next((p for p in o.version.protocol().parts if p.name == part), None) if o.version.protocol else None
+    return bool(spec and spec.at_least)
 
 
 def _runs(o: Outcome) -> str:
@@ -207,13 +262,14 @@ def _cross_scale(scales: dict[str, list[dict]]) -> list[str]:
 def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], book: ledger.Ledger,
               figures: dict[str, str], tuned: dict | None = None, scales: dict[str, list[dict]] | None = None,
               not_run: list[str] | None = None) -> str:
-    lines = [*_header(profile, table), "",
-             "| claim | version | verdict | status | effect [95% CI] | unit | seeds | runs used | criterion "
+    lines = [*_header(profile, table), "", "In one line each:", ""]
+    lines += [_in_words(headline(per_claim)) for per_claim in outcomes]
+    lines += ["", "| claim | version | verdict | status | effect [95% CI] | unit | seeds | runs used | criterion "
              "| published |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for per_claim in outcomes:
         o = headline(per_claim)
-        lines.append(f"| [{o.claim.id}](#{o.claim.id}) | v{o.number} | **{o.result.verdict}** | {o.status} | "
+        lines.append(f"| [{o.claim.id}](#{o.claim.id}) | v{o.number} | **{o.result.verdict}** | {_standing(o)} | "
                      f"{_effect(o)} | {o.claim.unit} | {o.result.n_seeds or '-'} | {_runs(o)} | "
                      f"{o.version.criterion} | {o.claim.published} |")
     if not_run:
@@ -281,7 +337,7 @@ def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) ->
               "|---|---|---|---|---|---|---|---|"]
     for h in per_claim:
         lines.append(f"| v{h.number} | {h.registered[:10] if h.registered else 'not committed'} | "
-                     f"{h.result.verdict} | {_effect(h)} | {h.status} | {_runs(h)} | {h.version.criterion} | "
+                     f"{h.result.verdict} | {_effect(h)} | {_standing(h)} | {_runs(h)} | {h.version.criterion} | "
                      f"{h.entry.reason if h.entry else 'not registered'} |")
     if c.id in figures:
         lines += ["", f"![{c.id}]({figures[c.id]})"]

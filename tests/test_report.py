@@ -61,3 +61,36 @@ def test_claims_json_names_every_claim_with_version_status_and_counts():
         assert {"version", "status", "n_runs_used", "n_runs_excluded", "method", "history"} <= set(c)
         assert c["status"] in ("confirmatory", "exploratory")
         assert [h["version"] for h in c["history"]] == sorted(by_id()[c["id"]].versions)
+
+
+def test_the_report_opens_with_a_plain_line_per_claim_and_labels_what_each_status_is():
+    """Read in a minute: holds / fails / undecided / cannot show here, with the deciding number and
+    the paper's; an untestable verdict shows the failed guard's value; exact checks say so."""
+    text = (ROOT / "results" / "long" / "REPORT.md").read_text()
+    lines: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("- **") and line.split("**")[1] in by_id():
+            lines.setdefault(line.split("**")[1], line)  # the first: the line at the top
+    assert lines["convergence"].count("**holds**") == 1 and "0.246 [0.142, 0.407] against <= 0.5" in \
+        lines["convergence"]
+    assert "**cannot show here**" in lines["small_batch"] and "0.245 (needs <= 0.03)" in lines["small_batch"]
+    assert "**fails**" in lines["landscape"] and "Paper: " in lines["landscape"]
+    table = [row for row in text.splitlines() if row.startswith("| [")]
+    small = next(r for r in table if r.startswith("| [small_batch]"))
+    assert "guard 0.245 (needs <= 0.03); deciding part -0.166" in small  # the effect column says why
+    exact = next(r for r in table if r.startswith("| [scale_invariance]"))
+    assert "| exact check |" in exact and "exploratory" not in exact
+
+
+def test_a_version_with_no_runs_is_not_called_confirmatory(tmp_path):
+    from bnexp.evaluation import evaluate_profile
+
+    out = tmp_path / "quick"
+    out.mkdir()
+    for name in (endpoints.RUNS, endpoints.CURVES, endpoints.EXACT, calibration.TUNED):
+        shutil.copy(COMMITTED / name, out / name)
+    ev = evaluate_profile(out, "quick")
+    newest = ev.claims[0][-1]
+    newest.used = newest.used.iloc[0:0]  # as before any of its runs
+    assert report._standing(newest).startswith("no runs yet")
+    assert "no runs at this profile yet" in report._in_words(newest)

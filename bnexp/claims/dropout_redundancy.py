@@ -174,7 +174,7 @@ CLAIM = Claim(
     statement="With BN, dropout adds little.",
     source="Ioffe & Szegedy 2015; the BN notes",
     published="BN-Inception removed dropout 'without an increase in overfitting'.",
-    unit="accuracy points",
+    unit="accuracy (fraction: 0.01 = 1 point)",
     order=50,
     versions=VERSIONS,
     tuning=TUNING,

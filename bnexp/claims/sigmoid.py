@@ -209,7 +209,7 @@ CLAIM = Claim(
     source="Ioffe & Szegedy 2015",
     published="BN-x5-Sigmoid Inception 69.8% while plain sigmoid Inception stayed at chance; MNIST Fig. 1(b,c): "
               "stable sigmoid-input percentiles with BN, drifting without.",
-    unit="accuracy points",
+    unit="accuracy (fraction: 0.01 = 1 point)",
     order=70,
     versions=VERSIONS,
     tuning=TUNING,

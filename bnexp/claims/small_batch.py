@@ -210,7 +210,7 @@ CLAIM = Claim(
     source="Wu & He 2018",
     published="ResNet-50 ImageNet val error at 32/16/8/4/2 images per GPU: BN 23.6/23.7/24.8/27.3/34.7 "
               "(+11.1 points), GN 24.1/24.2/24.0/24.2/24.1.",
-    unit="test-error points",
+    unit="test error (fraction: 0.01 = 1 point)",
     order=40,
     versions=VERSIONS,
     tuning=TUNING,
