@@ -160,7 +160,13 @@ def _decide(run_dir: Path, dcfg: DictConfig, choices: dict) -> str | None:
     same results) is waited for, then skipped if it ended as a result or taken if it did not, so
     two processes over one folder share the runs: none is trained twice, none is lost."""
     if records.is_done(run_dir):
-        return _skip(run_dir, dcfg)
+        if not (choices.get("experiment") and _dirty(run_dir) and not provenance.changes()):
+            return _skip(run_dir, dcfg)
+        # A claim's run made before its code was committed can never count for a verdict or a
+        # choice; now that the checkout is clean it is trained again, rather than skipped as complete.
+        log.warning("%s: made on a dirty tree, so no verdict or choice may use it; trained again on this "
+                    "clean checkout", run_dir)
+        records.discard_summary(run_dir)
     row = _committed(run_dir, dcfg, choices)
     if row is not None:
         committed.mark(run_dir, row)
@@ -181,6 +187,13 @@ def _decide(run_dir: Path, dcfg: DictConfig, choices: dict) -> str | None:
         raise
     records.clear_partial(run_dir)
     return None
+
+
+def _dirty(run_dir: Path) -> bool:
+    try:
+        return bool(records.read_summary(run_dir).get("git_dirty"))
+    except (OSError, ValueError):
+        return False
 
 
 def _skip(run_dir: Path, dcfg: DictConfig) -> str:

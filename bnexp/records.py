@@ -220,6 +220,11 @@ def _write_summary_json(run_dir: Path, fields: dict[str, Any]) -> None:
     write_atomic(run_dir / SUMMARY, (json.dumps(fields, indent=2, sort_keys=True) + "\n").encode())
 
 
+def discard_summary(run_dir: Path) -> None:
+    """Make a complete record incomplete again (its summary goes), so that the run is trained anew."""
+    (run_dir / SUMMARY).unlink(missing_ok=True)
+
+
 def amend_reason(run_dir: Path, reason: str) -> None:
     """Replace the reason a written summary gives, the rest as it is."""
     _write_summary_json(run_dir, read_summary(run_dir) | {"reason": reason})

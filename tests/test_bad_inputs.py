@@ -266,3 +266,36 @@ def test_12_a_steps_help_is_help_and_a_folder_that_is_not_a_results_folder_is_re
     assert r.returncode == 0 and r.stdout.startswith(f"usage: python -m bnexp.{step}") and not any(tmp_path.iterdir())
     one_line(command("-m", f"bnexp.{step}", str(tmp_path / "nowhere")), f"{step}:", "results folder")
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_13_a_verdict_sweep_on_a_dirty_checkout_is_refused_before_anything_trains(tmp_path):
+    """Runs made on uncommitted code never count for a verdict or a choice, so reproduce refuses to
+    make them (unless told --allow-dirty): in a clone with one untracked file in bnexp/."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--local", str(ROOT), str(clone)], check=True, timeout=120)
+    (clone / "bnexp" / "scratch.py").write_text("x = 1\n")
+    env = os.environ | {"PYTHONPATH": str(clone)}
+    r = subprocess.run([sys.executable, "scripts/reproduce.py", "--profile", "smoke", "--results", str(tmp_path / "r"),
+                        "--only", "lr_tolerance"], capture_output=True, text=True, cwd=clone, env=env, timeout=300)
+    one_line(r, "the checkout has 1 uncommitted change(s) (?? bnexp/scratch.py)", "--allow-dirty")
+    assert r.returncode == 2 and not (tmp_path / "r").exists()
+
+
+def test_13_a_claims_run_made_on_a_dirty_tree_is_trained_again_once_the_tree_is_clean(tmp_path, monkeypatch):
+    from bnexp import cli
+    from bnexp.run import provenance
+    from tests.conftest import make_config
+
+    cfg = make_config("model=bn")
+    run_dir = tmp_path / "runs" / "small_batch" / cli.run_key(cfg)
+    run_dir.mkdir(parents=True)
+    summary = {"status": "completed", "run_key": cli.run_key(cfg), "git_dirty": True}
+    (run_dir / records.SUMMARY).write_text(json.dumps(summary))
+    monkeypatch.setattr(records, "is_done", lambda d: (d / records.SUMMARY).is_file())
+    monkeypatch.setattr(provenance, "changes", lambda: [" M bnexp/claims/small_batch.py"])
+    assert cli._decide(run_dir, cfg, {"experiment": "small_batch"}) == "skipped"  # still dirty: kept
+    assert cli._decide(run_dir, cfg, {}) == "skipped"  # an ad-hoc run: kept whatever the tree
+    monkeypatch.setattr(provenance, "changes", lambda: [])
+    assert cli._decide(run_dir, cfg, {"experiment": "small_batch"}) is None  # clean now: this process trains it
+    assert not (run_dir / records.SUMMARY).exists()
+    records.release(run_dir)

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
                    help="where the jobs run: joblib (this machine, --jobs at once), submitit_local (a process "
                         "each), submitit_slurm (a SLURM array; configs/hydra/launcher/submitit_slurm.yaml)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every sweep, e.g. hydra.launcher.partition=gpu")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="train although the checkout has uncommitted changes (its runs never count for a verdict "
+                        "or a choice: exploratory)")
     p.add_argument("--wandb", action="store_true",
                    help="mirror every run to wandb (offline unless WANDB_MODE says otherwise) and log a report run")
     a = p.parse_args(argv)
@@ -86,6 +89,13 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
         print(f"reproduce: nothing to calibrate: no claim of {', '.join(chosen)} asks a tuning question; "
               "tuned.json is left as it is", file=sys.stderr)
         return
+    dirty = provenance.changes()
+    if dirty and not a.allow_dirty:
+        # Refused before anything trains: such runs are left out of every verdict and choice, and
+        # would sit there complete until the code is committed.
+        p.exit(2, f"reproduce: the checkout has {len(dirty)} uncommitted change(s) ({', '.join(dirty[:3])}"
+                  f"{', ...' if len(dirty) > 3 else ''}): runs made now never count for a verdict or a choice. "
+                  "Commit first, or pass --allow-dirty to train them anyway (exploratory)\n")
     signal.signal(signal.SIGTERM, interrupt)
     root = Path(a.results) / a.profile
     (root / "logs").mkdir(parents=True, exist_ok=True)

@@ -103,7 +103,13 @@ def process() -> dict[str, Any]:
         "pid": os.getpid(),
         "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID"),
         "git_commit": _git("rev-parse", "HEAD"),
-        # Dirty = any change to the code, untracked files included; results/ is data the
-        # harness writes itself (a regenerated report must not taint the next runs).
-        "git_dirty": bool(_git("status", "--porcelain", "--", ":(top)", ":(top,exclude)results")),
+        "git_dirty": bool(changes()),
     }
+
+
+def changes() -> list[str]:
+    """The checkout's uncommitted changes that make a run dirty (`git status --porcelain` lines):
+    any change to the code, untracked files included; results/ is data the harness writes itself
+    (a regenerated report must not taint the next runs)."""
+    out = _git("status", "--porcelain", "--", ":(top)", ":(top,exclude)results")
+    return [line for line in (out or "").splitlines() if line.strip()]
