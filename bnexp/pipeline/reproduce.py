@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
         # train and report that checkout's code while this one's git commit is recorded.
         p.error(f"bnexp is imported from {Path(bnexp.__file__).resolve().parent}, not from this checkout "
                 f"({checkout}): run with PYTHONPATH={checkout} or install this checkout")
+    made = [d for d in (Path(a.results) / a.profile, *(Path(a.results) / a.profile).parents) if not d.exists()]
     _validate(p, a)
     jobs = a.jobs or max(1, provenance.cores() // a.threads)
     only = [e for e in a.only.split(",") if e] or profile_only(a.profile)
@@ -92,7 +93,10 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
     dirty = provenance.changes()
     if dirty and not a.allow_dirty:
         # Refused before anything trains: such runs are left out of every verdict and choice, and
-        # would sit there complete until the code is committed.
+        # would sit there complete until the code is committed. Nothing is left behind.
+        for d in made:  # the folders the results check made, innermost first, if still empty
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         p.exit(2, f"reproduce: the checkout has {len(dirty)} uncommitted change(s) ({', '.join(dirty[:3])}"
                   f"{', ...' if len(dirty) > 3 else ''}): runs made now never count for a verdict or a choice. "
                   "Commit first, or pass --allow-dirty to train them anyway (exploratory)\n")
