@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
         # train and report that checkout's code while this one's git commit is recorded.
         p.error(f"bnexp is imported from {Path(bnexp.__file__).resolve().parent}, not from this checkout "
                 f"({checkout}): run with PYTHONPATH={checkout} or install this checkout")
-    made = [d for d in (Path(a.results) / a.profile, *(Path(a.results) / a.profile).parents) if not d.exists()]
+    logs = Path(a.results) / a.profile / "logs"  # the innermost folder the results check makes
+    made = [d for d in (logs, *logs.parents) if not d.exists()]
     _validate(p, a)
     jobs = a.jobs or max(1, provenance.cores() // a.threads)
     only = [e for e in a.only.split(",") if e] or profile_only(a.profile)
