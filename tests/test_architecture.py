@@ -22,7 +22,7 @@ RANK = {
     "cli": 6, "claims": 6,
     "endpoints": 7,  # records -> the table, with every claim version's endpoints
     "calibration": 8, "tabulate": 8,  # the choices; any folder of records -> a table and figures
-    "evaluation": 9, "inventory": 9,
+    "evaluation": 9, "inventory": 9, "scaffold": 9,
     "report": 10,
     "pipeline": 11,
 }
