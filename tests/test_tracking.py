@@ -59,8 +59,10 @@ def test_an_offline_run_reads_back_with_its_name_group_type_config_history_and_e
     summary = records.read_summary(tmp_path / "run")
     rows = read_back(tmp_path / "run")
     run = one(rows, "run")
-    assert run["run_id"] == summary["run_key"] and run["run_group"] == "quick/single" and run["job_type"] == "single"
-    assert run["display_name"].startswith("bn ") and "profile:quick" in run["tags"] and "norm:batch" in run["tags"]
+    assert run["run_id"] == summary["run_key"] and run["run_group"] == "ad-hoc" and run["job_type"] == "single"
+    assert run["display_name"].startswith("bn ") and "norm:batch" in run["tags"]
+    assert not any(t.startswith("profile:") for t in run["tags"])  # an ad-hoc run reads no profile
+    assert "wandb: Run summary" not in r.stdout + r.stderr  # quiet: no summary table in the console
     config = run["config"]["update"]
     assert config["run_key"] == summary["run_key"] and config["model"]["norm"] == "batch"
     steps = [h["_step"] for h in history(rows)]

@@ -49,8 +49,9 @@ def run_name(choices: dict[str, str], overrides: list[str]) -> str:
 
 
 def tags(cfg: Config, choices: dict[str, str]) -> list[str]:
+    """The run's tags; `profile:<name>` for a claim's sweep only: an ad-hoc run reads no profile."""
     return [*cfg.logger.tags, f"model:{choices.get('model', cfg.model.arch.value)}", f"norm:{cfg.model.norm.value}",
-            f"batch:{cfg.train.batch_size}", f"profile:{cfg.profile.name}"]
+            f"batch:{cfg.train.batch_size}", *([f"profile:{cfg.profile.name}"] if choices.get("experiment") else [])]
 
 
 def start(job: Job, key: str, restored: records.MetricLog | None = None):
@@ -65,11 +66,12 @@ def start(job: Job, key: str, restored: records.MetricLog | None = None):
 
         shutil.rmtree(run_dir / "wandb", ignore_errors=True)  # an earlier attempt's offline run
         experiment = job.choices.get("experiment") or "single"
+        group = f"{cfg.profile.name}/{experiment}" if job.choices.get("experiment") else "ad-hoc"
         config = OmegaConf.to_container(job.config, resolve=True) | {"run_key": key}
         run = wandb.init(project=cfg.logger.project, name=run_name(job.choices, job.overrides), id=key,
-                         group=f"{cfg.profile.name}/{experiment}", job_type=experiment, tags=tags(cfg, job.choices),
+                         group=group, job_type=experiment, tags=tags(cfg, job.choices),
                          config=config, dir=str(run_dir), mode=cfg.logger.mode, reinit="finish_previous",
-                         settings=wandb.Settings(init_timeout=INIT_TIMEOUT, console="off"))
+                         settings=wandb.Settings(init_timeout=INIT_TIMEOUT, console="off", quiet=True))
         for metric, best in BEST.items():
             run.define_metric(metric, summary=f"{best},last")
         for step, values in _by_step(restored):
