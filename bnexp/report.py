@@ -74,6 +74,10 @@ def draw(outcomes: list[list[Outcome]], curves: pd.DataFrame, figures: Path) -> 
             continue
         own = curves[curves["experiment"] == o.version.experiment]
         fig = o.claim.figure(o.used, own[own["key"].isin(o.used["key"])], o.result)
+        r = o.result
+        ci = f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.ci_low is not None else ""
+        fig.suptitle(f"{o.claim.id} v{o.number}: {r.verdict} ({o.status}); effect {_fmt(r.effect)}{ci}, "
+                     f"{r.n_seeds} seeds", fontsize=9, y=1.02)  # every figure says what it decides
         fig.savefig(figures / f"{o.claim.id}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         drawn[o.claim.id] = f"figures/{o.claim.id}.png"
