@@ -170,9 +170,8 @@ def test_the_widened_sweep_overrides_the_profile_grid_it_reads_with_every_value_
 
 
 def test_from_v4_a_verdict_using_a_grid_edge_choice_is_exploratory():
-    version = by_id()["small_batch"].versions[max(by_id()["small_batch"].versions)]
-    if version.pilot is None:
-        pytest.skip("no version with a pilot yet")
+    claim = by_id()["small_batch"]
+    version = claim.versions.get(4) or claim.drafts[4]
     edge = {"small_batch/lr_v4": {"rule": "best", "values": {"v4_bn": 0.2, "v4_gnws": 0.8},
                                   "at_grid_edge": ["v4_gnws"]}}
     reasons = ledger.edge_choices(version, edge)
@@ -180,3 +179,13 @@ def test_from_v4_a_verdict_using_a_grid_edge_choice_is_exploratory():
     assert ledger.edge_choices(version, {"small_batch/lr_v4": {**edge["small_batch/lr_v4"], "at_grid_edge": []}}) == []
     v3 = by_id()["small_batch"].versions[3]
     assert ledger.edge_choices(v3, {"small_batch/lr": {"values": {"bn": 0.8}, "at_grid_edge": ["bn"]}}) == []
+
+
+def test_a_draft_is_piloted_but_neither_judged_nor_registered(scratch_ledger, monkeypatch):
+    """A version written to be piloted sits in the claim's drafts: `ledger check` does not ask for
+    its registration, the evaluation does not judge it, and `register` says how to promote it."""
+    claim = by_id()["small_batch"]
+    assert 4 in claim.drafts and 4 not in claim.versions
+    assert not [p for p in ledger.check(list(by_id().values()), book.load()) if "small_batch v4" in p]
+    with pytest.raises(SystemExit, match="small_batch v4 is a draft: once its pilot passes, move it"):
+        _main(monkeypatch, "register", "small_batch", "4", "--reason", "r", "--pilot", "long")

@@ -129,6 +129,9 @@ class Claim:
     notes: tuple[str, ...] = ()  # what a reader needs to read its numbers (in the report)
     figure: Callable[[pd.DataFrame, pd.DataFrame, Result], Any] | None = None  # (rows, curves, result) -> figure
     curves: Callable[[Record], pd.DataFrame] | None = None  # one run -> the series its figure draws
+    # Versions written to be piloted before they are registered (`python -m bnexp.method.ledger pilot`):
+    # never judged, never registered from here; registering one is moving it into `versions`.
+    drafts: dict[int, Version] = field(default_factory=dict)
 
     @property
     def latest(self) -> int:

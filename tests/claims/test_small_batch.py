@@ -45,14 +45,38 @@ def cells_v3(seeds, err: dict[str, float], noise: float = 0.001) -> pd.DataFrame
                          for s in seeds for a, e in err.items()])
 
 
+# v4's cells: BN at 128 and at 2 images per statistic, GN+WS at 128 and at the real small batch.
+V4_HOLDS = {"v4_bn": 0.20, "v4_ghost2": 0.30, "v4_gnws": 0.21, "v4_gnws_small": 0.212}
+V4_TRAILS = {"v4_bn": 0.20, "v4_ghost2": 0.30, "v4_gnws": 0.28, "v4_gnws_small": 0.28}  # GN+WS 8 points behind
+V4_DEGRADES = {"v4_bn": 0.20, "v4_ghost2": 0.30, "v4_gnws": 0.21, "v4_gnws_small": 0.26}  # GN+WS worse at small batch
+V4_FLAT_RISE = {"v4_bn": 0.20, "v4_ghost2": 0.21, "v4_gnws": 0.205, "v4_gnws_small": 0.205}  # BN does not degrade
+
+
+def cells_v4(seeds, err: dict[str, float], noise: float = 0.003,
+             spread: dict[str, float] | None = None) -> pd.DataFrame:
+    """Test errors per cell and seed: a shared per-seed offset (seeds differ as a whole) plus a
+    little noise per cell, and `spread` extra noise for the cells it names."""
+    rng = np.random.default_rng(4)
+    out = []
+    for s in seeds:
+        offset = rng.normal(0, 0.01)
+        for a, e in err.items():
+            sd = noise + (spread or {}).get(a, 0.0)
+            out.append({"seed": s, "arm": a, "final_acc": 1 - e - offset + rng.normal(0, sd), "recal_acc": 1 - e})
+    return pd.DataFrame(out)
+
+
 def verdict(n: int, t: pd.DataFrame):
-    return by_id()["small_batch"].versions[n].verdict(t, Context())
+    claim = by_id()["small_batch"]
+    return (claim.versions.get(n) or claim.drafts[n]).verdict(t, Context())  # v4: a draft until its pilot passes
 
 
 def hand_made() -> list[pd.DataFrame]:
     return [batches_v1(), cells_v2(0.62), cells_v2(0.80), cells_v3(range(11, 14), TRAILS), cells_v3(range(11, 14), PAR),
             cells_v3(range(11, 14), {"bn": 0.62, "ghost2": 0.50, "gn": 0.78}),
-            cells_v3(range(11, 14), BORDER, noise=0.01), cells_v3(range(11, 16), BORDER, noise=0.01)]
+            cells_v3(range(11, 14), BORDER, noise=0.01), cells_v3(range(11, 16), BORDER, noise=0.01),
+            cells_v4(range(19, 24), V4_HOLDS), cells_v4(range(19, 24), V4_TRAILS), cells_v4(range(19, 24), V4_DEGRADES),
+            cells_v4(range(19, 24), V4_FLAT_RISE), cells_v4(range(19, 31), V4_HOLDS, spread={"v4_gnws_small": 0.02})]
 
 
 def test_v1_pairs_the_gn_and_bn_rises_by_seed():
@@ -117,3 +141,57 @@ def test_v3_reads_the_same_cells_as_v2():
     t = cells_v2(0.62)
     assert verdict(3, t).effect == pytest.approx(verdict(2, t).effect)
     assert small_batch.RISE_V3 == small_batch.RISE_V2
+
+
+GUARD_V4 = "GN+WS's test error minus BN's at 128 images per statistic (upper end of its 95% interval)"
+
+
+def test_v4_holds_where_bn_rises_gn_ws_beats_it_at_two_and_stays_flat_across_batch_sizes():
+    r = verdict(4, cells_v4(range(19, 24), V4_HOLDS))
+    assert r.verdict == REPRODUCED, r.detail
+    assert [lk["n"] for lk in r.derived["looks"]] == [5]  # decided at the first look
+    assert [p["verdict"] for p in r.derived["parts"]] == [REPRODUCED] * 4
+    assert r.derived["guards"][GUARD_V4]["holds"]
+
+
+def test_v4_the_guard_reads_the_end_of_its_interval_and_blocks_only_the_gn_parts():
+    r = verdict(4, cells_v4(range(19, 24), V4_TRAILS))
+    assert r.verdict == UNTESTABLE
+    guard = r.derived["guards"][GUARD_V4]
+    assert not guard["holds"] and guard["value"] > 0.08  # the upper end, above the 8-point mean
+    assert [p["verdict"] for p in r.derived["parts"]] == [REPRODUCED, UNTESTABLE, UNTESTABLE, UNTESTABLE]
+
+
+def test_v4_gn_ws_that_degrades_at_the_small_batch_is_not_equivalent():
+    r = verdict(4, cells_v4(range(19, 24), V4_DEGRADES))
+    assert r.verdict == NOT_REPRODUCED
+    assert r.derived["deciding"] == "GN+WS error at the small batch minus at 128 (upper side)"
+    assert r.effect == pytest.approx(0.05, abs=0.01)
+
+
+def test_v4_without_bns_rise_the_claim_fails_on_its_first_part():
+    r = verdict(4, cells_v4(range(19, 24), V4_FLAT_RISE))
+    assert r.verdict == NOT_REPRODUCED and r.derived["deciding"] == "BN error at 2 minus at 128 images per statistic"
+
+
+def test_v4_a_noisy_small_batch_arm_takes_more_looks_and_its_neighbours_are_reported():
+    r = verdict(4, cells_v4(range(19, 31), V4_HOLDS, spread={"v4_gnws_small": 0.02}))
+    assert r.derived["looks"][0]["n"] == 5 and len(r.derived["looks"]) >= 2
+    choices = {s["choice"] for s in r.derived["sensitivity"]}
+    assert choices == {"rise >= 0.03", "rise >= 0.07", "GN+WS on par within 0.02", "GN+WS on par within 0.05",
+                       "GN flat within 0.01", "GN flat within 0.03"}
+
+
+def test_v4_pilot_reads_bn_and_gn_ws_at_their_tuned_lrs_on_validation_accuracy():
+    from bnexp.method import pilot
+
+    tuning = pd.DataFrame([{"experiment": "small_batch/tune_v4", "choice_arm": f"small_batch/{a}", "lr": lr,
+                            "seed": s, "val_acc": acc + 0.001 * s, "test_acc": 0.0}
+                           for s in (9000, 9001) for a, lr, acc in (("v4_bn", 0.2, 0.80), ("v4_bn", 0.4, 0.70),
+                                                                     ("v4_gnws", 0.4, 0.79), ("v4_gnws", 0.2, 0.60))])
+    tuned = {"small_batch/lr_v4": {"rule": "best", "values": {"v4_bn": 0.2, "v4_gnws": 0.4}}}
+    rows = small_batch.pilot_rows_v4(tuning, tuned)
+    assert sorted(zip(rows["arm"], rows["lr"], strict=True)) == [("v4_bn", 0.2)] * 2 + [("v4_gnws", 0.4)] * 2
+    assert (rows["final_acc"] == rows["val_acc"]).all()  # never the test accuracy
+    (g,) = pilot.run(by_id()["small_batch"].drafts[4], tuning, tuned)
+    assert g.value == pytest.approx(0.01) and g.holds  # GN+WS 1 point behind on both tuning seeds

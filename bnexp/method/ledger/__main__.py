@@ -82,6 +82,11 @@ def _main() -> None:
         pilots = _pilot(a.claim, a.version, a.profile, a.results)
         print("\n".join(str(g) for g in pilots) or f"{a.claim} v{a.version} has no guards")
         sys.exit(0 if all(g.holds for g in pilots) else 1)
+    from bnexp.claims import by_id
+
+    if a.claim in by_id() and a.version in by_id()[a.claim].drafts:
+        raise SystemExit(f"ledger: {a.claim} v{a.version} is a draft: once its pilot passes, move it from the "
+                         "claim's `drafts` into its `versions`, then register it")
     piloted = {}
     for profile in a.pilot:
         pilots = _pilot(a.claim, a.version, profile, a.results)
@@ -105,7 +110,7 @@ def _pilot(claim_id: str, number: int, profile: str, results: str) -> list:
     from bnexp.method import pilot
 
     claim = by_id().get(claim_id)
-    version = claim.versions.get(number) if claim else None
+    version = (claim.versions.get(number) or claim.drafts.get(number)) if claim else None
     if version is None or version.pilot is None:
         raise SystemExit(f"ledger: {claim_id} v{number} declares no pilot")
     folder = Path(results) / profile

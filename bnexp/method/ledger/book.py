@@ -125,6 +125,9 @@ def register(claim_id: str, number: int, n_seeds: int, reason: str, reuses: int 
     ledger = load()
     if ledger.get(claim_id, number):
         raise SystemExit(f"ledger: {claim_id} v{number} is registered already; a revision is a new version")
+    if number in claim.drafts:
+        raise SystemExit(f"ledger: {claim_id} v{number} is a draft: once its pilot passes, move it from the claim's "
+                         "`drafts` into its `versions`, then register it")
     if number not in claim.versions:
         raise SystemExit(f"ledger: {claim_id} has no version {number} in its module")
     if claim.versions[number].experiment is None:
