@@ -132,6 +132,7 @@ def _bnexp(cwd, real_data, *args):
                           timeout=300, cwd=cwd)
 
 
+@pytest.mark.slow  # five commands, nine tiny runs, about 40 s: make test-slow
 def test_a_single_run_and_an_adhoc_sweep_resume_where_the_same_command_left_them(tmp_path, real_data):
     """No experiment, no folder given: a single run lives under its run key and an ad-hoc sweep under
     a hash of its command line, so that the same command (overrides in any order) finds them."""

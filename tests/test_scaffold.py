@@ -29,6 +29,7 @@ def _scaffold(clone):
                 "--arms", "none,batch", "--threshold", "0.02")
 
 
+@pytest.mark.slow  # a clone, its own pytest and inventory, about 30 s: make test-slow
 def test_a_scaffolded_claim_passes_its_own_tests_and_misses_only_its_registration(tmp_path):
     clone = _clone(tmp_path)
     r = _scaffold(clone)

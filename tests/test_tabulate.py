@@ -12,6 +12,9 @@ from bnexp import tabulate
 from tests.conftest import SHRINK
 
 
+pytestmark = pytest.mark.slow  # one real ad-hoc sweep of 4 runs for the module, about 40 s: make test-slow
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, real_data):
     """An ad-hoc sweep: plain and BN, two seeds, two steps each."""
