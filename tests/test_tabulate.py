@@ -11,7 +11,6 @@ import pytest
 from bnexp import tabulate
 from tests.conftest import SHRINK
 
-
 pytestmark = pytest.mark.slow  # one real ad-hoc sweep of 4 runs for the module, about 40 s: make test-slow
 
 
