@@ -78,10 +78,32 @@ def draw(outcomes: list[list[Outcome]], curves: pd.DataFrame, figures: Path) -> 
         ci = f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.ci_low is not None else ""
         fig.suptitle(f"{o.claim.id} v{o.number}: {r.verdict} ({o.status}); effect {_fmt(r.effect)}{ci}, "
                      f"{r.n_seeds} seeds", fontsize=9, y=1.02)  # every figure says what it decides
+        _threshold_strip(fig, r)
         fig.savefig(figures / f"{o.claim.id}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         drawn[o.claim.id] = f"figures/{o.claim.id}.png"
     return drawn
+
+
+def _threshold_strip(fig: plt.Figure, r) -> None:
+    """Under the claim's own figure: each part's interval (the look's repeated interval) against its
+    threshold, the deciding part in black, so that every figure draws what decides it."""
+    parts = r.derived.get("parts") or []
+    finite = [p for p in parts if all(map(math.isfinite, (p["effect"], p["ci_low"], p["ci_high"])))]
+    if not finite:
+        return
+    ax = fig.add_axes((0.12, -0.06 - 0.045 * len(finite), 0.78, 0.045 * len(finite)))
+    for i, p in enumerate(finite):
+        colour = "black" if p["name"] == r.derived.get("deciding") else "grey"
+        ax.plot([p["ci_low"], p["ci_high"]], [i, i], color=colour, lw=2)
+        ax.plot([p["effect"]], [i], "o", color=colour, ms=4)
+        ax.plot([p["threshold"]] * 2, [i - 0.4, i + 0.4], color="tab:red", ls="--", lw=1)
+    if all(p["log"] for p in finite) and all(min(p["ci_low"], p["threshold"]) > 0 for p in finite):
+        ax.set_xscale("log")
+    ax.set_yticks(range(len(finite)), [p["name"][:60] for p in finite], fontsize=6)
+    ax.set_ylim(-0.6, len(finite) - 0.4)
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_title("each part's interval (black: the deciding one) against its threshold (red)", fontsize=7)
 
 
 def write_report(out: Path | str, profile: str | None = None, evaluated: Evaluation | None = None) -> Path:
