@@ -121,8 +121,12 @@ def choose(table: pd.DataFrame, q: Question, chosen: dict[str, Any]) -> dict[str
         values = {arm: _pick(scores.loc[arm]) for arm in q.arms}
     grid = list(scores.columns)
     # A choice at the end of its grid may be short of the best: flagged, so that the grid is widened.
-    edge = sorted(arm for arm, v in values.items() if len(grid) > 1 and v in (min(grid), max(grid)))
-    return {"rule": q.rule, "knob": q.knob, "values": values, "at_grid_edge": edge,
+    # An arm whose score is the same at every value (a net that learns nothing anywhere, at chance)
+    # has no best to lie beyond the grid: its choice (the smallest value) is flagged `flat` instead.
+    flat = sorted(arm for arm in values if len(grid) > 1 and scores.loc[arm].nunique() == 1)
+    edge = sorted(arm for arm, v in values.items()
+                  if len(grid) > 1 and v in (min(grid), max(grid)) and arm not in flat)
+    return {"rule": q.rule, "knob": q.knob, "values": values, "at_grid_edge": edge, **({"flat": flat} if flat else {}),
             "scores": {arm: {_key(v): float(s) for v, s in scores.loc[arm].items()} for arm in q.arms},
             "seeds": sorted(int(s) for s in rows["seed"].unique()), "runs": sorted(rows["key"])} | (
         {"left_out": left_out} if left_out else {})

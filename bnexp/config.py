@@ -237,6 +237,13 @@ def calibrations() -> list[str]:
     return sorted(f"{p.parent.name}/{p.stem}" for p in (CONFIGS / "experiment").glob("*/tune*.yaml"))
 
 
+def pilots() -> list[str]:
+    """Every pilot sweep there is: configs/experiment/<claim>/pilot*.yaml, as `<claim>/pilot...`. A
+    version's guards measured on tuning seeds at its regime (bnexp/method/pilot.py), for a claim
+    that tunes nothing its guards could be piloted on; run by the calibration stage, never decided."""
+    return sorted(f"{p.parent.name}/{p.stem}" for p in (CONFIGS / "experiment").glob("*/pilot*.yaml"))
+
+
 def profile_only(profile: str) -> list[str]:
     """The experiments a profile is for (`only` in configs/profile/<name>.yaml); empty: all of them,
     or a name that is not a profile."""

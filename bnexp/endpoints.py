@@ -22,17 +22,25 @@ import pandas as pd
 
 from bnexp import records
 from bnexp.claims import all_claims
+from bnexp.config import pilots
 from bnexp.files import InputError, WriteError, write_atomic
 from bnexp.run import committed
 from bnexp.table import CONFIG_COLUMNS, CURVES, EXACT, ID, RUNS, SUMMARY_COLUMNS, empty, read_runs
 
 
 def _versions_by_experiment() -> dict[str, list]:
+    """experiment -> the versions whose endpoints its rows carry: a version's own experiment, and
+    its claim's pilot sweeps for a version that declares a pilot (its pilot rows are shaped like
+    its verdict's rows)."""
     out: dict[str, list] = {}
+    piloted = pilots()
     for claim in all_claims():
         for version in claim.versions.values():
             if version.experiment and version.endpoints:
                 out.setdefault(version.experiment, []).append(version)
+                if version.pilot is not None:
+                    for sweep in (s for s in piloted if s.split("/")[0] == claim.id):
+                        out.setdefault(sweep, []).append(version)
     return out
 
 

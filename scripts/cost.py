@@ -30,7 +30,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bnexp import calibration, optim, sweep
-from bnexp.config import CONFIGS, Config, calibrations, experiments
+from bnexp.config import CONFIGS, Config, calibrations, experiments, pilots
 from bnexp.data import Data
 from bnexp.run import provenance
 from bnexp.run.train import as_configured, build, evaluate, train_step
@@ -97,7 +97,7 @@ def main() -> None:
     # Timed with the threads each job gets when --jobs share this machine's cores (a step on all
     # of them alone runs about twice as fast as one of two jobs side by side on a 2-core CPU).
     threads = a.threads or max(1, provenance.cores() // max(a.jobs, 1))
-    names = [e for e in calibrations() + experiments() if not a.only or e.split("/")[0] in a.only.split(",")]
+    names = [e for e in calibrations() + pilots() + experiments() if not a.only or e.split("/")[0] in a.only.split(",")]
     device = resolve_device(a.device)
     results = Path(a.results)
     if not (results / a.profile / calibration.TUNED).is_file():  # stand-ins, for planning only

@@ -15,6 +15,7 @@ RANK = {
     "table": 1,  # the table's schema and its checked reader
     "config": 1, "records": 1,  # typed configs; the run record's layout
     "validation": 2,  # the values a composed config may take
+    "regime": 2,  # which rows of a sweep were made in the regime its profile describes now
     "resolvers": 2, "norms": 2, "init": 2, "optim": 2, "data": 2, "probes": 2,
     "models": 3, "exact": 3,
     "run": 4,  # the step, the loop, one run's lifecycle, ranks

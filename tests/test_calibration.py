@@ -42,6 +42,19 @@ def test_each_arm_gets_its_own_best_value_ties_to_the_smaller_and_a_diverged_run
     assert target["value"] == pytest.approx(0.8 * 0.35) and target["reference_val_acc"] == pytest.approx(0.35)
 
 
+def test_an_arm_at_chance_everywhere_is_flat_not_at_an_edge():
+    """The plain sigmoid CNN learns nothing at any lr: its choice (the smallest) is flagged `flat`, and
+    no widening could find a better value, so it is not an edge choice; BN's top-edge choice is."""
+    t = tuning_table({"plain": {0.01: 0.1, 0.1: 0.1, 1.0: 0.1}, "bn": {0.01: 0.2, 0.1: 0.3, 1.0: 0.4}})
+    t = t.assign(val_acc=t["val_acc"].where(t["choice_arm"] != "toy/plain", 0.1))  # exactly chance, every seed
+    answer = calibration.choose(t, LR, {})
+    assert answer["values"] == {"plain": 0.01, "bn": 1.0}
+    assert answer["flat"] == ["plain"] and answer["at_grid_edge"] == ["bn"]
+    assert calibration.widening(answer) == [10.0]  # widened past BN's edge only
+    assert "flat" not in calibration.choose(tuning_table({"plain": {0.01: 0.3, 0.1: 0.35}, "bn": {0.01: 0.4,
+                                                                                               0.1: 0.45}}), LR, {})
+
+
 def test_a_shared_value_is_the_one_whose_worst_arm_scores_best():
     t = tuning_table({"plain": {0.01: 0.30, 0.03: 0.35, 0.1: 0.12}, "bn": {0.01: 0.33, 0.03: 0.40, 0.1: 0.50}})
     assert calibration.choose(t, SHARED, {})["values"] == {"plain": 0.03, "bn": 0.03}

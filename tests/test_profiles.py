@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bnexp import calibration, sweep
-from bnexp.config import CONFIGS, calibrations, experiments
+from bnexp.config import CONFIGS, calibrations, experiments, pilots
 from bnexp.run.lifecycle import run
 
 
@@ -40,7 +40,7 @@ def expand(profile: str, name: str, data, results: Path) -> tuple:
                                      pytest.param("full", marks=pytest.mark.slow)])
 def test_every_experiment_of_every_profile_expands_into_jobs_that_pass_every_check(profile, real_data, planned):
     results = planned(profile)
-    for name in calibrations() + experiments():
+    for name in calibrations() + pilots() + experiments():
         master, jobs = expand(profile, name, real_data, results)
         assert jobs and sweep.check(jobs) is None, (profile, name)
         assert sweep.planned(master, jobs) >= len(jobs) // 2

@@ -13,7 +13,7 @@ import pytest
 
 from bnexp import calibration, endpoints, records
 from bnexp.claims import all_claims
-from bnexp.config import calibrations, experiments
+from bnexp.config import calibrations, experiments, pilots
 from tests.conftest import ROOT
 
 
@@ -61,15 +61,16 @@ def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
         assert "dirty left out" in report
     # Calibration first (tuning seeds, validation split), its choices recomputable from the table;
     # then the verdict sweeps.
-    tune = table[table["experiment"].str.contains("/tune")]
+    tune = table[table["experiment"].str.contains("/tune|/pilot")]  # pilot sweeps run in the same stage
     before, after = r.stderr.split("calibration smoke:")
     # One stage line per wave (sweeps that train with an earlier answer wait for it), then one per
-    # widening of a grid whose choice sat at an edge (its earlier runs already complete).
+    # widening of a grid whose choice sat at an edge (its earlier runs already complete), then one for
+    # the pilot sweeps.
     stages = [re.search(r"reproduce smoke: (\d+) runs in (\d+) sweeps, (\d+) already complete", line)
               for line in before.splitlines()]
     stages = [m for m in stages if m]
     assert sum(int(m[1]) - int(m[3]) for m in stages) == len(tune)
-    assert sum(int(m[2]) for m in stages if m[3] == "0") == len(calibrations())
+    assert sum(int(m[2]) for m in stages if m[3] == "0") == len(calibrations()) + len(pilots())
     assert after.lstrip().startswith(f"{len({c.split('/')[0] for c in calibrations()})} claims tuned")
     assert set(tune["seed"]) == {9000} and tune.loc[tune["status"] != "diverged", "val_acc"].notna().all()
     assert json.loads((out / "tuned.json").read_text()) == calibration.tuned(endpoints.read(out)[0])

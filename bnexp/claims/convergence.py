@@ -10,8 +10,9 @@ import pandas as pd
 import seaborn as sns
 
 from bnexp.method import protocol as pr
-from bnexp.method.contract import Claim, Context, Question, Use, Version, from_estimate
-from bnexp.method.readings import arm, final_acc
+from bnexp.method.contract import Claim, Context, Pilot, Question, Use, Version, from_estimate
+from bnexp.method.readings import arm, final_acc, rows
+from bnexp.method.sequential import PLAN_V4
 from bnexp.method.stats import bracket_interval, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -175,6 +176,88 @@ def verdict_v3(t: pd.DataFrame, ctx: Context):
     return pr.verdict(protocol_v3(), t, ctx, detail, {"target": target, "reference_acc": ref, "reference_arm": "BN"})
 
 
+# --- v4: a continuous time-to-target, evaluated often enough for the threshold's distance ---------
+# v3 knew each run's steps only between two evaluations 8 steps apart at quick: the bracket's
+# half-width (0.22 in log) exceeded the distance of the effect to the threshold, so no number of
+# seeds could decide it. v4 interpolates the crossing linearly between the evaluation before it and
+# the first at or above the target (from chance at step 0 when that is the first), evaluates every
+# 2 steps at quick, and looks at 5, 8, 12 seeds.
+
+FRACTION_V4 = 0.8  # the target: this fraction of plain's tuned validation accuracy (convergence/target)
+THRESHOLD_V4 = 0.5  # BN's steps / plain's
+CENSOR_V4 = 2  # a run that never reaches the target counts this many times the planned steps
+CHANCE_V4 = 0.1  # CIFAR-10 accuracy at step 0, where the interpolation starts before the first evaluation
+
+
+def time_to_target(curve: str, target: float, planned: float) -> float:
+    """Steps at which the test accuracy first reaches `target`, interpolated linearly between the
+    evaluation before the crossing (step 0 at chance, before the first) and the first one at or above
+    it; CENSOR_V4 x planned if it never does."""
+    before_step, before_acc = 0.0, CHANCE_V4
+    for step, acc in json.loads(curve):
+        if acc >= target:
+            if acc <= before_acc:
+                return float(step)
+            return before_step + (target - before_acc) / (acc - before_acc) * (float(step) - before_step)
+        before_step, before_acc = float(step), float(acc)
+    return CENSOR_V4 * planned
+
+
+def _times(t: pd.DataFrame, target: float) -> pd.DataFrame:
+    planned = float(t["steps"].max())
+    return t.assign(to_target=t["acc_curve"].map(lambda c: time_to_target(c, target, planned)))
+
+
+def _ratios_v4(t: pd.DataFrame, target: float, bn: str = "bn") -> list[float]:
+    s = _times(t, target)
+    return paired(per_seed(s[s["arm"] == bn], "to_target"), per_seed(s[s["arm"] == "plain"], "to_target"),
+                  lambda a, b: a / b)
+
+
+def _protocol_v4(fraction: float) -> pr.Protocol:
+    part = pr.Part(f"steps to {fraction:g} x plain's tuned validation accuracy (interpolated), BN / plain",
+                   lambda r, c: _ratios_v4(r, _target(c, fraction)), THRESHOLD_V4, False, log=True)
+    # The guard reads a tuned constant (the target's reference), not the verdict's runs: its pilot is
+    # that constant itself, measured on the tuning seeds.
+    guard = pr.Guard("plain's tuned validation accuracy (the target's reference)",
+                     lambda r, c: _target(c, 1.0), MEANINGFUL_V3, True, (),
+                     "plain does not learn in this regime, so a target relative to it is near chance")
+    return pr.Protocol((part,), PLAN_V4, guards=(guard,))
+
+
+def protocol_v4() -> pr.Protocol:
+    return pr.with_neighbours(_protocol_v4(FRACTION_V4),
+                              *((f"target {f:g} x plain's", _protocol_v4(f)) for f in (0.7, 0.9)))
+
+
+def verdict_v4(t: pd.DataFrame, ctx: Context):
+    target = _target(ctx, FRACTION_V4)
+    planned = float(t["steps"].max())
+    s = _times(t, target)
+    lrs = t.groupby("arm")["lr"].first()
+    never = s[s["to_target"] >= CENSOR_V4 * planned].groupby("arm").size()
+    detail = [f"target {target:.4g} test accuracy ({FRACTION_V4:g} x plain's tuned validation accuracy), crossing "
+              f"interpolated between evaluations ({int(planned)} planned steps)",
+              "mean steps to the target: " + ", ".join(f"{a} (lr {lrs.get(a, float('nan')):g}): {v:.1f}"
+                                                       for a, v in s.groupby("arm")["to_target"].mean().items())
+              + ("; never reached (counted " + f"{CENSOR_V4}x the planned steps): "
+                 + ", ".join(f"{a} {n}" for a, n in never.items()) if len(never) else "")]
+    if "bn_shared" in set(t["arm"]):
+        shared = t_interval(_ratios_v4(t, target, "bn_shared"), log=True)
+        detail.append(f"BN at plain's lr / plain (descriptive): {shared}")
+    ref = float(t[t["arm"] == "bn"]["final_acc"].mean())
+    return pr.verdict(protocol_v4(), t, ctx, detail, {"target": target, "reference_acc": ref, "reference_arm": "BN"})
+
+
+def pilot_rows_v4(tuning: pd.DataFrame, tuned: dict) -> pd.DataFrame:
+    """The pilot: the guard reads the tuned target's reference (plain's validation accuracy at its
+    tuned lr on the tuning seeds); the rows are plain's and BN's tuning runs at their tuned lrs."""
+    answer = tuned["convergence/lr"]["values"]
+    runs = tuning[tuning["experiment"] == "convergence/tune"]
+    cells = [rows(runs[runs["choice_arm"] == f"convergence/{a}"], lr=float(answer[a])).assign(arm=a) for a in answer]
+    return pd.concat(cells, ignore_index=True)
+
+
 _CRITERION = (f"steps to {TARGET_FRAC_V1:.0%} of plain's best accuracy, each at its best lr: "
               f"BN <= {THRESHOLD_V1:g}x plain")
 _METHOD = "per-seed ratio of steps, paired by seed; 95% t-interval on the log ratio; best lr by mean over seeds"
@@ -205,6 +288,18 @@ VERSIONS = {
                uses=(Use("convergence/lr", "arm", "plain", "plain"), Use("convergence/lr", "arm", "bn", "bn"),
                      Use("convergence/lr", "arm", "bn_shared", "plain")),
                protocol=protocol_v3),
+    4: Version(f"steps to {FRACTION_V4:g} x plain's tuned validation accuracy (the profile's convergence/target), each "
+               f"net at its own tuned constant lr: BN <= {THRESHOLD_V4:g}x plain; each run's steps interpolated "
+               f"linearly between the evaluations around its first crossing (from chance at step 0), a run that "
+               f"never reaches it counting {CENSOR_V4}x the planned steps; untestable unless plain's tuned "
+               f"validation accuracy is >= {MEANINGFUL_V3:g}",
+               "per-seed ratio of interpolated steps, paired by seed; repeated 95% t-intervals on its log "
+               f"(sequential plan: looks at {', '.join(map(str, PLAN_V4.looks))} seeds, Pocock-type spending); the "
+               "guard reads the tuned target, piloted on the tuning seeds",
+               endpoints_v2, verdict_v4, "convergence",
+               uses=(Use("convergence/lr", "arm", "plain", "plain"), Use("convergence/lr", "arm", "bn", "bn"),
+                     Use("convergence/lr", "arm", "bn_shared", "plain")),
+               protocol=protocol_v4, pilot=Pilot(pilot_rows_v4)),
 }
 
 

@@ -9,6 +9,7 @@ import seaborn as sns
 from bnexp.method import protocol as pr
 from bnexp.method.contract import Claim, Context, Version, from_estimate
 from bnexp.method.readings import final_acc
+from bnexp.method.sequential import PLAN_V4
 from bnexp.method.stats import combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -129,6 +130,52 @@ def verdict_v3(t: pd.DataFrame, ctx: Context):
     return pr.verdict(protocol_v3(), t, ctx, detail)
 
 
+
+# --- v4: the weight-scale mechanism alone (v2's criterion) on protocol v4 ------------------------
+# v3 read the per-layer spread, which tests another claim: BN's own gradient explosion with depth
+# in nets without residuals (Yang et al. 2019), now the claim bn_gradient_explosion; Bjorck et al.'s
+# ResNet claim is resnet_gradients. What is left here is the mechanism CLAIMS.md names: a BN net's
+# gradient at init does not depend on the weights' scale (BN's output is invariant to it and its
+# gradient scales by 1/a), while a plain net's follows the scale to the power of its depth.
+
+BN_MAX_V4 = 10.0  # BN's gradient norm at init changes by at most this factor across the init scales
+PLAIN_MIN_V4 = 100.0  # plain's by at least this factor
+DEPTH_V4 = 15  # the depth the parts read (the sweep's other depths are reported)
+
+
+def _scale_response(t: pd.DataFrame, model: str) -> pd.Series:
+    """Per seed: the largest over the smallest gradient norm at init across the init scales, at DEPTH_V4."""
+    own = t[(t["depth"] == DEPTH_V4) & (t["choice_model"] == model)]
+    g = own.groupby("seed")["grad_init"]
+    return (g.max() / g.min().clip(lower=1e-300))[g.count() >= 2]
+
+
+def protocol_v4() -> pr.Protocol:
+    bn = pr.Part(f"BN's gradient norm at init, largest / smallest over the init scales, depth {DEPTH_V4}",
+                 lambda r, c: list(_scale_response(r, "bn")), BN_MAX_V4, False, log=True)
+    plain = pr.Part(f"plain's gradient norm at init, largest / smallest over the init scales, depth {DEPTH_V4}",
+                    lambda r, c: list(_scale_response(r, "plain")), PLAIN_MIN_V4, True, log=True)
+    base = pr.Protocol((bn, plain), PLAN_V4)
+    return pr.with_neighbours(base, ("BN <= 3x", pr.with_threshold(base, bn, 3.0)),
+                              ("BN <= 30x", pr.with_threshold(base, bn, 30.0)),
+                              ("plain >= 30x", pr.with_threshold(base, plain, 30.0)),
+                              ("plain >= 300x", pr.with_threshold(base, plain, 300.0)))
+
+
+def verdict_v4(t: pd.DataFrame, ctx: Context):
+    detail = []
+    for depth in sorted(set(t["depth"]) - {DEPTH_V4}):
+        d = t[t["depth"] == depth]
+        g = d.groupby(["choice_model", "seed"])["grad_init"]
+        span = g.max() / g.min().clip(lower=1e-300)
+        detail.append(f"depth {depth} (reported): the same factor, " + ", ".join(
+            f"{m} {t_interval(span[m], log=True)}" for m in sorted(set(d["choice_model"]))))
+    by = t.groupby(["depth", "choice_model", "init_scale"])["grad_init"].median()
+    detail.append("median gradient norm at init: " + ", ".join(
+        f"d{d} {m} x{x:g}: {v:.2g}" for (d, m, x), v in by.items()))
+    return pr.verdict(protocol_v4(), t, ctx, detail)
+
+
 VERSIONS = {
     1: Version(f"max/min per-layer gradient norm at init stays <= {BN_MAX_V1:g}x with BN at every init scale while "
                f"plain's exceeds {PLAIN_MIN_V1:g}x at its worst scale",
@@ -145,6 +192,14 @@ VERSIONS = {
                "logs (sequential plan: looks at 3, 5, 8 seeds, O'Brien-Fleming-type spending); both must hold",
                endpoints_v3, verdict_v3, "gradient_flow",
                protocol=protocol_v3),
+    4: Version(f"at depth {DEPTH_V4}, the gradient norm at initialisation (every weight x the init scale, He init) "
+               f"changes by <= {BN_MAX_V4:g}x across the init scales with BN and by >= {PLAIN_MIN_V4:g}x without: "
+               "BN's gradient does not follow the weights' scale, plain's follows it to the power of the depth; "
+               "both parts must hold. The depth-wise spread v3 read is the claim bn_gradient_explosion, Bjorck et "
+               "al.'s ResNet claim is resnet_gradients",
+               "per-seed largest / smallest gradient norm over the init scales; repeated 95% t-intervals on its log "
+               f"(sequential plan: looks at {', '.join(map(str, PLAN_V4.looks))} seeds, Pocock-type spending)",
+               endpoints_v2, verdict_v4, "gradient_flow", protocol=protocol_v4),
 }
 
 
@@ -200,8 +255,9 @@ def _figure_v2(t: pd.DataFrame, curves: pd.DataFrame) -> plt.Figure:
 CLAIM = Claim(
     "gradient_flow",
     statement="BN keeps gradients from vanishing or exploding.",
-    source="Bjorck et al. 2018; the BN notes",
-    published="Without BN, gradients at initialisation are far larger and heavy-tailed (ResNet-110).",
+    source="Ioffe & Szegedy 2015 (sec. 3.3); the BN notes. v1-v3 also read Bjorck et al. 2018, now resnet_gradients",
+    published="With BN, back-propagation through a layer is unaffected by the scale of its parameters: "
+              "BN((aW)u) = BN(Wu), and larger weights lead to smaller gradients.",
     unit="ratio",
     order=60,
     versions=VERSIONS,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from scipy.stats import binomtest
 
 from bnexp.method import protocol as pr
-from bnexp.method.contract import Claim, Context, Version, from_estimate
+from bnexp.method.contract import Claim, Context, Pilot, Version, from_estimate
 from bnexp.method.readings import final_acc
+from bnexp.method.sequential import PLAN_V4
 from bnexp.method.stats import bracket_interval, decide, paired, t_interval
 from bnexp.records import Record
 
@@ -157,6 +159,117 @@ def verdict_v3(t: pd.DataFrame, ctx: Context):
                        "reference_acc": float(best.get("bn", float("nan"))), "reference_arm": "BN (best probe)"})
 
 
+
+# --- v4: a finer bisection, each probe judged by a binomial interval on the bar, 5 seeds first ----
+# v3 was decided on 3 seeds whose brackets were identical (a 5-step bisection over 5 decades leaves
+# brackets 1.43x wide), so its interval was the grid's width. v4 bisects 8 steps at quick (1.046x),
+# so seeds can differ; a probe counts as trained or failed only where the 95% binomial
+# (Clopper-Pearson) interval of its test accuracy is clear of the bar, and an undecided probe stays
+# inside the bracket; the first look is at 5 seeds; the guard is judged by its interval and piloted
+# on tuning seeds (configs/experiment/lr_tolerance/pilot.yaml).
+
+TRAINS_V4 = 0.20  # the bar: test accuracy (BN's on recalibrated statistics), judged by its binomial interval
+THRESHOLD_V4 = 4.0  # BN's boundary / plain's
+TEST_IMAGES = 10_000  # CIFAR-10's test split: what test_size 0 evaluates
+
+
+def endpoints_v4(rec: Record) -> dict:
+    """v2's, and the images its accuracies are measured on (the binomial intervals' n)."""
+    d = rec.config["dataset"]
+    return endpoints_v2(rec) | {"test_n": int(d["test_size"] or TEST_IMAGES), "val_n": int(d["val_size"])}
+
+
+def binomial_ends(acc: pd.Series, n: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The 95% Clopper-Pearson interval of each accuracy measured on n images (scipy's exact one)."""
+    k = (acc.fillna(0.0) * n).round().astype(int)
+    ends = [binomtest(int(x), int(m)).proportion_ci(0.95, "exact") for x, m in zip(k, n, strict=True)]
+    return pd.Series([e.low for e in ends], index=acc.index), pd.Series([e.high for e in ends], index=acc.index)
+
+
+def probe_outcomes(g: pd.DataFrame, bar: float) -> tuple[pd.Series, pd.Series]:
+    """(trained, failed) per probe: trained when it completed and the lower end of the 95% binomial
+    interval of its accuracy over its `test_n` images is >= bar; failed when it diverged or the
+    upper end is below the bar; neither: undecided."""
+    low, high = binomial_ends(g["recal_acc"], g["test_n"])
+    completed = g["status"] == "completed"
+    return completed & (low >= bar), ~completed | (high < bar)
+
+
+def brackets_v4(t: pd.DataFrame, bar: float = TRAINS_V4, relative: bool = False) -> pd.DataFrame:
+    """Per (model, seed): the boundary's bracket. low: the largest lr that trained below every lr that
+    did not; high: the smallest lr that failed above every lr that did not fail; so undecided probes
+    and crossings (an lr that trained above one that failed) lie inside it, and low < high always.
+    `relative`: the bar is `bar` x the best accuracy of that model and seed."""
+    def bracket(g: pd.DataFrame) -> pd.Series:
+        need = bar * g["recal_acc"].max() if relative else bar
+        ok, bad = probe_outcomes(g, need)
+        first_not_ok = g.loc[~ok, "lr"].min() if (~ok).any() else HIGH_V3
+        last_not_bad = g.loc[~bad, "lr"].max() if (~bad).any() else LOW_V3
+        low = max([x for x in g.loc[ok, "lr"] if x < first_not_ok] + [LOW_V3])
+        high = min([x for x in g.loc[bad, "lr"] if x > last_not_bad] + [HIGH_V3])
+        return pd.Series({"low": float(low), "high": float(high), "probes": len(g),
+                          "undecided": int((~ok & ~bad).sum())})
+
+    return t.groupby(["choice_model", "seed"])[["lr", "status", "recal_acc", "test_n"]].apply(bracket)
+
+
+def _ratio_v4(t: pd.DataFrame, bar: float, relative: bool) -> tuple[list[float], list[float]]:
+    b = brackets_v4(t, bar, relative)
+    return (paired(b["low"]["bn"], b["high"]["plain"], lambda a, c: a / c),
+            paired(b["high"]["bn"], b["low"]["plain"], lambda a, c: a / c))
+
+
+def _plain_best(r: pd.DataFrame, c: Context) -> list[float]:
+    """Per seed: the lower end of the binomial interval of plain's best probe accuracy (clearly trained
+    where it is >= the bar, as a probe is judged)."""
+    plain = r[r["choice_model"] == "plain"]
+    best = plain.loc[plain.groupby("seed")["recal_acc"].idxmax()]
+    return list(binomial_ends(best["recal_acc"], best["test_n"])[0])
+
+
+def _protocol_v4(bar: float, relative: bool) -> pr.Protocol:
+    words = f"{bar:g} x the model's best accuracy" if relative else f"accuracy >= {bar:g}"
+    part = pr.Part(f"trainability boundary ({words}, by its binomial interval), BN / plain",
+                   lambda r, c: _ratio_v4(r, bar, relative), THRESHOLD_V4, True, log=True)
+    guard = pr.interval_guard("plain's best probe accuracy, the lower end of its binomial interval (lower end of the "
+                              "95% interval over seeds): the bar is reachable", _plain_best, TRAINS_V4, True, (),
+                              "plain does not reach the bar at any lr, so it has no boundary to compare")
+    return pr.Protocol((part,), PLAN_V4, guards=(guard,))
+
+
+def protocol_v4() -> pr.Protocol:
+    return pr.with_neighbours(_protocol_v4(TRAINS_V4, False),
+                              ("bar 0.15", _protocol_v4(0.15, False)), ("bar 0.25", _protocol_v4(0.25, False)),
+                              ("bar 0.5 x each model's best", _protocol_v4(0.5, True)),
+                              ("bar 0.75 x each model's best", _protocol_v4(0.75, True)))
+
+
+def verdict_v4(t: pd.DataFrame, ctx: Context):
+    b = brackets_v4(t)
+    detail = []
+    for model, g in b.groupby(level=0):
+        cells = ", ".join(f"s{seed}: [{row.low:.3g}, {row.high:.3g}]" + (f" ({int(row.undecided)} undecided)"
+                                                                         if row.undecided else "")
+                          for (_, seed), row in g.iterrows())
+        detail.append(f"{model} boundary brackets: {cells}")
+    low, _ = _ratio_v4(t, TRAINS_V4, False)
+    clear = sum(x >= THRESHOLD_V4 for x in low)
+    detail.append(f"seeds whose whole bracket of BN / plain is >= {THRESHOLD_V4:g}: {clear} of {len(low)}")
+    best = t.groupby("choice_model")["recal_acc"].max()
+    detail.append("best probe accuracy (recalibrated statistics): "
+                  + ", ".join(f"{m}: {v:.3f}" for m, v in best.items()))
+    return pr.verdict(protocol_v4(), t, ctx, detail,
+                      {"brackets": {f"{m} s{s}": [r.low, r.high] for (m, s), r in b.iterrows()},
+                       "reference_acc": float(best.get("bn", float("nan"))), "reference_arm": "BN (best probe)"})
+
+
+def pilot_rows_v4(tuning: pd.DataFrame, tuned: dict) -> pd.DataFrame:
+    """The pilot: plain's bisection on the tuning seeds (configs/experiment/lr_tolerance/pilot.yaml),
+    its validation accuracy (on val_n images) standing for the test accuracy the verdict reads."""
+    runs = tuning[tuning["experiment"] == "lr_tolerance/pilot"]
+    return runs.assign(recal_acc=runs["val_acc"].astype(float), test_n=runs["val_n"])
+
+
 VERSIONS = {
     1: Version(f"largest lr whose accuracy is within {GOOD_V1 * 100:.0f} points of the model's best is "
                f">= {THRESHOLD_V1:g}x higher with BN than plain",
@@ -178,6 +291,17 @@ VERSIONS = {
                "5, 8 seeds, O'Brien-Fleming-type spending)",
                endpoints_v2, verdict_v3, "lr_tolerance",
                protocol=protocol_v3),
+    4: Version(f"trainability boundary (largest constant lr, no warm-up, at which a run completes with test accuracy "
+               f">= {TRAINS_V4:g}, BN's on recalibrated statistics) is >= {THRESHOLD_V4:g}x higher with BN than plain; "
+               f"bisected in log lr from [{LOW_V3:g}, {HIGH_V3:g}] in the profile's steps (8 at quick: brackets "
+               "1.046x wide); a probe trains, or fails, only where the 95% binomial interval of its test accuracy "
+               "is clear of the bar (an undecided probe stays inside the bracket); untestable unless plain's best "
+               "probe clearly trains (the lower end over seeds of its binomial interval's lower end reaches the bar)",
+               "per-seed bracket of the BN/plain boundary ratio, paired by seed; from the lower end of the low "
+               "ratios' repeated log t-interval to the upper end of the high ratios' (sequential plan: looks at "
+               f"{', '.join(map(str, PLAN_V4.looks))} seeds, Pocock-type spending); the guard by its 95% "
+               "t-interval, piloted on tuning seeds before registration",
+               endpoints_v4, verdict_v4, "lr_tolerance", protocol=protocol_v4, pilot=Pilot(pilot_rows_v4)),
 }
 
 

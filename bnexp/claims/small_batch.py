@@ -9,7 +9,7 @@ import seaborn as sns
 from bnexp.method import protocol as pr
 from bnexp.method.contract import Claim, Context, Pilot, Question, Use, Version, from_estimate
 from bnexp.method.readings import arm, final_acc, images_per_statistic, rows
-from bnexp.method.sequential import Plan
+from bnexp.method.sequential import PLAN_V4
 from bnexp.method.stats import combine, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -145,9 +145,6 @@ def verdict_v3(t: pd.DataFrame, ctx: Context):
 RISE_V4 = 0.05  # BN's test error rises at least this much from 128 to 2 images per statistic
 GN_PAR_V4 = 0.03  # guard: the upper end of GN+WS's test error minus BN's at 128 images per statistic
 FLAT_V4 = 0.02  # GN+WS at the real small batch within +-this of GN+WS at 128 (two one-sided tests: TOST)
-# Looks at 5, 8, 12 seeds with Pocock-type spending: +-3.41 standard errors at the first look (O'Brien-
-# Fleming-type would give 6.84 there, v3's first look 27), so a first look can decide what is clear.
-LOOKS_V4, SPENDING_V4 = (5, 8, 12), "pocock"
 SMALL_V4 = "v4_gnws_small"  # GN+WS trained at the profile's small batch (v4_small_batch), lr scaled linearly
 
 
@@ -169,7 +166,7 @@ def _protocol_v4(rise_at: float = RISE_V4, par: float = GN_PAR_V4, flat: float =
         (beats.name, upper.name, lower.name),
         "GN+WS trails BN already at the large batch in this regime (Wu & He: 0.5 points), so neither its "
         "win at 2 images per statistic nor its flatness across batch sizes says anything about batch size")
-    return pr.Protocol((rise, beats, upper, lower), Plan(looks=LOOKS_V4, spending=SPENDING_V4), guards=(par_guard,))
+    return pr.Protocol((rise, beats, upper, lower), PLAN_V4, guards=(par_guard,))
 
 
 def protocol_v4() -> pr.Protocol:
@@ -248,7 +245,7 @@ DRAFTS = {
                f"judged only if the upper end of GN+WS's error minus BN's at 128 is within {GN_PAR_V4 * 100:g} points "
                "(else untestable at this scale); every part must hold",
                "per-seed differences of test error, paired by seed; repeated 95% t-intervals of a registered "
-               f"sequential plan (looks at {', '.join(map(str, LOOKS_V4))} seeds, Pocock-type spending); "
+               f"sequential plan (looks at {', '.join(map(str, PLAN_V4.looks))} seeds, Pocock-type spending); "
                "equivalence as two one-sided parts (TOST); the guard judged by its 95% t-interval, piloted on the "
                "tuning seeds before registration",
                endpoints_v2, verdict_v4, "small_batch",

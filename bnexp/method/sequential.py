@@ -59,6 +59,12 @@ class Plan:
         return float(stats.t.isf(self.nominal()[k] / 2, n - 1))
 
 
+
+# The plan of the versions built on protocol v4 (issue 29): looks at 5, 8 and 12 seeds, Pocock-type
+# spending: +-3.41 standard errors at the first look (O'Brien-Fleming-type would give 6.84 there,
+# v3's first look at 3 seeds 27), so that a first look can decide what is clear.
+PLAN_V4 = Plan(looks=(5, 8, 12), spending="pocock")
+
 def spent(t: float, alpha: float, spending: str) -> float:
     """Error spent by information fraction t (0 < t <= 1)."""
     if spending == "obf":

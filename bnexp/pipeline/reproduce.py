@@ -34,7 +34,7 @@ from pathlib import Path
 
 import bnexp
 from bnexp import calibration, endpoints, sweep
-from bnexp.config import CONFIGS, ConfigError, experiments, profile_only
+from bnexp.config import CONFIGS, ConfigError, experiments, pilots, profile_only
 from bnexp.files import InputError, WriteError, unwritable
 from bnexp.pipeline.looks import verdict_stage
 from bnexp.pipeline.schedule import LAUNCHERS, interrupt, ordered_experiments, run_stage
@@ -87,9 +87,10 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
     chosen = [e for e in ordered_experiments() if not only or e in only]
     tuned_claims = list(dict.fromkeys(q.claim for q in calibration.questions() if q.claim in chosen))
     waves = calibration.waves(tuned_claims)  # a sweep that trains with another question's answer runs after it
-    if a.stage == "calibrate" and not waves:
-        print(f"reproduce: nothing to calibrate: no claim of {', '.join(chosen)} asks a tuning question; "
-              "tuned.json is left as it is", file=sys.stderr)
+    piloting = [s for s in pilots() if s.split("/")[0] in chosen]  # guards piloted where nothing is tuned
+    if a.stage == "calibrate" and not waves and not piloting:
+        print(f"reproduce: nothing to calibrate: no claim of {', '.join(chosen)} asks a tuning question or has a "
+              "pilot sweep; tuned.json is left as it is", file=sys.stderr)
         return
     dirty = provenance.changes()
     if dirty and not a.allow_dirty:
@@ -114,9 +115,7 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
             failed, done = run_stage([(n, ()) for n in tuning], a, jobs, root)
             totals += done
             endpoints.write(root)
-            if failed:
-                sys.exit(f"reproduce: the calibration sweeps of {', '.join(failed)} had failures; their logs say "
-                         "why, and a rerun tries the failed runs again")
+            _stop_if_failed("calibration", failed)
             path = calibration.write(root, only=[q.id for q in wave])
             for _ in range(calibration.MAX_WIDENINGS):  # a choice at a grid edge: the grid one step wider
                 wider = calibration.widened_sweeps(root, a.profile, [q.id for q in wave])
@@ -127,12 +126,16 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
                 failed, done = run_stage(wider, a, jobs, root)
                 totals += done
                 endpoints.write(root)
-                if failed:
-                    sys.exit(f"reproduce: the widened calibration sweeps of {', '.join(failed)} had failures; "
-                             "their logs say why, and a rerun tries the failed runs again")
+                _stop_if_failed("widened calibration", failed)
                 path = calibration.write(root, only=[q.id for q in wave])
-        print(f"calibration {a.profile}: {len(tuned_claims)} claims tuned in {(time.perf_counter() - t0) / 60:.1f} "
-              f"min; wrote {path}", file=sys.stderr, flush=True)
+        if piloting:  # the pilot sweeps: tuning seeds, nothing chosen from them (`ledger pilot` reads them)
+            failed, done = run_stage([(n, ()) for n in piloting], a, jobs, root)
+            totals += done
+            endpoints.write(root)
+            _stop_if_failed("pilot", failed)
+        pilots_run = f", {len(piloting)} pilot sweeps run" if piloting else ""
+        print(f"calibration {a.profile}: {len(tuned_claims)} claims tuned{pilots_run} in "
+              f"{(time.perf_counter() - t0) / 60:.1f} min; wrote {path}", file=sys.stderr, flush=True)
         if a.stage == "calibrate":
             return
         # Stage 2, the verdict sweeps, their constants read from tuned.json: look by look where a
@@ -155,6 +158,12 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
     if failed:
         sys.exit(f"reproduce: the sweeps of {', '.join(failed)} had failures; their logs say why, and a rerun "
                  "tries the failed runs again")
+
+
+def _stop_if_failed(stage: str, failed: list[str]) -> None:
+    if failed:
+        sys.exit(f"reproduce: the {stage} sweeps of {', '.join(failed)} had failures; their logs say why, and a "
+                 "rerun tries the failed runs again")
 
 
 def _validate(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:

@@ -1,7 +1,8 @@
 """convergence, specified on hand-made tables: BN's steps to a target over plain's. v0 / v1 (each
 net at its best lr; a run that never reaches the target counted at its own length or at twice the
 plan), v2 (a fixed target, censored at twice the plan) and v3 (the target a fraction of plain's
-tuned validation accuracy; steps known only between two evaluations, so each ratio is a bracket).
+tuned validation accuracy; steps known only between two evaluations, so each ratio is a bracket)
+and v4 (the crossing interpolated between evaluations; looks at 5, 8, 12 seeds).
 `hand_made()` feeds the same tables, with the contexts they need, to re-certification."""
 
 import json
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from bnexp.claims import by_id, convergence
+from bnexp.method import pilot
 from bnexp.method.contract import Context
 from bnexp.method.stats import NOT_REPRODUCED, REPRODUCED, UNTESTABLE
 
@@ -54,7 +56,25 @@ def verdict(n: int, t: pd.DataFrame, ctx: Context | None = None):
 def hand_made() -> list:
     return [runs_v1(), arms({3: (8, 56), 4: (16, 64), 5: (8, 48), 6: (8, None)}),
             arms({3: (8, 56), 4: (8, 64), 5: (8, 48)}),
-            (arms(FAST, 4, 0.35), tuned(0.4)), (arms(SAME, 4, 0.35), tuned(0.4)), (arms(FAST, 4, 0.35), tuned(0.15))]
+            (arms(FAST, 4, 0.35), tuned(0.4)), (arms(SAME, 4, 0.35), tuned(0.4)), (arms(FAST, 4, 0.35), tuned(0.15)),
+            (ramps(FAST_12), tuned(0.4)), (ramps(SAME_12), tuned(0.4))]
+
+
+# twelve seeds: the step at which each net's accuracy, rising linearly from chance, reaches 0.32
+FAST_12 = {s: (10 + 1.5 * (s % 4), 40 + 3 * (s % 3)) for s in range(21, 33)}
+SAME_12 = {s: (38 + 1.5 * (s % 4), 40 + 3 * (s % 3)) for s in range(21, 33)}
+
+
+def ramps(reached: dict, every: int = 2) -> pd.DataFrame:
+    """Curves evaluated every `every` of 138 steps, rising linearly from 0.1 at step 0 to 0.32 at the
+    seed's step (BN, plain), then to 0.4; BN at plain's lr as fast as plain."""
+    rows = []
+    for seed, (bn_at, plain_at) in reached.items():
+        for cell, at in (("bn", bn_at), ("plain", plain_at), ("bn_shared", plain_at)):
+            curve = [[s, round(min(0.1 + 0.22 * s / at, 0.4), 6)] for s in range(every, 139, every)]
+            rows.append({"seed": seed, "arm": cell, "lr": {"bn": 0.1}.get(cell, 0.03), "steps": 138,
+                         "acc_curve": json.dumps(curve), "final_acc": curve[-1][1]})
+    return pd.DataFrame(rows)
 
 
 def test_v1_counts_a_run_that_never_reaches_the_target_as_slow():
@@ -94,3 +114,39 @@ def test_v3_is_untestable_when_plain_does_not_learn():
     res = verdict(3, arms(FAST, 4, 0.35), tuned(0.15))
     assert res.verdict == UNTESTABLE and any("plain does not learn" in line for line in res.detail)
     assert np.isnan(verdict(3, arms(FAST, 4, 0.35)).derived["target"])  # no tuned target: nothing to aim at
+
+
+def test_v4_interpolates_the_crossing_between_evaluations():
+    curve = json.dumps([[4, 0.1], [8, 0.2], [12, 0.4]])
+    assert convergence.time_to_target(curve, 0.3, 138) == pytest.approx(10.0)  # halfway from 0.2 to 0.4
+    assert convergence.time_to_target(json.dumps([[4, 0.3]]), 0.2, 138) == pytest.approx(2.0)  # from chance at 0
+    assert convergence.time_to_target(json.dumps([[4, 0.1], [8, 0.2]]), 0.3, 138) == 2 * 138  # never: censored
+
+
+def test_v4_decides_at_the_first_look_on_interpolated_steps():
+    """BN 0.25-0.32x plain's steps on 12 seeds: the first look's 5 decide, on the interpolated steps
+    (exact for curves that are straight between evaluations)."""
+    res = verdict(4, ramps(FAST_12), tuned(0.4))
+    assert res.verdict == REPRODUCED and res.derived["seeds"] == [21, 22, 23, 24, 25], res.detail
+    want = [(10 + 1.5 * (s % 4)) / (40 + 3 * (s % 3)) for s in range(21, 26)]
+    assert res.effect == pytest.approx(float(np.exp(np.log(want).mean())), rel=0.02)
+    sparse = ramps(FAST_12, every=8)
+    # every 8 steps, BN's curve bends (at 0.4) between the two evaluations around its crossing: close, not exact
+    assert verdict(4, sparse, tuned(0.4)).effect == pytest.approx(res.effect, rel=0.05)
+
+
+def test_v4_bn_as_slow_as_plain_is_not_reproduced():
+    res = verdict(4, ramps(SAME_12), tuned(0.4))
+    assert res.verdict == NOT_REPRODUCED and res.ci_low > convergence.THRESHOLD_V4, res.detail
+
+
+def test_v4_pilot_is_the_tuned_reference():
+    v4 = by_id()["convergence"].versions[4]
+    runs = pd.DataFrame([{"experiment": "convergence/tune", "choice_arm": f"convergence/{a}", "lr": lr, "seed": s,
+                          "val_acc": 0.3} for a in ("plain", "bn") for lr in (0.03, 0.1) for s in (9000, 9001)])
+    answers = {"convergence/lr": {"values": {"plain": 0.03, "bn": 0.1}},
+               "convergence/target": {"reference_val_acc": 0.3}}
+    (guard,) = pilot.run(v4, runs, answers)
+    assert guard.holds and guard.value == pytest.approx(0.3) and guard.seeds == 2
+    (low,) = pilot.run(v4, runs, answers | {"convergence/target": {"reference_val_acc": 0.15}})
+    assert not low.holds

@@ -104,7 +104,7 @@ def _pilot(claim_id: str, number: int, profile: str, results: str) -> list:
     and exit 2 if the version declares no pilot, or the profile is not calibrated)."""
     from pathlib import Path
 
-    from bnexp import calibration, endpoints
+    from bnexp import calibration, endpoints, regime
     from bnexp.claims import by_id
     from bnexp.evaluation import tuning_rows
     from bnexp.method import pilot
@@ -120,7 +120,13 @@ def _pilot(claim_id: str, number: int, profile: str, results: str) -> list:
     own = sorted(why for q, why in untrusted.items() if q.startswith(f"{claim_id}/"))
     if own:
         raise SystemExit(f"ledger: {folder}: {own[0]}")
-    return pilot.run(version, tuning_rows(claim, table), tuned)
+    # Only the runs of the regime the profile describes now: a sweep rerun after its budget changed
+    # (a failed pilot's regime changed) keeps the old runs beside the new ones.
+    rows, stale = regime.current(tuning_rows(claim, table), profile)
+    if stale:
+        print(f"ledger: {stale} tuning runs of {claim_id} were made in an earlier regime of profile {profile} "
+              "and are left out of its pilot", file=sys.stderr)
+    return pilot.run(version, rows, tuned)
 
 
 def _budget(profile: str, claim_id: str) -> str:

@@ -129,7 +129,10 @@ def conformity(uses: tuple[Use, ...], rows: pd.DataFrame, answers: dict[str, dic
             out.append(f"{u.question} ({u.arm}) was not calibrated at this profile")
             continue
         want = float(answer["values"][u.arm])
-        made = rows[rows[u.column].astype(str) == u.value][q.knob].astype(float)
+        if u.column not in rows or q.knob not in rows:
+            made = pd.Series(dtype=float)  # no run of this arm was made yet: nothing is off
+        else:
+            made = rows[rows[u.column].astype(str) == u.value][q.knob].astype(float)
         off = sum(not math.isclose(v, want, rel_tol=1e-9, abs_tol=1e-12) for v in made)
         if off:
             out.append(f"{off} of {len(made)} runs of {u.value} were made with {q.knob} other than the tuned {want:g}")
