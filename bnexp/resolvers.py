@@ -10,6 +10,8 @@ What they need is imported on first use, so that importing the package stays che
 
 from __future__ import annotations
 
+from enum import Enum
+
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -45,7 +47,9 @@ def seeds(spec, claim: str) -> str:
 def tuned(profile: str, question: str, arm: str | None = None, *, _root_: DictConfig) -> float:
     from bnexp.calibration import value
 
-    return value(str(profile), str(question), None if arm is None else str(arm), _root_.get("results", "results"))
+    # an arm named by a typed field (`${model.norm}`) arrives as its enum member: the arm is its value
+    arm = None if arm is None else str(arm.value if isinstance(arm, Enum) else arm)
+    return value(str(profile), str(question), arm, _root_.get("results", "results"))
 
 
 def sweep_dir(results: str, profile: str, experiment: str | None, elsewhere: str) -> str:

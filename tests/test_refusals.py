@@ -33,7 +33,7 @@ CONFIGS = [
     (["optim.lr=fast"], "optim.lr: Value 'fast' of type 'str' could not be converted to Float"),
     (["model.norm=batchy"], "model.norm: Invalid value 'batchy', expected one of [none, batch, group"),
     (["model=bigger"], "model=bigger: no such option (options: bn, bn_dropout, dropout,"),
-    (["experiment=nope"], "experiment=nope: no such option (options: convergence,"),
+    (["experiment=nope"], "experiment=nope: no such option (options: bn_gradient_explosion, convergence,"),
     (["+optim.lrr=0.1"], "optim.lrr: not a key of OptimConfig (a typo?)"),
     (["optim.lr=0"], "optim.lr: must be > 0, got 0.0"),
     (["optim.lr=inf"], "optim.lr: must be a finite number, got inf"),

@@ -154,8 +154,8 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
             looks[n] += 1
         return [], Counter()
 
-    def evaluated(root, profile):  # convergence stays borderline at every look; landscape decides at its first
-        return _headlines({"convergence": [5, 8, None][looks["convergence"] - 1], "landscape": None})
+    def evaluated(root, profile):  # convergence (v4: looks at 5, 8, 12) stays borderline at every look; landscape decides at its first
+        return _headlines({"convergence": [8, 12, None][looks["convergence"] - 1], "landscape": None})
 
     monkeypatch.setattr(mod, "run_stage", stage)
     monkeypatch.setattr(mod, "evaluate_profile", evaluated)
@@ -163,17 +163,16 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
     monkeypatch.setattr(mod.endpoints, "write", lambda root: None)
     a = argparse.Namespace(profile="quick", overrides=["train.epochs=1"])
     mod.verdict_stage(["convergence", "landscape"], a, 2, tmp_path)
-    first = ("profile.seeds=verdict:1-3",)
-    assert launched == [[("convergence", first), ("landscape", first)],
-                        [("convergence", ("profile.seeds=verdict:4-5",))],
-                        [("convergence", ("profile.seeds=verdict:6-8",))]]
+    assert launched == [[("convergence", ("profile.seeds=verdict:1-5",)), ("landscape", ("profile.seeds=verdict:1-3",))],
+                        [("convergence", ("profile.seeds=verdict:6-8",))],
+                        [("convergence", ("profile.seeds=verdict:9-12",))]]
     assert a.overrides == ["train.epochs=1"]
 
     # An experiment without a plan (gn_groups) runs once, beside the first looks.
     launched.clear()
     looks.update(convergence=0, landscape=0, gn_groups=0)
     mod.verdict_stage(["convergence", "gn_groups"], a, 2, tmp_path)
-    assert launched[0] == [("convergence", ("profile.seeds=verdict:1-3",)), ("gn_groups", ())]
+    assert launched[0] == [("convergence", ("profile.seeds=verdict:1-5",)), ("gn_groups", ())]
     assert all(("gn_groups", ()) not in later for later in launched[1:])
 
     # A table finished in parts already holds landscape's first two looks, and its third in part:
