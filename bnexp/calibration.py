@@ -23,6 +23,10 @@ Rules:
   the tuned reference, so that it means the same at every scale).
 Refused, naming the question: rows on a seed outside the ledger's tuning range, rows without a
 validation split, or a grid that is not complete (every arm at every value on the same seeds).
+
+Only the runs of the regime the profile describes now take part (bnexp/regime.py): when a profile's
+budget for a sweep changes (a failed pilot's regime changed), the earlier regime's runs stay in the
+table, and are counted under `left_out` as "earlier regime" rather than averaged in.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from bnexp import endpoints
+from bnexp import endpoints, regime
 from bnexp import table as schema
 from bnexp.claims import all_claims
 from bnexp.files import InputError, WriteError, write_atomic
@@ -89,8 +93,9 @@ def _pick(scores: pd.Series) -> float:
     return float(min(v for v, s in scores.items() if s == best))
 
 
-def choose(table: pd.DataFrame, q: Question, chosen: dict[str, Any]) -> dict[str, Any]:
-    """The answer to `q` from the table's tuning rows (`chosen`: the answers so far, for targets)."""
+def choose(table: pd.DataFrame, q: Question, chosen: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
+    """The answer to `q` from the table's tuning rows (`chosen`: the answers so far, for targets;
+    `profile`: read only the runs of its current regime, counting the others as left out)."""
     if q.rule == "target":
         ref = chosen.get(q.reference or "")
         if ref is None:
@@ -101,6 +106,9 @@ def choose(table: pd.DataFrame, q: Question, chosen: dict[str, Any]) -> dict[str
                 "reference_val_acc": accuracy, "value": q.fraction * accuracy}
     # Dirty, unknown-commit and failed runs are out of a choice as they are out of a verdict: counted.
     rows, left_out = ledger.usable(table[table["experiment"] == q.experiment])
+    if profile is not None and not rows.empty:
+        rows, stale = regime.current(rows, profile)
+        left_out = left_out | ({"earlier regime": stale} if stale else {})
     if rows.empty:
         raise CalibrationError(f"{q.id}: no usable runs of experiment {q.experiment} in the table"
                                + (f" ({_counts(left_out)} left out: runs of a dirty tree or an unknown commit never "
@@ -145,11 +153,11 @@ def _short(arm: str) -> str:
     return str(arm).split("/")[-1]
 
 
-def tuned(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def tuned(table: pd.DataFrame, profile: str | None = None) -> dict[str, dict[str, Any]]:
     """Every question's answer, in order (targets after the questions they refer to)."""
     out: dict[str, dict[str, Any]] = {}
     for q in questions():
-        out[q.id] = choose(table, q, out)
+        out[q.id] = choose(table, q, out, profile)
     return out
 
 
@@ -162,7 +170,7 @@ def write(results: Path | str, only: list[str] | None = None) -> Path:
     out = json.loads(path.read_text()) if path.is_file() else {}
     for q in questions():
         if only is None or q.id in only:
-            out[q.id] = choose(table, q, out)
+            out[q.id] = choose(table, q, out, profile_of(results))
     write_atomic(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -187,7 +195,15 @@ def _load(path: Path) -> dict[str, dict[str, Any]]:
     return answers
 
 
-def audit(table: pd.DataFrame, answers: dict[str, dict[str, Any]]) -> dict[str, str]:
+def profile_of(results: Path | str) -> str | None:
+    """The profile a results folder holds (`results/quick` -> quick), if there is such a profile."""
+    from bnexp.config import CONFIGS
+
+    name = Path(results).name
+    return name if (CONFIGS / "profile" / f"{name}.yaml").is_file() else None
+
+
+def audit(table: pd.DataFrame, answers: dict[str, dict[str, Any]], profile: str | None = None) -> dict[str, str]:
     """Every answer of tuned.json that its tuning rows in `table` do not give, with why: a
     hand-edited value or score, or rows changed since. tuned.json is a function of the table, so a
     verdict that reads it is only as good as this check (bnexp/evaluation.py)."""
@@ -197,7 +213,7 @@ def audit(table: pd.DataFrame, answers: dict[str, dict[str, Any]]) -> dict[str, 
         if q.id not in answers:
             continue
         try:
-            recomputed[q.id] = json.loads(json.dumps(choose(table, q, recomputed)))
+            recomputed[q.id] = json.loads(json.dumps(choose(table, q, recomputed, profile)))
         except CalibrationError as e:
             out[q.id] = f"tuned.json's {q.id} cannot be recomputed from the table ({e})"
             recomputed[q.id] = answers[q.id]

@@ -97,7 +97,7 @@ def evaluate(table: pd.DataFrame, exact: pd.DataFrame, book: ledger.Ledger, tune
     them must have been made with, and which the table's tuning rows must give, to be confirmatory."""
     tuned = tuned or {}
     questions = {q.id: q for q in calibration.questions()}
-    untrusted = calibration.audit(table, tuned) if tuned else {}
+    untrusted = calibration.audit(table, tuned, calibration.profile_of(profile) if profile else None) if tuned else {}
     out = []
     for claim in all_claims():
         outcomes, tuning = [], tuning_rows(claim, table)  # what every version of the claim reads beside its rows

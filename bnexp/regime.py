@@ -10,6 +10,7 @@ counts the others.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -21,6 +22,7 @@ from bnexp.config import CONFIGS, register
 from bnexp.table import CONFIG_COLUMNS
 
 
+@functools.cache  # composing is slow, and the configs do not change within a process
 def fixed_values(experiment: str, profile: str) -> dict[str, object]:
     """Table column -> the value the sweep gives every run at the profile, for the configuration
     columns it does not vary: a swept value (`optim.lr: 0.1,0.3`, a bisection's key) varies its own

@@ -115,3 +115,23 @@ def test_the_committed_quick_choices_recompute_from_the_committed_table():
     low, high = ledger.load().tuning_seeds
     assert len(tune) and tune["seed"].between(low, high).all()
     assert tune.loc[tune["status"] != "diverged", "val_acc"].notna().all()
+
+
+def test_only_the_runs_of_the_profiles_current_regime_are_chosen_from():
+    """convergence's tuning sweep at quick trains 6 epochs: runs of an earlier budget (4 epochs), kept in
+    the table beside the new ones with the same arms, grid and seeds, are counted, not averaged in."""
+    q = next(q for q in calibration.questions() if q.id == "convergence/lr")
+    now = tuning_table({"plain": {0.01: 0.30, 0.03: 0.35}, "bn": {0.01: 0.40, 0.03: 0.45}}, experiment=q.experiment,
+                       epochs_planned=6)
+    before = tuning_table({"plain": {0.01: 0.50, 0.03: 0.20}, "bn": {0.01: 0.60, 0.03: 0.20}},
+                          experiment=q.experiment, epochs_planned=4)
+    before["key"] = "old-" + before["key"]
+    both = pd.concat([now, before], ignore_index=True)
+    answer = calibration.choose(both, q, {}, "quick")
+    assert answer["values"] == {"plain": 0.03, "bn": 0.03} and answer["left_out"] == {"earlier regime": 8}
+    assert len(answer["runs"]) == 8 and not any(k.startswith("old-") for k in answer["runs"])
+    # read without its profile, the two regimes would be averaged into another choice
+    assert calibration.choose(both, q, {})["values"] == {"plain": 0.01, "bn": 0.01}
+    # tuned.json written from the older rows is flagged by the audit at the profile
+    stale = calibration.choose(before, q, {})
+    assert "convergence/lr" in calibration.audit(both, {"convergence/lr": stale}, "quick")

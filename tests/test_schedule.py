@@ -154,7 +154,8 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
             looks[n] += 1
         return [], Counter()
 
-    def evaluated(root, profile):  # convergence (v4: looks at 5, 8, 12) stays borderline at every look; landscape decides at its first
+    # convergence (v4: looks at 5, 8, 12) stays borderline at every look; landscape decides at its first
+    def evaluated(root, profile):
         return _headlines({"convergence": [8, 12, None][looks["convergence"] - 1], "landscape": None})
 
     monkeypatch.setattr(mod, "run_stage", stage)
@@ -163,7 +164,8 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
     monkeypatch.setattr(mod.endpoints, "write", lambda root: None)
     a = argparse.Namespace(profile="quick", overrides=["train.epochs=1"])
     mod.verdict_stage(["convergence", "landscape"], a, 2, tmp_path)
-    assert launched == [[("convergence", ("profile.seeds=verdict:1-5",)), ("landscape", ("profile.seeds=verdict:1-3",))],
+    assert launched == [[("convergence", ("profile.seeds=verdict:1-5",)),
+                         ("landscape", ("profile.seeds=verdict:1-3",))],
                         [("convergence", ("profile.seeds=verdict:6-8",))],
                         [("convergence", ("profile.seeds=verdict:9-12",))]]
     assert a.overrides == ["train.epochs=1"]

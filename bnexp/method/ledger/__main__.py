@@ -116,7 +116,7 @@ def _pilot(claim_id: str, number: int, profile: str, results: str) -> list:
     folder = Path(results) / profile
     table, _, _ = endpoints.read(folder)
     tuned = calibration.read(folder)
-    untrusted = calibration.audit(table, tuned)
+    untrusted = calibration.audit(table, tuned, profile)
     own = sorted(why for q, why in untrusted.items() if q.startswith(f"{claim_id}/"))
     if own:
         raise SystemExit(f"ledger: {folder}: {own[0]}")
