@@ -5,12 +5,12 @@ report renders (bnexp/report.py) and the sequential plans read to choose their n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from bnexp import calibration, endpoints
+from bnexp import calibration, endpoints, regime
 from bnexp.claims import Claim, all_claims
 from bnexp.config import CONFIGS, profile_only
 from bnexp.method import ledger
@@ -39,6 +39,18 @@ class Outcome:
 
 
 @dataclass
+class DraftPilot:
+    """A version written to be piloted before registration, and its pilot on this profile's committed
+    tuning rows (those of the regime the profile describes now): why it is still a draft, in numbers."""
+
+    claim: Claim
+    number: int
+    guards: list  # bnexp.method.pilot.GuardPilot, one per guard; empty when it could not be piloted here
+    why_not: str = ""  # what kept the pilot from running at this profile (no calibration of it, say)
+    stale: int = 0  # tuning runs of an earlier regime of the profile, left out of the pilot
+
+
+@dataclass
 class Evaluation:
     """A profile's table, what it was evaluated with, and every claim's outcomes (oldest version first)."""
 
@@ -49,6 +61,7 @@ class Evaluation:
     tuned: dict
     claims: list[list[Outcome]]  # the claims this profile is for
     not_run: list[str]  # the claims its `only` leaves out
+    drafts: list[DraftPilot] = field(default_factory=list)  # drafts' pilots at this profile
 
     def headlines(self) -> dict[str, Outcome]:
         return {per_claim[0].claim.id: headline(per_claim) for per_claim in self.claims}
@@ -134,6 +147,26 @@ def at_profile(outcomes: list[Outcome], only: list[str]) -> bool:
     return not only or any(o.version.measure or o.version.experiment in only for o in outcomes)
 
 
+def draft_pilots(table: pd.DataFrame, tuned: dict, profile: str, only: list[str]) -> list[DraftPilot]:
+    """Every draft with a pilot, of the claims this profile is for, piloted on the profile's tuning rows
+    of its current regime at its tuned answers, as `python -m bnexp.method.ledger pilot` does."""
+    from bnexp.method import pilot
+
+    out = []
+    for claim in all_claims():
+        for number, version in sorted(claim.drafts.items()):
+            if version.pilot is None or (only and version.experiment not in only):
+                continue
+            rows, stale = regime.current(tuning_rows(claim, table), profile)
+            try:
+                out.append(DraftPilot(claim, number, pilot.run(version, rows, tuned), stale=stale))
+            except KeyError as e:  # a tuning question it reads has no answer in tuned.json
+                out.append(DraftPilot(claim, number, [], f"{e.args[0]} is not calibrated at this profile yet", stale))
+            except Exception as e:  # no tuning runs of this regime yet, say
+                out.append(DraftPilot(claim, number, [], f"{type(e).__name__}: {e}", stale))
+    return out
+
+
 def evaluate_profile(results: Path | str, profile: str | None = None) -> Evaluation:
     """Every claim's outcomes at the profile whose committed files are in `results`."""
     results = Path(results)
@@ -142,5 +175,6 @@ def evaluate_profile(results: Path | str, profile: str | None = None) -> Evaluat
     book, tuned = ledger.load(), calibration.read(results)
     only = profile_only(profile)
     evaluated = evaluate(table, exact, book, tuned, profile)
+    drafts = draft_pilots(table, tuned, profile, only) if calibration.profile_of(profile) else []
     return Evaluation(profile, table, curves, book, tuned, [oc for oc in evaluated if at_profile(oc, only)],
-                      [oc[0].claim.id for oc in evaluated if not at_profile(oc, only)])
+                      [oc[0].claim.id for oc in evaluated if not at_profile(oc, only)], drafts)

@@ -124,7 +124,7 @@ def write_report(out: Path | str, profile: str | None = None, evaluated: Evaluat
               if d != out and (d / "claims.json").is_file()}  # the other profiles' committed verdicts
     scales = {**others, ev.profile: claims_json}
     write_atomic(out / "REPORT.md", _markdown(ev.profile, ev.table, ev.claims, ev.book, figures, ev.tuned, scales,
-                                              ev.not_run))
+                                              ev.not_run, ev.drafts, _scouting(out.parent, ev.profile)))
     return out / "REPORT.md"
 
 
@@ -226,6 +226,49 @@ def _header(profile: str, table: pd.DataFrame) -> list[str]:
             "No sweep uses learning-rate warm-up."]
 
 
+def _scouting(results: Path, profile: str) -> dict[str, str]:
+    """Draft -> a line on the regimes scouted for it at this profile: `results/scouting/<claim>_v<n>_<profile>/`
+    holds `bnexp-table`'s runs.csv of exploratory runs on tuning seeds (validation split), committed as the
+    evidence for the regime a draft was, or could not be, registered in."""
+    out = {}
+    for folder in sorted((results / "scouting").glob(f"*_v*_{profile}")):
+        table = folder / "runs.csv"
+        if not table.is_file():
+            continue
+        runs = pd.read_csv(table)
+        swept = [c for c in runs.columns if "." in c and runs[c].nunique() > 1]
+        out[folder.name.removesuffix(f"_{profile}")] = (
+            f"scouted on tuning seeds before registering: {len(runs)} exploratory runs in "
+            f"{runs.groupby(swept).ngroups if swept else 1} cells (arm and regime), varying "
+            f"{', '.join(swept) or 'nothing'} "
+            f"(`results/scouting/{folder.name}/runs.csv`, `pivot.csv`: validation accuracy by regime)")
+    return out
+
+
+def _drafts(drafts: list, profile: str, scouted: dict[str, str]) -> list[str]:
+    """Versions written but not registered, each with its pilot at this profile: a regime whose pilot
+    fails is changed before registration, never registered to fail, and this is the measured reason."""
+    if not drafts:
+        return []
+    lines = ["", "## Drafts under their pilots", "",
+             "Versions written to be registered once their fidelity guards are expected to hold: each guard "
+             "measured on this profile's tuning seeds (validation accuracy standing for test accuracy) and "
+             "projected to the first look (`python -m bnexp.method.ledger pilot <claim> <version> --profile "
+             f"{profile}`). Nothing here is a verdict."]
+    for d in drafts:
+        head = f"- **{d.claim.id}** v{d.number} (draft): "
+        stale = f" ({d.stale} tuning runs of an earlier regime left out)" if d.stale else ""
+        if not d.guards:
+            lines.append(head + f"not piloted at this profile: {d.why_not}{stale}")
+            continue
+        held = all(g.holds for g in d.guards)
+        lines.append(head + ("its pilot passes: it can be registered" if held else "its pilot fails: not registered")
+                     + stale + "; " + "; ".join(str(g) for g in d.guards))
+        if f"{d.claim.id}_v{d.number}" in scouted:
+            lines.append(f"  - {scouted[f'{d.claim.id}_v{d.number}']}")
+    return lines
+
+
 def _calibration(tuned: dict) -> list[str]:
     """The constants this profile's calibration chose (tuned.json), with what each choice rests on."""
     if not tuned:
@@ -287,7 +330,8 @@ def _cross_scale(scales: dict[str, list[dict]]) -> list[str]:
 
 def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], book: ledger.Ledger,
               figures: dict[str, str], tuned: dict | None = None, scales: dict[str, list[dict]] | None = None,
-              not_run: list[str] | None = None) -> str:
+              not_run: list[str] | None = None, drafts: list | None = None,
+              scouted: dict[str, str] | None = None) -> str:
     lines = [*_header(profile, table), "", "In one line each:", ""]
     lines += [_in_words(headline(per_claim)) for per_claim in outcomes]
     lines += ["", "| claim | version | verdict | status | effect [95% CI] | unit | seeds | runs used | criterion "
@@ -302,6 +346,7 @@ def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], 
         lines += ["", f"Not run at this profile (`only` in `configs/profile/{profile}.yaml`): {', '.join(not_run)}; "
                       "their verdicts at the other profiles are in the table below."]
     lines += _cross_scale(scales or {})
+    lines += _drafts(drafts or [], profile, scouted or {})
     lines += _calibration(tuned or {})
     lines += _deviations(outcomes, book)
     for per_claim in outcomes:

@@ -7,8 +7,9 @@ import pandas as pd
 import seaborn as sns
 
 from bnexp.method import protocol as pr
-from bnexp.method.contract import Claim, Context, Question, Use, Version, from_estimate
-from bnexp.method.readings import arm, final_acc
+from bnexp.method.contract import Claim, Context, Pilot, Question, Use, Version, from_estimate
+from bnexp.method.readings import arm, final_acc, rows
+from bnexp.method.sequential import PLAN_V4
 from bnexp.method.stats import INCONCLUSIVE, REPRODUCED, decide, paired, per_seed, t_interval
 from bnexp.records import Record
 
@@ -128,10 +129,84 @@ def verdict_v3(t: pd.DataFrame, ctx: Context):
                       {"reference_acc": float(acc.get("bn_p0", float("nan"))), "reference_arm": "BN, no dropout"})
 
 
+# --- v4: a regime that overfits by design; guards judged by their intervals and piloted -----------
+
+# v3's augmented conv net did not overfit at quick or long (plain's train - test -0.008 and -0.002), so
+# dropout had nothing to remove and the claim could not show; its "dropout helps plain" guard was a
+# 3-seed mean. v4 trains the profile's conv net on a small training set without augmentation for
+# enough epochs to overfit (the profile's dropout_redundancy.v4_*), each net at its own lr (tuned
+# without dropout) and dropout rate before the classifier (tuned at that lr); both guards are judged
+# by their 95% intervals and piloted on the tuning seeds before registration.
+
+SHARE_DIVISOR_V4 = 2  # BN's gain from dropout is at most plain's gain divided by this
+OVERFITS_V4 = 0.05  # guard: lower end of plain's train (no dropout) minus test accuracy
+HELPS_V4 = 0.0  # guard: lower end of dropout's test accuracy gain for plain (clear of no gain)
+
+
+def _gain_v4(t: pd.DataFrame, model: str) -> pd.Series:
+    """Test accuracy with dropout minus without, per seed: v4's cells are v4_<model>_pbest / _p0."""
+    return (_acc(t, f"v4_{model}_pbest") - _acc(t, f"v4_{model}_p0")).dropna()
+
+
+def _protocol_v4(divisor: float = SHARE_DIVISOR_V4, overfits: float = OVERFITS_V4,
+                 helps: float = HELPS_V4) -> pr.Protocol:
+    part = pr.Part(f"BN's gain from dropout - plain's / {divisor:g}",
+                   lambda r, c: paired(_gain_v4(r, "bn"), _gain_v4(r, "plain"), lambda b, a: b - a / divisor),
+                   0.0, False)
+    why = "dropout has nothing to remove in this regime, so 'it adds little with BN' cannot show"
+    guards = (pr.interval_guard("plain without dropout: train - test accuracy (lower end of its 95% interval)",
+                                lambda r, c: list((_acc(r, "v4_plain_p0", "train_acc")
+                                                   - _acc(r, "v4_plain_p0")).dropna()),
+                                overfits, True, (), "the plain net does not overfit; " + why),
+              pr.interval_guard("dropout's test accuracy gain for plain (lower end of its 95% interval)",
+                                lambda r, c: list(_gain_v4(r, "plain")), helps, True, (),
+                                "dropout does not clearly help plain; " + why))
+    return pr.Protocol((part,), PLAN_V4, guards=guards)
+
+
+def protocol_v4() -> pr.Protocol:
+    return pr.with_neighbours(_protocol_v4(), ("BN gain <= plain gain / 1.5", _protocol_v4(divisor=1.5)),
+                              ("BN gain <= plain gain / 3", _protocol_v4(divisor=3.0)),
+                              ("plain overfits by >= 0.1", _protocol_v4(overfits=0.1)),
+                              ("dropout helps plain by >= 0.01", _protocol_v4(helps=0.01)))
+
+
+def verdict_v4(t: pd.DataFrame, ctx: Context):
+    p = t.groupby("arm")["head_dropout"].first() if "head_dropout" in t else pd.Series(dtype=float)
+    gap = (t["train_acc"] - t["final_acc"]).groupby(t["arm"]).mean()
+    acc = t.groupby("arm")["final_acc"].mean()
+    detail = ["dropout before the classifier, p: " + ", ".join(f"{a}: {v:g}" for a, v in p.items()),
+              "mean test acc: " + ", ".join(f"{a}: {v:.3f}" for a, v in acc.items()),
+              "train (dropout on) - test accuracy: " + ", ".join(f"{a}: {v:+.3f}" for a, v in gap.items()),
+              f"BN's gain from dropout: {t_interval(_gain_v4(t, 'bn'))}; plain's: {t_interval(_gain_v4(t, 'plain'))}"]
+    return pr.verdict(protocol_v4(), t, ctx, detail,
+                      {"reference_acc": float(acc.get("v4_bn_p0", float("nan"))), "reference_arm": "BN, no dropout"})
+
+
+def pilot_rows_v4(tuning: pd.DataFrame, tuned: dict) -> pd.DataFrame:
+    """The pilot: each net without dropout at its tuned lr (the lr sweep, tune_v4) and with dropout at
+    its tuned rate (the rate sweep at that lr, tune_p_v4), on the tuning seeds, shaped as the verdict's
+    cells, validation accuracy standing for test accuracy."""
+    lr, p = tuned["dropout_redundancy/lr_v4"]["values"], tuned["dropout_redundancy/p_v4"]["values"]
+    cells = []
+    for norm, model in (("none", "plain"), ("batch", "bn")):
+        no = rows(tuning[tuning["experiment"] == "dropout_redundancy/tune_v4"], lr=float(lr[norm]))
+        no = no[no["norm"] == norm]
+        yes = rows(tuning[tuning["experiment"] == "dropout_redundancy/tune_p_v4"], head_dropout=float(p[norm]))
+        yes = yes[yes["norm"] == norm]
+        cells += [no.assign(arm=f"v4_{model}_p0"), yes.assign(arm=f"v4_{model}_pbest")]
+    out = pd.concat(cells, ignore_index=True)
+    return out.assign(final_acc=out["val_acc"].astype(float))
+
+
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
     Question("dropout_redundancy/lr", "lr", ("none", "batch"), arm_column="norm"),  # each net's lr, no dropout
     Question("dropout_redundancy/p", "head_dropout", ("none", "batch"), arm_column="norm", sweep="tune_p",
              after="dropout_redundancy/lr"),  # each net's dropout rate before the classifier, at its own lr
+    # v4's overfitting regime (configs/experiment/dropout_redundancy/tune_v4.yaml, tune_p_v4.yaml)
+    Question("dropout_redundancy/lr_v4", "lr", ("none", "batch"), arm_column="norm", sweep="tune_v4"),
+    Question("dropout_redundancy/p_v4", "head_dropout", ("none", "batch"), arm_column="norm", sweep="tune_p_v4",
+             after="dropout_redundancy/lr_v4"),
 )
 
 
@@ -156,6 +231,27 @@ VERSIONS = {
 }
 
 
+# Written to be piloted before registration (bnexp/method/pilot.py): registering v4 is moving it into
+# VERSIONS once `python -m bnexp.method.ledger pilot dropout_redundancy 4 --profile <p>` passes, with its
+# sweep (configs/experiment/dropout_redundancy/v4_draft.yaml) as configs/experiment/dropout_redundancy.yaml.
+DRAFTS = {
+    4: Version(f"in the profile's conv net on a small training set without augmentation, trained to overfit, "
+               f"dropout before the classifier at each net's p and lr tuned at this profile: BN's test accuracy gain "
+               f"from dropout is at most 1/{SHARE_DIVISOR_V4} of plain's; untestable unless the lower ends of the 95% "
+               f"intervals of plain's train - test accuracy without dropout (>= {OVERFITS_V4:g}) and of dropout's "
+               f"gain for plain (>= {HELPS_V4:g}) hold",
+               "per-seed accuracy differences, paired by seed; repeated 95% t-intervals (sequential plan: looks at "
+               f"{', '.join(map(str, PLAN_V4.looks))} seeds, Pocock-type spending); guards judged by their 95% "
+               "t-intervals, piloted on the tuning seeds",
+               endpoints_v2, verdict_v4, "dropout_redundancy",
+               uses=(Use("dropout_redundancy/lr_v4", "norm", "none", "none"),
+                     Use("dropout_redundancy/lr_v4", "norm", "batch", "batch"),
+                     Use("dropout_redundancy/p_v4", "arm", "v4_plain_pbest", "none"),
+                     Use("dropout_redundancy/p_v4", "arm", "v4_bn_pbest", "batch")),
+               protocol=protocol_v4, pilot=Pilot(pilot_rows_v4)),
+}
+
+
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
     if "arm" in t and t["arm"].notna().all():  # v2: arms named model_p
         t = t.assign(choice_model=t["arm"].str.split("_").str[0])
@@ -177,6 +273,7 @@ CLAIM = Claim(
     unit="accuracy (fraction: 0.01 = 1 point)",
     order=50,
     versions=VERSIONS,
+    drafts=DRAFTS,
     tuning=TUNING,
     figure=figure,
 )

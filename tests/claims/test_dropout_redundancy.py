@@ -66,3 +66,51 @@ def test_v3_is_untestable_where_the_plain_net_does_not_overfit():
     assert res.verdict == UNTESTABLE and any("does not overfit" in line for line in res.detail)
     res = verdict(3, cells(EIGHT, 0.0, 0.0))
     assert res.verdict == UNTESTABLE and any("dropout does not help plain" in line for line in res.detail)
+
+
+def v4_cells(seeds, plain_gain: float, bn_gain: float, train_acc: float = 1.0) -> pd.DataFrame:
+    """`cells`, named as v4's arms (v4_<model>_p0 / v4_<model>_pbest), with p as head_dropout."""
+    t = cells(seeds, plain_gain, bn_gain, train_acc)
+    return t.assign(arm="v4_" + t["arm"], head_dropout=t.pop("dropout"))
+
+
+FIVE = range(21, 26)
+
+
+def draft(n: int):
+    claim = by_id()["dropout_redundancy"]
+    return claim.versions.get(n) or claim.drafts[n]
+
+
+def test_v4_decides_at_its_first_look_where_plain_overfits_and_dropout_clearly_helps_it():
+    res = draft(4).verdict(v4_cells(FIVE, 0.04, 0.0), Context())
+    assert res.verdict == REPRODUCED and res.n_seeds == 5, res.detail
+    assert draft(4).verdict(v4_cells(FIVE, 0.01, 0.03), Context()).verdict == NOT_REPRODUCED
+
+
+def test_v4_guards_read_intervals_not_means():
+    """Plain's gain from dropout averaging +0.01 but -0.006..+0.026 by seed: the mean would pass v3's
+    guard, the interval's lower end (below 0) fails v4's; a 2-point train-test gap fails the overfitting one."""
+    wobbly = v4_cells(FIVE, 0.01, 0.0)
+    wobbly.loc[wobbly["arm"] == "v4_plain_pbest", "final_acc"] += [0.016, -0.016, 0.012, -0.012, 0.0]
+    res = draft(4).verdict(wobbly, Context())
+    assert res.verdict == UNTESTABLE and any("does not clearly help plain" in line for line in res.detail), res.detail
+    res = draft(4).verdict(v4_cells(FIVE, 0.04, 0.0, train_acc=0.40), Context())
+    assert res.verdict == UNTESTABLE and any("does not overfit" in line for line in res.detail)
+
+
+def test_v4_pilot_reads_the_lr_sweep_without_dropout_and_the_rate_sweep_at_the_tuned_lr():
+    from bnexp.method import pilot
+
+    runs = []
+    for k, seed in enumerate((9000, 9001)):
+        for norm, train, p0, pbest in (("none", 0.95, 0.30, 0.34 + 0.01 * k), ("batch", 0.99, 0.40, 0.40)):
+            runs += [{"experiment": "dropout_redundancy/tune_v4", "norm": norm, "lr": lr, "head_dropout": 0.0,
+                      "seed": seed, "val_acc": p0 - (lr != 0.1) * 0.05, "train_acc": train} for lr in (0.03, 0.1)]
+            runs += [{"experiment": "dropout_redundancy/tune_p_v4", "norm": norm, "lr": 0.1, "head_dropout": p,
+                      "seed": seed, "val_acc": pbest - (p != 0.2) * 0.05, "train_acc": train} for p in (0.1, 0.2)]
+    tuned = {"dropout_redundancy/lr_v4": {"values": {"none": 0.1, "batch": 0.1}},
+             "dropout_redundancy/p_v4": {"values": {"none": 0.2, "batch": 0.2}}}
+    overfits, helps = pilot.run(draft(4), pd.DataFrame(runs), tuned)
+    assert overfits.value == pytest.approx(0.65) and overfits.holds  # train 0.95 - validation 0.30
+    assert helps.value == pytest.approx(0.045) and helps.holds  # 0.34 / 0.35 with dropout - 0.30 without
