@@ -263,12 +263,6 @@ VERSIONS = {
                endpoints_v2, verdict_v3, "landscape",
                uses=tuple(Use("landscape/lr", "choice_model", m, m) for m in ("plain", "bn", "noisy_bn")),
                protocol=protocol_v3),
-}
-
-
-# Written to be piloted before registration (bnexp/method/pilot.py): registering v4 is moving it into
-# VERSIONS once `python -m bnexp.method.ledger pilot landscape 4 --profile <p>` passes at each profile.
-DRAFTS = {
     4: Version(f"at the lr shared by plain and BN (tuned at this profile on their validation accuracy; noisy BN trains "
                f"at it), each run's median over the probes after initialisation: loss range and gradient change "
                f"along the gradient <= {RATIO_V4:g}x with BN; noisy BN (statistics re-estimated without noise) within "
@@ -281,6 +275,8 @@ DRAFTS = {
                uses=tuple(Use("landscape/lr_v4", "choice_model", m, "bn") for m in ("plain", "bn", "noisy_bn")),
                protocol=protocol_v4, pilot=Pilot(pilot_rows_v4)),
 }
+
+
 
 
 def curves(rec: Record) -> pd.DataFrame:
@@ -314,7 +310,6 @@ CLAIM = Claim(
     unit="ratio",
     order=80,
     versions=VERSIONS,
-    drafts=DRAFTS,
     tuning=TUNING,
     figure=figure,
     curves=curves,

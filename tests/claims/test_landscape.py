@@ -46,8 +46,7 @@ STEADY, NOISY = tuned((0.40, 0.41, 0.42)), tuned((0.30, 0.40, 0.50))
 
 
 def verdict(n: int, t: pd.DataFrame, ctx: Context | None = None):
-    claim = by_id()["landscape"]
-    return (claim.versions.get(n) or claim.drafts[n]).verdict(t, ctx or Context())
+    return by_id()["landscape"].versions[n].verdict(t, ctx or Context())
 
 
 def hand_made() -> list:
@@ -146,7 +145,7 @@ def test_v4s_lr_is_shared_by_plain_and_bn_and_its_pilot_reads_plain_there():
                          "val_acc": a, "status": "completed"} for k, a in enumerate(accs)]
         return pd.DataFrame(out)
 
-    version = ls.CLAIM.versions.get(4) or ls.CLAIM.drafts[4]
+    version = ls.CLAIM.versions[4]
     t = tuning((0.27, 0.29))
     answer = calibration._scores(t[t["choice_model"].isin(q.arms)], q).min(axis=0).idxmax()
     assert answer == 0.03  # plain trains there; v3's rule, scored on noisy BN too, would take 0.1
