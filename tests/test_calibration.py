@@ -110,7 +110,7 @@ def test_the_committed_quick_choices_recompute_from_the_committed_table():
 
     results = ROOT / "results" / "quick"
     table = endpoints.read(results)[0]
-    assert calibration.tuned(table) == json.loads((results / calibration.TUNED).read_text())
+    assert calibration.tuned(table, "quick") == json.loads((results / calibration.TUNED).read_text())
     tune = table[table["experiment"].str.contains("/tune")]
     low, high = ledger.load().tuning_seeds
     assert len(tune) and tune["seed"].between(low, high).all()

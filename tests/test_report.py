@@ -21,6 +21,8 @@ def test_every_committed_report_regenerates_exactly_from_its_table(tmp_path, pro
         if other.parent != committed:
             (tmp_path / other.parent.name).mkdir()
             shutil.copy(other, tmp_path / other.parent.name / "claims.json")
+    if (COMMITTED.parent / "scouting").is_dir():  # drafts' scouted regimes, named in the report
+        shutil.copytree(COMMITTED.parent / "scouting", tmp_path / "scouting")
     tmp_path = tmp_path / profile
     tmp_path.mkdir()
     for name in (endpoints.RUNS, endpoints.CURVES, endpoints.EXACT, calibration.TUNED):
@@ -96,3 +98,22 @@ def test_a_version_with_no_runs_is_not_called_confirmatory(tmp_path):
     newest.used = newest.used.iloc[0:0]  # as before any of its runs
     assert report._standing(newest).startswith("no runs yet")
     assert "no runs at this profile yet" in report._in_words(newest)
+
+
+def test_drafts_are_listed_with_their_pilot_at_the_profile_and_the_regimes_scouted_for_them(tmp_path):
+    """small_batch v4 is a draft whose pilot fails at quick (GN+WS 3.25 points behind BN at 128 on the
+    tuning seeds, projected to 5.1 at the first look, against <= 3): the report says so in numbers, and
+    names the committed table of the regimes scouted for it."""
+    from bnexp.evaluation import draft_pilots
+
+    table = endpoints.read(COMMITTED)[0]
+    drafts = {(d.claim.id, d.number): d for d in draft_pilots(table, calibration.read(COMMITTED), "quick", [])}
+    [guard] = drafts[("small_batch", 4)].guards
+    assert not guard.holds and guard.value == pytest.approx(0.0325) and guard.projected > 0.03
+    (tmp_path / "scouting" / "small_batch_v4_quick").mkdir(parents=True)
+    shutil.copy(ROOT / "results" / "scouting" / "small_batch_v4_quick" / "runs.csv",
+                tmp_path / "scouting" / "small_batch_v4_quick" / "runs.csv")
+    lines = report._drafts(list(drafts.values()), "quick", report._scouting(tmp_path, "quick"))
+    line = next(i for i, x in enumerate(lines) if x.startswith("- **small_batch** v4 (draft): its pilot fails"))
+    assert "pilot mean 0.0325 on 2 tuning seeds" in lines[line] and "needs <= 0.03" in lines[line]
+    assert "results/scouting/small_batch_v4_quick/runs.csv" in lines[line + 1]

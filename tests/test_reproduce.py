@@ -73,7 +73,7 @@ def test_smoke_profile_end_to_end_reports_every_claim(tmp_path, real_data):
     assert sum(int(m[2]) for m in stages if m[3] == "0") == len(calibrations()) + len(pilots())
     assert after.lstrip().startswith(f"{len({c.split('/')[0] for c in calibrations()})} claims tuned")
     assert set(tune["seed"]) == {9000} and tune.loc[tune["status"] != "diverged", "val_acc"].notna().all()
-    assert json.loads((out / "tuned.json").read_text()) == calibration.tuned(endpoints.read(out)[0])
+    assert json.loads((out / "tuned.json").read_text()) == calibration.tuned(endpoints.read(out)[0], "smoke")
     assert f"runs in {len(experiments())} sweeps, 0 already complete" in after
     # the overall tally (wandb's report-run output may follow it on stderr)
     assert any(line.startswith("reproduce smoke: ") and " jobs: " in line for line in r.stderr.splitlines()), \
