@@ -16,6 +16,7 @@ from bnexp.method.contract import Claim, Context, Pilot, Version
 from bnexp.method.ledger import Entry, book
 from bnexp.method.ledger import __main__ as cli
 from bnexp.method.sequential import Plan
+from bnexp.method.stats import REPRODUCED
 from bnexp.profile import budget_hash
 from tests.conftest import ROOT
 
@@ -189,3 +190,24 @@ def test_a_draft_is_piloted_but_neither_judged_nor_registered(scratch_ledger, mo
     assert not [p for p in ledger.check(list(by_id().values()), book.load()) if "small_batch v4" in p]
     with pytest.raises(SystemExit, match="small_batch v4 is a draft: once its pilot passes, move it"):
         _main(monkeypatch, "register", "small_batch", "4", "--reason", "r", "--pilot", "long")
+
+
+def test_from_v5_an_interval_guard_still_open_keeps_the_plan_going_and_a_clear_failure_stops_it():
+    """Gaps averaging 0.025 with a spread that puts the upper end past 0.03 at 5 seeds: v4's rule reads
+    the claim untestable at its first look; with `open_guards` the claim stays undecided and the plan asks
+    for 8 seeds, where the guard's interval has closed under 0.03 and the part decides. A guard whose
+    mean is past its threshold (0.05) stops the plan as before, and at the last look an open guard
+    still fails."""
+    wobble = [0.015, 0.035, 0.02, 0.03, 0.025]
+    five, eight = _rows(wobble), _rows([*wobble, 0.02, 0.021, 0.019])
+    v4, v5 = _protocol(), dataclasses.replace(_protocol(), open_guards=True)
+    assert pr.verdict(v4, five, Context()).verdict == pr.UNTESTABLE
+    res = pr.verdict(v5, five, Context())
+    assert res.verdict == pr.INCONCLUSIVE and res.derived["next_seeds"] == 8, res.detail
+    res = pr.verdict(v5, eight, Context())
+    assert res.verdict == REPRODUCED and res.n_seeds == 8, res.detail
+    clear = _rows([0.05, 0.06, 0.04, 0.05, 0.055])
+    res = pr.verdict(v5, clear, Context())
+    assert res.verdict == pr.UNTESTABLE and res.derived["next_seeds"] is None
+    last = dataclasses.replace(v5, plan=Plan(looks=(5,)))
+    assert pr.verdict(last, five, Context()).verdict == pr.UNTESTABLE

@@ -94,6 +94,10 @@ class Protocol:
     # table, built with with_threshold / with_guard (or the version's own builder, where a choice
     # moves a statistic rather than a threshold) and attached by with_neighbours.
     neighbours: tuple[tuple[str, Protocol], ...] = field(default=(), compare=False)
+    # From v5 on: an interval guard that fails only because its interval still reaches past the
+    # threshold (its mean on the holding side) leaves the claim undecided and the plan going; it
+    # makes the parts it guards untestable once it fails clearly, or at the plan's last look.
+    open_guards: bool = False
 
 
 # --- intervals at a look ------------------------------------------------------------------------
@@ -135,14 +139,29 @@ def look(protocol: Protocol, t: pd.DataFrame, ctx: Context, k: int, seeds: list[
     mult = protocol.plan.multiplier(k, n)
     measured = {g.name: float(g.measure(rows, ctx)) for g in protocol.guards}
     failed = [g.name for g in protocol.guards if not g.holds(measured[g.name])]
+    still_open = {g.name for g in protocol.guards if g.name in failed and _open(protocol, g, rows, ctx, k)}
     parts = {}
     for p in protocol.parts:
         est = estimate(p, rows, ctx, mult)
-        blocked = any(g.name in failed and (not g.guards or p.name in g.guards) for g in protocol.guards)
-        parts[p.name] = (UNTESTABLE if blocked else decide(est, p.threshold, p.at_least), est)
+        blocked = [g.name for g in protocol.guards if g.name in failed and (not g.guards or p.name in g.guards)]
+        if blocked:
+            parts[p.name] = (INCONCLUSIVE if set(blocked) <= still_open else UNTESTABLE, est)
+        else:
+            parts[p.name] = (decide(est, p.threshold, p.at_least), est)
     verdict = combine(*(v for v, _ in parts.values()))
     # More seeds can only narrow an interval: an open part may still close, a decided one stays.
     return Look(n, list(seeds[:n]), mult, parts, measured, failed, verdict, verdict != INCONCLUSIVE)
+
+
+def _open(protocol: Protocol, g: Guard, rows: pd.DataFrame, ctx: Context, k: int) -> bool:
+    """A failed interval guard whose mean is on the holding side, before the plan's last look, under
+    a protocol with `open_guards`: more seeds may yet show that it holds."""
+    if not protocol.open_guards or k == len(protocol.plan.looks) - 1:
+        return False
+    if not isinstance(g, IntervalGuard) or g.values is None:
+        return False
+    values = [v for v in g.values(rows, ctx) if v is not None and not math.isnan(v)]
+    return len(values) > 0 and g.holds(sum(values) / len(values))
 
 
 def run(protocol: Protocol, t: pd.DataFrame, ctx: Context) -> tuple[list[Look], int | None]:
