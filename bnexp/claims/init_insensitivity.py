@@ -182,6 +182,10 @@ def protocol_v4() -> pr.Protocol:
 
 
 def verdict_v4(t: pd.DataFrame, ctx: Context):
+    return _verdict_v4(protocol_v4(), t, ctx)
+
+
+def _verdict_v4(protocol: pr.Protocol, t: pd.DataFrame, ctx: Context):
     table = t.groupby(["arm", "init_scheme", "init_scale"])["final_acc"].mean()
     detail = [f"{m} mean test acc: " + ", ".join(f"{s} x{c:g}: {a:.3f}" for (_, s, c), a in g.items())
               for m, g in table.groupby(level=0)]
@@ -190,7 +194,7 @@ def verdict_v4(t: pd.DataFrame, ctx: Context):
                       f"{t_interval(kept_v3(t)['kept']['plain'])}")
     k = kept_v4(t)
     ref = float(k.xs("bn", level="arm")["reference"].mean()) if "bn" in set(t["arm"]) else float("nan")
-    return pr.verdict(protocol_v4(), t, ctx, detail, {"reference_acc": ref, "reference_arm": "BN, He x1"})
+    return pr.verdict(protocol, t, ctx, detail, {"reference_acc": ref, "reference_arm": "BN, He x1"})
 
 
 def pilot_rows_v4(tuning: pd.DataFrame, tuned: dict) -> pd.DataFrame:
@@ -198,6 +202,22 @@ def pilot_rows_v4(tuning: pd.DataFrame, tuned: dict) -> pd.DataFrame:
     (configs/experiment/init_insensitivity/pilot.yaml), validation accuracy for test accuracy."""
     runs = tuning[tuning["experiment"] == "init_insensitivity/pilot"]
     return runs.assign(final_acc=runs["val_acc"].astype(float))
+
+
+# --- v5: v4, with a guard still open leaving the plan going ---------------------------------------
+
+# v4's first look at quick read untestable: plain's careful-init test accuracy averaged 0.236 over its 5
+# seeds, above the 0.2 bar, but the lower end of its interval was 0.182 (its pilot had projected 0.229),
+# and v4's plan stops at an untestable look although more seeds could close that interval above the
+# bar. v5 is v4 on fresh seeds with open interval guards (protocol.Protocol.open_guards).
+
+
+def protocol_v5() -> pr.Protocol:
+    return pr.with_open_guards(protocol_v4())
+
+
+def verdict_v5(t: pd.DataFrame, ctx: Context):
+    return _verdict_v4(protocol_v5(), t, ctx)
 
 
 TUNING = (  # tuned at every profile (bnexp/calibration.py); versions from v3 on read the answers
@@ -238,6 +258,19 @@ VERSIONS = {
                uses=(Use("init_insensitivity/lr", "arm", "plain", "plain"),
                      Use("init_insensitivity/lr", "arm", "bn", "bn")),
                protocol=protocol_v4, pilot=Pilot(pilot_rows_v4)),
+    5: Version(f"v4's criterion (BN keeps >= {BN_KEEPS_V4:g} of its careful-init gain, unclipped, and >= {MORE_V4:g} "
+               f"more than plain; guarded by what the other inits cost plain (>= {PLAIN_LOSES_V4:g}) and plain's "
+               f"careful-init accuracy (>= {PLAIN_TRAINS_V4:g}), each by its interval's lower end), with the guards "
+               "open: a look where a guard fails only by an interval still reaching below its bar, its mean above "
+               "it, stays undecided and the plan goes on; untestable only when a guard fails clearly or at the "
+               "last look",
+               "per-seed kept shares (BN) and differences (BN - plain, paired by seed); repeated 95% t-intervals "
+               f"(sequential plan: looks at {', '.join(map(str, PLAN_V4.looks))} seeds, Pocock-type spending); both "
+               "must hold; guards by their 95% t-intervals, piloted on tuning seeds before registration",
+               endpoints_v2, verdict_v5, "init_insensitivity",
+               uses=(Use("init_insensitivity/lr", "arm", "plain", "plain"),
+                     Use("init_insensitivity/lr", "arm", "bn", "bn")),
+               protocol=protocol_v5, pilot=Pilot(pilot_rows_v4)),
 }
 
 

@@ -266,6 +266,12 @@ def with_guard(protocol: Protocol, guard: Guard | str, threshold: float) -> Prot
                    guards=tuple(replace(g, threshold=threshold) if g.name == name else g for g in protocol.guards))
 
 
+def with_open_guards(protocol: Protocol) -> Protocol:
+    """The protocol, and each of its neighbouring choices, with open interval guards (`open_guards`)."""
+    return replace(protocol, open_guards=True,
+                   neighbours=tuple((label, replace(p, open_guards=True)) for label, p in protocol.neighbours))
+
+
 def with_neighbours(protocol: Protocol, *choices: tuple[str, Protocol]) -> Protocol:
     """The protocol with its registered neighbouring choices, each (label, that choice's protocol)."""
     return replace(protocol, neighbours=tuple((label, replace(alt, neighbours=())) for label, alt in choices))

@@ -133,3 +133,27 @@ def test_v4_pilot_reads_plains_validation_accuracy_on_the_tuning_seeds():
     assert trains.holds and trains.value == pytest.approx(0.301)
     t2 = t.assign(val_acc=np.where(t["val_acc"] > 0.2, 0.21 + 0.04 * (t["seed"] - 9000), t["val_acc"]))
     assert not pilot.run(v4, t2, {})[1].holds  # 0.21 and 0.25 over 2 seeds: the projected lower end < 0.2
+
+
+def _plain_careful(t: pd.DataFrame, accs: list[float]) -> pd.DataFrame:
+    """`t` with plain's careful-init accuracy set per seed, in seed order."""
+    t = t.copy()
+    careful = (t["init_scheme"] == ii.REFERENCE_V3[0]) & (t["init_scale"] == ii.REFERENCE_V3[1]) & (t["arm"] == "plain")
+    for seed, acc in zip(sorted(t["seed"].unique()), accs, strict=False):
+        t.loc[careful & (t["seed"] == seed), "final_acc"] = acc
+    return t
+
+
+def test_v5_a_careful_init_guard_still_open_keeps_the_plan_going():
+    """Plain's careful-init accuracy 0.17-0.27 over 5 seeds (mean 0.22, lower end 0.17): v4 stops untestable
+    at its first look; v5 reads the look undecided and asks for 8 seeds, and decides once the guard's
+    interval has closed above 0.2. Clearly below the bar (mean 0.15), v5 is untestable at once."""
+    spread = [0.17, 0.27, 0.20, 0.25, 0.21]
+    five = _plain_careful(grid(range(21, 26), 0.003, 0.3), spread)
+    assert verdict(4, five).verdict == UNTESTABLE
+    res = verdict(5, five)
+    assert res.verdict == INCONCLUSIVE and res.derived["next_seeds"] == 8, res.detail
+    eight = _plain_careful(grid(range(21, 29), 0.003, 0.3), [*spread, 0.25, 0.25, 0.25])
+    assert verdict(5, eight).verdict == REPRODUCED and verdict(5, eight).n_seeds == 8
+    low = _plain_careful(grid(range(21, 26), 0.003, 0.3), [0.14, 0.16, 0.15, 0.15, 0.15])
+    assert verdict(5, low).verdict == UNTESTABLE

@@ -14,7 +14,7 @@ import pytest
 from bnexp.claims import by_id
 from bnexp.claims import landscape as ls
 from bnexp.method.contract import Context
-from bnexp.method.stats import NOT_REPRODUCED, REPRODUCED, UNTESTABLE
+from bnexp.method.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE
 
 
 def probes(seeds, ratio: float = 0.3, noisy_gap: float = 0.0, plain_acc: float = 0.38) -> pd.DataFrame:
@@ -154,3 +154,14 @@ def test_v4s_lr_is_shared_by_plain_and_bn_and_its_pilot_reads_plain_there():
     assert g.holds and g.value == pytest.approx(0.28) and g.seeds == 2
     [g] = pilot.run(version, tuning((0.20, 0.24)), tuned)
     assert not g.holds  # mean 0.22, its projected lower end at 5 seeds below 0.2
+
+
+def test_v5_a_plain_accuracy_guard_still_open_keeps_the_plan_going():
+    """Plain at the shared lr 0.17-0.27 over 5 seeds (mean 0.22, lower end 0.17): v4 stops untestable at its
+    first look, v5 stays undecided and asks for 8 seeds."""
+    t = probes(FIVE)
+    plain = t["choice_model"] == "plain"
+    t.loc[plain, "final_acc"] = [0.17, 0.27, 0.20, 0.25, 0.21]
+    assert verdict(4, t).verdict == UNTESTABLE
+    res = verdict(5, t)
+    assert res.verdict == INCONCLUSIVE and res.derived["next_seeds"] == 8, res.detail
