@@ -78,7 +78,8 @@ def test_the_report_opens_with_a_plain_line_per_claim_and_labels_what_each_statu
     assert lines["convergence"].count("**holds**") == 1 and "0.246 [0.142, 0.407] against <= 0.5" in \
         lines["convergence"]
     assert "**cannot show here**" in lines["small_batch"] and "0.245 (needs <= 0.03)" in lines["small_batch"]
-    assert "**fails**" in lines["landscape"] and "Paper: " in lines["landscape"]
+    assert "**undecided**" in lines["landscape"] and "(the plan's next look: 8 seeds)" in lines["landscape"] \
+        and "Paper: " in lines["landscape"]
     table = [row for row in text.splitlines() if row.startswith("| [")]
     small = next(r for r in table if r.startswith("| [small_batch]"))
     assert "guard 0.245 (needs <= 0.03); deciding part -0.166" in small  # the effect column says why

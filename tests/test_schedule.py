@@ -165,7 +165,7 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
     a = argparse.Namespace(profile="quick", overrides=["train.epochs=1"])
     mod.verdict_stage(["convergence", "landscape"], a, 2, tmp_path)
     assert launched == [[("convergence", ("profile.seeds=verdict:1-5",)),
-                         ("landscape", ("profile.seeds=verdict:1-3",))],
+                         ("landscape", ("profile.seeds=verdict:1-5",))],
                         [("convergence", ("profile.seeds=verdict:6-8",))],
                         [("convergence", ("profile.seeds=verdict:9-12",))]]
     assert a.overrides == ["train.epochs=1"]
@@ -188,7 +188,7 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
 
     monkeypatch.setattr(mod, "evaluate_profile", resumed)
     mod.verdict_stage(["landscape"], a, 2, tmp_path)
-    assert launched == [[("landscape", ("profile.seeds=verdict:1-3",))],
+    assert launched == [[("landscape", ("profile.seeds=verdict:1-5",))],
                         [("landscape", ("profile.seeds=verdict:6-8",))]]
     assert mod.next_look((3, 5, 8), 0, 5) == 1 and mod.next_look((3, 5, 8), 2, 8) is None
     assert mod.next_look((3, 5, 8), 1, None) is None
