@@ -270,10 +270,14 @@ def grids(profile: str) -> dict[str, list[float]]:
 MAX_WIDENINGS = 3  # times a grid is widened by one step at an edge before its edge choice stands (flagged)
 
 
+RATES = ("dropout", "head_dropout")  # knobs that are probabilities: a grid never reaches 1
+
+
 def widening(answer: dict[str, Any]) -> list[float]:
     """The grid values that widen an answer's grid by one geometric step past each end where an arm's
-    choice sits (`at_grid_edge`): below 0.05 < 0.1 comes 0.025, above 0.4 < 0.8 comes 1.6. Empty when no
-    choice is at an edge, for a target, or for a grid of one value."""
+    choice sits (`at_grid_edge`): below 0.05 < 0.1 comes 0.025, above 0.4 < 0.8 comes 1.6. A rate (a
+    dropout probability, below 1) is widened upward by the same step on its distance to 1: above
+    0.25 < 0.5 comes 0.667. Empty when no choice is at an edge, for a target, or for a grid of one value."""
     if answer.get("rule") == "target" or not answer.get("at_grid_edge"):
         return []
     grid = sorted({float(v) for scores in answer["scores"].values() for v in scores})
@@ -284,7 +288,10 @@ def widening(answer: dict[str, Any]) -> list[float]:
     if grid[0] in chosen:
         out.append(float(f"{grid[0] ** 2 / grid[1]:.6g}"))
     if grid[-1] in chosen:
-        out.append(float(f"{grid[-1] ** 2 / grid[-2]:.6g}"))
+        if answer.get("knob") in RATES:
+            out.append(float(f"{1 - (1 - grid[-1]) ** 2 / (1 - grid[-2]):.6g}"))
+        else:
+            out.append(float(f"{grid[-1] ** 2 / grid[-2]:.6g}"))
     return out
 
 

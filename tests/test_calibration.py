@@ -135,3 +135,12 @@ def test_only_the_runs_of_the_profiles_current_regime_are_chosen_from():
     # tuned.json written from the older rows is flagged by the audit at the profile
     stale = calibration.choose(before, q, {})
     assert "convergence/lr" in calibration.audit(both, {"convergence/lr": stale}, "quick")
+
+
+def test_a_dropout_rate_is_widened_toward_1_never_to_it():
+    """At smoke, v4's rate grid 0.25, 0.5 with a choice at 0.5 once widened to 1.0, a rate no net can
+    train at (refused, so the calibration stage failed); a rate's upper step is taken on 1 - p."""
+    answer = {"rule": "best", "knob": "head_dropout", "values": {"none": 0.5}, "at_grid_edge": ["none"],
+              "scores": {"none": {"0.25": 0.3, "0.5": 0.35}}}
+    assert calibration.widening(answer) == [pytest.approx(2 / 3, rel=1e-5)]
+    assert calibration.widening(answer | {"knob": "lr"}) == [1.0]
