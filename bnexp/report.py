@@ -262,7 +262,7 @@ def _drafts(drafts: list, profile: str, scouted: dict[str, str]) -> list[str]:
             lines.append(head + f"not piloted at this profile: {d.why_not}{stale}")
             continue
         held = all(g.holds for g in d.guards)
-        lines.append(head + ("its pilot passes: it can be registered" if held else "its pilot fails: not registered")
+        lines.append(head + ("its pilot passes: it can be registered" if held else "its pilot fails: it stays a draft")
                      + stale + "; " + "; ".join(str(g) for g in d.guards))
         if f"{d.claim.id}_v{d.number}" in scouted:
             lines.append(f"  - {scouted[f'{d.claim.id}_v{d.number}']}")
