@@ -115,6 +115,7 @@ def test_drafts_are_listed_with_their_pilot_at_the_profile_and_the_regimes_scout
     shutil.copy(ROOT / "results" / "scouting" / "small_batch_v4_quick" / "runs.csv",
                 tmp_path / "scouting" / "small_batch_v4_quick" / "runs.csv")
     lines = report._drafts(list(drafts.values()), "quick", report._scouting(tmp_path, "quick"))
-    line = next(i for i, x in enumerate(lines) if x.startswith("- **small_batch** v4 (draft): its pilot fails: it stays a draft"))
+    line = next(i for i, x in enumerate(lines)
+                if x.startswith("- **small_batch** v4 (draft): its pilot fails: it stays a draft"))
     assert "pilot mean 0.0325 on 2 tuning seeds" in lines[line] and "needs <= 0.03" in lines[line]
     assert "results/scouting/small_batch_v4_quick/runs.csv" in lines[line + 1]
