@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -258,20 +260,17 @@ VERSIONS = {
                uses=(Use("init_insensitivity/lr", "arm", "plain", "plain"),
                      Use("init_insensitivity/lr", "arm", "bn", "bn")),
                protocol=protocol_v4, pilot=Pilot(pilot_rows_v4)),
-    5: Version(f"v4's criterion (BN keeps >= {BN_KEEPS_V4:g} of its careful-init gain, unclipped, and >= {MORE_V4:g} "
-               f"more than plain; guarded by what the other inits cost plain (>= {PLAIN_LOSES_V4:g}) and plain's "
-               f"careful-init accuracy (>= {PLAIN_TRAINS_V4:g}), each by its interval's lower end), with the guards "
-               "open: a look where a guard fails only by an interval still reaching below its bar, its mean above "
-               "it, stays undecided and the plan goes on; untestable only when a guard fails clearly or at the "
-               "last look",
-               "per-seed kept shares (BN) and differences (BN - plain, paired by seed); repeated 95% t-intervals "
-               f"(sequential plan: looks at {', '.join(map(str, PLAN_V4.looks))} seeds, Pocock-type spending); both "
-               "must hold; guards by their 95% t-intervals, piloted on tuning seeds before registration",
-               endpoints_v2, verdict_v5, "init_insensitivity",
-               uses=(Use("init_insensitivity/lr", "arm", "plain", "plain"),
-                     Use("init_insensitivity/lr", "arm", "bn", "bn")),
-               protocol=protocol_v5, pilot=Pilot(pilot_rows_v4)),
 }
+# v5: v4's method, sweep, constants and pilot; its own criterion, verdict and protocol (open guards).
+VERSIONS[5] = dataclasses.replace(
+    VERSIONS[4],
+    criterion=f"v4's criterion (BN keeps >= {BN_KEEPS_V4:g} of its careful-init gain, unclipped, and >= {MORE_V4:g} "
+              f"more than plain; guarded by what the other inits cost plain (>= {PLAIN_LOSES_V4:g}) and plain's "
+              f"careful-init accuracy (>= {PLAIN_TRAINS_V4:g}), each by its interval's lower end), with the guards "
+              "open: a look where a guard fails only by an interval still reaching below its bar, its mean above "
+              "it, stays undecided and the plan goes on; untestable only when a guard fails clearly or at the "
+              "last look",
+    verdict=verdict_v5, protocol=protocol_v5)
 
 
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import matplotlib.pyplot as plt
@@ -295,19 +296,17 @@ VERSIONS = {
                endpoints_v4, verdict_v4, "landscape",
                uses=tuple(Use("landscape/lr_v4", "choice_model", m, "bn") for m in ("plain", "bn", "noisy_bn")),
                protocol=protocol_v4, pilot=Pilot(pilot_rows_v4)),
-    5: Version(f"v4's criterion (at the lr shared by plain and BN, each run's median probe after initialisation: loss "
-               f"range and gradient change along the gradient <= {RATIO_V4:g}x with BN; noisy BN within "
-               f"{NOISY_GAP_V4 * 100:g} points of BN; the landscape parts judged only if the lower end of plain's test "
-               f"accuracy is >= {TRAINS_V4:g}), with the guard open: a look where it fails only by an interval still "
-               "reaching below the bar, its mean above it, stays undecided and the plan goes on; untestable only when "
-               "it fails clearly or at the last look",
-               "per-seed ratios of per-run medians and differences, paired by seed; repeated 95% t-intervals (log "
-               f"for ratios; sequential plan: looks at {', '.join(map(str, PLAN_V4.looks))} seeds, Pocock-type "
-               "spending); the guard judged by its 95% t-interval, piloted on the tuning seeds",
-               endpoints_v4, verdict_v5, "landscape",
-               uses=tuple(Use("landscape/lr_v4", "choice_model", m, "bn") for m in ("plain", "bn", "noisy_bn")),
-               protocol=protocol_v5, pilot=Pilot(pilot_rows_v4)),
 }
+# v5: v4's method, sweep, constants and pilot; its own criterion, verdict and protocol (open guards).
+VERSIONS[5] = dataclasses.replace(
+    VERSIONS[4],
+    criterion=f"v4's criterion (at the lr shared by plain and BN, each run's median probe after initialisation: loss "
+              f"range and gradient change along the gradient <= {RATIO_V4:g}x with BN; noisy BN within "
+              f"{NOISY_GAP_V4 * 100:g} points of BN; the landscape parts judged only if the lower end of plain's test "
+              f"accuracy is >= {TRAINS_V4:g}), with the guard open: a look where it fails only by an interval still "
+              "reaching below the bar, its mean above it, stays undecided and the plan goes on; untestable only when "
+              "it fails clearly or at the last look",
+    verdict=verdict_v5, protocol=protocol_v5)
 
 
 
