@@ -226,6 +226,25 @@ def _header(profile: str, table: pd.DataFrame) -> list[str]:
             "No sweep uses learning-rate warm-up."]
 
 
+def _scouted_runs(table: Path) -> pd.DataFrame:
+    """A scouting table as bnexp-table wrote it; InputError, naming the file, for one that is not (unreadable,
+    without its run keys, a run twice, or a row cut short)."""
+    try:
+        if not table.read_bytes().endswith(b"\n"):  # bnexp-table writes whole lines: a file ending mid-row
+            raise InputError(f"{table}: its last row is cut short")
+        runs = pd.read_csv(table)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise InputError(f"{table}: not readable as bnexp-table's runs.csv ({type(e).__name__})") from None
+    missing = [c for c in ("key", "status", "seed") if c not in runs]
+    if missing:
+        raise InputError(f"{table}: not bnexp-table's runs.csv (no {', '.join(missing)} column)")
+    if runs["key"].duplicated().any():
+        raise InputError(f"{table}: run {runs.loc[runs['key'].duplicated(), 'key'].iloc[0]} appears twice")
+    if runs[["key", "status", "seed"]].isna().any().any():
+        raise InputError(f"{table}: a row without its key, status or seed (cut short?)")
+    return runs
+
+
 def _scouting(results: Path, profile: str) -> dict[str, str]:
     """Draft -> a line on the regimes scouted for it at this profile: `results/scouting/<claim>_v<n>_<profile>/`
     holds `bnexp-table`'s runs.csv of exploratory runs on tuning seeds (validation split), committed as the
@@ -235,7 +254,7 @@ def _scouting(results: Path, profile: str) -> dict[str, str]:
         table = folder / "runs.csv"
         if not table.is_file():
             continue
-        runs = pd.read_csv(table)
+        runs = _scouted_runs(table)
         swept = [c for c in runs.columns if "." in c and runs[c].nunique() > 1]
         out[folder.name.removesuffix(f"_{profile}")] = (
             f"scouted on tuning seeds before registering: {len(runs)} exploratory runs in "

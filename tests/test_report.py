@@ -9,6 +9,7 @@ import pytest
 
 from bnexp import calibration, endpoints, report
 from bnexp.claims import all_claims, by_id
+from bnexp.files import InputError
 from tests.conftest import ROOT
 
 COMMITTED = ROOT / "results" / "quick"
@@ -119,3 +120,17 @@ def test_drafts_are_listed_with_their_pilot_at_the_profile_and_the_regimes_scout
                 if x.startswith("- **small_batch** v4 (draft): its pilot fails: it stays a draft"))
     assert "pilot mean 0.0325 on 2 tuning seeds" in lines[line] and "needs <= 0.03" in lines[line]
     assert "results/scouting/small_batch_v4_quick/runs.csv" in lines[line + 1]
+
+
+@pytest.mark.parametrize("spoil, why", [
+    (lambda text: text + text.splitlines()[1] + "\n", "appears twice"),  # a duplicated row
+    (lambda text: text[: len(text) // 2], "cut short|not readable"),  # a truncation
+    (lambda text: "nonsense,columns\n1,2\n", "no key"),  # a hand-made file that is not the table
+])
+def test_a_spoilt_scouting_table_is_refused_in_one_line(tmp_path, spoil, why):
+    folder = tmp_path / "scouting" / "small_batch_v4_quick"
+    folder.mkdir(parents=True)
+    text = (ROOT / "results" / "scouting" / "small_batch_v4_quick" / "runs.csv").read_text()
+    (folder / "runs.csv").write_text(spoil(text))
+    with pytest.raises(InputError, match=why):
+        report._scouting(tmp_path, "quick")
