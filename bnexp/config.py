@@ -244,6 +244,12 @@ def pilots() -> list[str]:
     return sorted(f"{p.parent.name}/{p.stem}" for p in (CONFIGS / "experiment").glob("*/pilot*.yaml"))
 
 
+def drafts() -> list[str]:
+    """Every draft's verdict sweep: configs/experiment/<claim>/v<n>_draft.yaml, as `<claim>/v<n>_draft`
+    (run by hand while the draft is piloted; it becomes the claim's sweep once registered)."""
+    return sorted(f"{p.parent.name}/{p.stem}" for p in (CONFIGS / "experiment").glob("*/v*_draft.yaml"))
+
+
 def profile_only(profile: str) -> list[str]:
     """The experiments a profile is for (`only` in configs/profile/<name>.yaml); empty: all of them,
     or a name that is not a profile."""

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from bnexp import scales as scale_costs
 from bnexp.evaluation import Evaluation, Outcome, evaluate_profile, headline
 from bnexp.files import InputError, WriteError, write_atomic
 from bnexp.method import ledger
@@ -124,7 +125,8 @@ def write_report(out: Path | str, profile: str | None = None, evaluated: Evaluat
               if d != out and (d / "claims.json").is_file()}  # the other profiles' committed verdicts
     scales = {**others, ev.profile: claims_json}
     write_atomic(out / "REPORT.md", _markdown(ev.profile, ev.table, ev.claims, ev.book, figures, ev.tuned, scales,
-                                              ev.not_run, ev.drafts, _scouting(out.parent, ev.profile)))
+                                              ev.not_run, ev.drafts, _scouting(out.parent, ev.profile),
+                                              scale_costs.costs(out.parent)))
     return out / "REPORT.md"
 
 
@@ -323,8 +325,7 @@ def _cross_scale(scales: dict[str, list[dict]]) -> list[str]:
     its reference arm's accuracy: does the verdict move toward the paper as training grows?"""
     if len(scales) < 2:
         return []
-    order = {"smoke": 0, "quick": 1, "long": 2, "full": 3}
-    profiles = sorted(scales, key=lambda p: (order.get(p, 9), p))
+    profiles = scale_costs.order(scales)
     lines = ["", "## Verdicts across scales", "",
              "The headline verdict of each claim at every profile whose report is committed under `results/` "
              "(read from its `claims.json`), with the accuracy its reference arm reached there and the paper's "
@@ -350,9 +351,11 @@ def _cross_scale(scales: dict[str, list[dict]]) -> list[str]:
 def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], book: ledger.Ledger,
               figures: dict[str, str], tuned: dict | None = None, scales: dict[str, list[dict]] | None = None,
               not_run: list[str] | None = None, drafts: list | None = None,
-              scouted: dict[str, str] | None = None) -> str:
+              scouted: dict[str, str] | None = None, costs: dict[str, dict] | None = None) -> str:
     lines = [*_header(profile, table), "", "In one line each:", ""]
     lines += [_in_words(headline(per_claim)) for per_claim in outcomes]
+    elsewhere = {o.claim.id: scale_costs.elsewhere(o.claim.id, profile, scales or {}, costs or {})
+                 for o in map(headline, outcomes) if o.result.verdict == UNTESTABLE and len(o.used)}
     lines += ["", "| claim | version | verdict | status | effect [95% CI] | unit | seeds | runs used | criterion "
              "| published |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -368,9 +371,25 @@ def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], 
     lines += _drafts(drafts or [], profile, scouted or {})
     lines += _calibration(tuned or {})
     lines += _deviations(outcomes, book)
+    lines += _elsewhere(elsewhere)
     for per_claim in outcomes:
-        lines += _section(per_claim, profile, figures)
+        lines += _section(per_claim, profile, figures, elsewhere)
     return "\n".join(lines) + "\n"
+
+
+def _elsewhere(elsewhere: dict[str, list[str]]) -> list[str]:
+    """The claims that cannot show at this profile, with what the larger ones say or would cost."""
+    if not elsewhere:
+        return []
+    lines = ["", "## Where the claims that cannot show here could", "",
+             "Each claim whose guards fail at this profile, with its verdict at every larger profile that has "
+             "run it and, for one not run yet, what its sweeps would cost there, estimated from a few timed "
+             "steps of each (`scripts/cost.py --json results/cost/<profile>.json`, committed). An estimate says "
+             "what a scale costs, not that the claim will show there: its pilot at that profile decides that.", ""]
+    for claim, said in elsewhere.items():
+        lines.append(f"- **{claim}**:")
+        lines += [f"  - {line}" for line in said]
+    return lines
 
 
 def _deviations(outcomes: list[list[Outcome]], book: ledger.Ledger) -> list[str]:
@@ -406,7 +425,8 @@ def _seeds_used(o: Outcome) -> str:
     return shown
 
 
-def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) -> list[str]:
+def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str],
+             elsewhere: dict[str, list[str]] | None = None) -> list[str]:
     o = headline(per_claim)
     c, v = o.claim, o.version
     evidence = []
@@ -423,6 +443,8 @@ def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str]) ->
              "- Evidence: " + "; ".join(evidence)]
     lines += [f"- Note: {n}" for n in c.notes]
     lines += [f"- {d}" for d in o.result.detail]
+    if c.id in (elsewhere or {}):
+        lines.append("- At larger scales: " + "; ".join((elsewhere or {})[c.id]))
     lines += ["", "| version | registered | verdict | effect [95% CI] | status | runs | criterion | why this version |",
               "|---|---|---|---|---|---|---|---|"]
     for h in per_claim:

@@ -3,6 +3,14 @@
 
     python scripts/cost.py --profile full [--only small_batch] [--steps 5] [--jobs 4] [--device cuda]
                            [--json cost.json] [overrides...]
+    python scripts/cost.py --profile full --only small_batch/tune_v4,small_batch/v4_draft \
+                           --json results/cost/full.json
+
+`--only` takes claims (every sweep of the claim: calibration, pilot, verdict and draft sweeps) or
+sweep names. The JSON written under `results/cost/<profile>.json` is committed: the report of a
+profile where a claim cannot show reads it to say what the next scale would cost (bnexp/scales.py),
+and it records the commit, the device and each claim's budget hash it was timed at, so that a
+profile changed since is reported as costed for an earlier budget.
 
 For each experiment the sweep is expanded as `make reproduce-figures` would (a bisection counts
 its probes); each distinct model of the sweep trains `--steps` optimiser steps on real data after
@@ -30,8 +38,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bnexp import calibration, optim, sweep
-from bnexp.config import CONFIGS, Config, calibrations, experiments, pilots
+from bnexp.config import CONFIGS, Config, calibrations, drafts, experiments, pilots
 from bnexp.data import Data
+from bnexp.files import write_atomic
+from bnexp.profile import budget_hash
 from bnexp.run import provenance
 from bnexp.run.train import as_configured, build, evaluate, train_step
 from bnexp.run.world import resolve_device
@@ -97,7 +107,12 @@ def main() -> None:
     # Timed with the threads each job gets when --jobs share this machine's cores (a step on all
     # of them alone runs about twice as fast as one of two jobs side by side on a 2-core CPU).
     threads = a.threads or max(1, provenance.cores() // max(a.jobs, 1))
-    names = [e for e in calibrations() + pilots() + experiments() if not a.only or e.split("/")[0] in a.only.split(",")]
+    only = [x for x in a.only.split(",") if x]
+    every = calibrations() + pilots() + experiments() + drafts()
+    unknown = [x for x in only if x not in every and not any(e.split("/")[0] == x for e in every)]
+    if unknown:
+        sys.exit(f"cost: --only names no claim or sweep: {', '.join(unknown)} (sweeps: {', '.join(every)})")
+    names = [e for e in every if not only or e in only or e.split("/")[0] in only]
     device = resolve_device(a.device)
     results = Path(a.results)
     if not (results / a.profile / calibration.TUNED).is_file():  # stand-ins, for planning only
@@ -117,7 +132,7 @@ def main() -> None:
             jobs = sweep.expand(master)
             runs = sweep.planned(master, jobs)
             timed: dict[str, tuple[float, float]] = {}
-            seconds, steps_seen, images = 0.0, [], 0.0
+            seconds, steps_seen, images, trained, evaluated = 0.0, [], 0.0, 0.0, 0.0
             for job in jobs[:: 2 if sweep.is_bisection(master) else 1]:
                 cfg: Config = OmegaConf.to_object(sweep.without_hydra(job.config))  # type: ignore[assignment]
                 torch.set_num_threads(provenance.threads(cfg))
@@ -133,6 +148,8 @@ def main() -> None:
                 per = steps * step_s + evals * eval_s
                 share = runs / len(jobs[:: 2 if sweep.is_bisection(master) else 1])
                 seconds += per * share
+                trained += share * steps * cfg.train.batch_size
+                evaluated += share * evals * (len(data.test) + len(data.val))
                 images += share * (steps * cfg.train.batch_size + evals * (len(data.test) + len(data.val)) / 3)
                 steps_seen.append(steps)
             hours = seconds / 3600 / a.jobs
@@ -141,7 +158,10 @@ def main() -> None:
             mean_eval = sum(e for _, e in timed.values()) / len(timed)
             gpu_h = images / a.gpu_images_per_s / 3600 if a.gpu_images_per_s else 0.0
             total_gpu_h += gpu_h
-            table[name] = {"runs": runs, "steps_per_run": round(sum(steps_seen) / len(steps_seen)),
+            claim = name.split("/")[0]
+            table[name] = {"claim": claim, "budget": budget_hash(CONFIGS, a.profile, claim),
+                           "runs": runs, "steps_per_run": round(sum(steps_seen) / len(steps_seen)),
+                           "train_images": round(trained), "eval_images": round(evaluated),
                            "s_per_step": mean_step, "s_per_eval": mean_eval, "hours": hours,
                            **({"gpu_hours_at_stated_rate": gpu_h} if gpu else {})}
             print(f"{name:24} {runs:5d} {round(sum(steps_seen) / len(steps_seen)):9d} {mean_step:8.3f} "
@@ -151,8 +171,11 @@ def main() -> None:
     if a.json:
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"profile": a.profile, "device": str(device), "jobs": a.jobs, "steps": a.steps,
-                                   "settings": a.overrides, "sweeps": table, "total_hours": total_h}, indent=2) + "\n")
+        write_atomic(out, json.dumps({"profile": a.profile, "device": str(device), "cpu": provenance.cpu(),
+                                   "threads": threads, "jobs": a.jobs, "steps": a.steps, "settings": a.overrides,
+                                   **{k: v for k, v in provenance.process().items() if k.startswith("git_")},
+                                   "date": time.strftime("%Y-%m-%d"), "sweeps": table, "total_hours": total_h},
+                                  indent=2) + "\n")
 
 
 if __name__ == "__main__":
