@@ -24,8 +24,8 @@ from bnexp.profile import budget_hash
 LADDER = ("smoke", "quick", "long", "full")  # profiles by scale; one of a user's own comes after them
 COSTS = "cost"  # results/cost/<profile>.json
 _SWEEP_KEYS = {"claim": str, "budget": str, "runs": int, "train_images": int, "hours": float}
-_KEYS = {"profile": str, "device": str, "jobs": int, "git_commit": str, "git_dirty": bool, "date": str,
-         "sweeps": dict, "total_hours": float}
+_KEYS = {"profile": str, "device": str, "cpu": str, "threads": int, "jobs": int, "git_commit": str,
+         "git_dirty": bool, "date": str, "sweeps": dict, "total_hours": float}
 
 
 def order(profiles) -> list[str]:
@@ -41,8 +41,9 @@ class Cost:
     sweeps: dict[str, int]  # sweep -> runs
     hours: float  # on the table's device, with its jobs in parallel
     train_images: int
-    device: str
+    device: str  # the CPU's name, or the GPU's
     jobs: int
+    threads: int
     commit: str
     date: str
     dirty: bool
@@ -53,7 +54,8 @@ class Cost:
         flags = (" Timed on a dirty tree." if self.dirty else "") + (
             f" Costed for an earlier budget: configs/profile/{self.profile}.yaml has changed for this claim "
             "since, so rerun the cost." if self.stale else "")
-        return (f"{sweeps}: about {_hours(self.hours)} on {self.device} with {self.jobs} job(s) at once, "
+        return (f"{sweeps} at the budget in `configs/profile/{self.profile}.yaml`: about {_hours(self.hours)} on "
+                f"{self.device} ({self.jobs} job(s) at once, {self.threads} thread(s) each), "
                 f"{self.train_images / 1e6:.3g} million training images (`results/{COSTS}/{self.profile}.json`, "
                 f"timed at {self.commit[:10]} on {self.date}).{flags}")
 
@@ -114,8 +116,9 @@ def cost_of(claim: str, table: dict) -> Cost | None:
     stale = (CONFIGS / "profile" / f"{profile}.yaml").is_file() and any(
         r["budget"] != budget_hash(CONFIGS, profile, claim) for r in rows.values())
     return Cost(profile, {s: r["runs"] for s, r in rows.items()}, sum(r["hours"] for r in rows.values()),
-                sum(r["train_images"] for r in rows.values()), table["device"], table["jobs"], table["git_commit"],
-                table["date"], table["git_dirty"], stale)
+                sum(r["train_images"] for r in rows.values()),
+                table["cpu"] if table["device"] == "cpu" else table["device"], table["jobs"], table["threads"],
+                table["git_commit"], table["date"], table["git_dirty"], stale)
 
 
 def elsewhere(claim: str, profile: str, verdicts: dict[str, list[dict]], tables: dict[str, dict]) -> list[str]:

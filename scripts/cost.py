@@ -171,11 +171,12 @@ def main() -> None:
     if a.json:
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, json.dumps({"profile": a.profile, "device": str(device), "cpu": provenance.cpu(),
-                                   "threads": threads, "jobs": a.jobs, "steps": a.steps, "settings": a.overrides,
-                                   **{k: v for k, v in provenance.process().items() if k.startswith("git_")},
-                                   "date": time.strftime("%Y-%m-%d"), "sweeps": table, "total_hours": total_h},
-                                  indent=2) + "\n")
+        meta = {"profile": a.profile, "cpu": provenance.cpu(),
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "threads": threads, "jobs": a.jobs, "steps": a.steps, "settings": a.overrides,
+                **{k: v for k, v in provenance.process().items() if k.startswith("git_")},
+                "date": time.strftime("%Y-%m-%d")}
+        write_atomic(out, json.dumps({**meta, "sweeps": table, "total_hours": total_h}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

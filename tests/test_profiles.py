@@ -74,21 +74,28 @@ def test_the_full_profile_trains_a_few_steps_of_every_model_it_sweeps(name, real
         assert summary["train_images"] == cfg.dataset.subset  # 45,000: the 45k / 5k split
 
 
-def test_cost_estimates_every_sweep_from_timed_steps(real_data):
+def test_cost_estimates_every_sweep_from_timed_steps(real_data, tmp_path):
     import os
     import subprocess
     import sys
 
     from tests.conftest import ROOT
 
+    out = tmp_path / "cost" / "smoke.json"
     r = subprocess.run([sys.executable, "scripts/cost.py", "--profile", "smoke", "--only", "gradient_flow,lr_tolerance",
-                        "--steps", "1", "--threads", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                       env=os.environ | {"BNEXP_DATA": str(real_data)})
+                        "--steps", "1", "--threads", "1", "--json", str(out)], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT, env=os.environ | {"BNEXP_DATA": str(real_data)})
     assert r.returncode == 0, r.stderr
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[1:]}
     assert rows["gradient_flow"][:2] == ["4", "2"]  # 2 models x 2 scales, 2 steps each (smoke)
     assert rows["lr_tolerance"][0] == "4"  # a bisection: 2 models x 1 seed x 2 probes
     assert float(rows["total"][0]) > 0
+    # what it writes for the report is what the report's reader accepts (bnexp/scales.py)
+    from bnexp import scales
+
+    written = scales.costs(tmp_path)["smoke"]
+    assert written["sweeps"]["lr_tolerance"]["runs"] == 4 and written["git_commit"]
+    assert scales.cost_of("gradient_flow", written).sweeps == {"gradient_flow": 4}
 
 
 @pytest.mark.slow  # expands the full profile's small_batch sweep (45,000-image split checked): make test-slow

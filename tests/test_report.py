@@ -22,8 +22,9 @@ def test_every_committed_report_regenerates_exactly_from_its_table(tmp_path, pro
         if other.parent != committed:
             (tmp_path / other.parent.name).mkdir()
             shutil.copy(other, tmp_path / other.parent.name / "claims.json")
-    if (COMMITTED.parent / "scouting").is_dir():  # drafts' scouted regimes, named in the report
-        shutil.copytree(COMMITTED.parent / "scouting", tmp_path / "scouting")
+    for kept in ("scouting", "cost"):  # drafts' scouted regimes and larger profiles' costs, named in the report
+        if (COMMITTED.parent / kept).is_dir():
+            shutil.copytree(COMMITTED.parent / kept, tmp_path / kept)
     tmp_path = tmp_path / profile
     tmp_path.mkdir()
     for name in (endpoints.RUNS, endpoints.CURVES, endpoints.EXACT, calibration.TUNED):
