@@ -69,9 +69,9 @@ def test_v3_is_untestable_where_the_plain_net_does_not_overfit():
 
 
 def v4_cells(seeds, plain_gain: float, bn_gain: float, train_acc: float = 1.0) -> pd.DataFrame:
-    """`cells`, named as v4's arms (v4_<model>_p0 / v4_<model>_pbest), with p as head_dropout."""
+    """`cells`, named as v4's arms (v4_<model>_p0 / v4_<model>_pbest), p after every hidden unit."""
     t = cells(seeds, plain_gain, bn_gain, train_acc)
-    return t.assign(arm="v4_" + t["arm"], head_dropout=t.pop("dropout"))
+    return t.assign(arm="v4_" + t["arm"])
 
 
 FIVE = range(21, 26)
@@ -105,9 +105,9 @@ def test_v4_pilot_reads_the_lr_sweep_without_dropout_and_the_rate_sweep_at_the_t
     runs = []
     for k, seed in enumerate((9000, 9001)):
         for norm, train, p0, pbest in (("none", 0.95, 0.30, 0.34 + 0.01 * k), ("batch", 0.99, 0.40, 0.40)):
-            runs += [{"experiment": "dropout_redundancy/tune_v4", "norm": norm, "lr": lr, "head_dropout": 0.0,
+            runs += [{"experiment": "dropout_redundancy/tune_v4", "norm": norm, "lr": lr, "dropout": 0.0,
                       "seed": seed, "val_acc": p0 - (lr != 0.1) * 0.05, "train_acc": train} for lr in (0.03, 0.1)]
-            runs += [{"experiment": "dropout_redundancy/tune_p_v4", "norm": norm, "lr": 0.1, "head_dropout": p,
+            runs += [{"experiment": "dropout_redundancy/tune_p_v4", "norm": norm, "lr": 0.1, "dropout": p,
                       "seed": seed, "val_acc": pbest - (p != 0.2) * 0.05, "train_acc": train} for p in (0.1, 0.2)]
     tuned = {"dropout_redundancy/lr_v4": {"values": {"none": 0.1, "batch": 0.1}},
              "dropout_redundancy/p_v4": {"values": {"none": 0.2, "batch": 0.2}}}
