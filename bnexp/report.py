@@ -411,6 +411,17 @@ def _deviations(outcomes: list[list[Outcome]], book: ledger.Ledger) -> list[str]
         for r in book.recertifications:
             lines += ["", f"- **{r.claim}** v{r.version} (commit {r.commit[:10]}, {r.date}): hash {r.replaces} -> "
                           f"{r.hash}, verdicts identical on {r.tables} tables. {r.reason}"]
+    if book.added_pilots:  # profiles piloted after registration (python -m bnexp.method.ledger add-pilot)
+        lines += ["", "## Pilots added after registration", "",
+                  "Registered versions piloted at a further profile after their registration, before their verdict "
+                  "runs there: the criterion, seeds and code stay as registered; a verdict at that profile is "
+                  "confirmatory only from runs made by code that holds the added pilot."]
+        for a in book.added_pilots:
+            guards = "; ".join(f"{g['guard']} {g['value']:.4g} (needs {'>=' if g['at_least'] else '<='} "
+                               f"{g['threshold']:g}" + (f", projected {g['projected']:.4g}" if g.get("projected")
+                                                        is not None else "") + ")" for g in a.guards)
+            lines += ["", f"- **{a.claim}** v{a.version} at `{a.profile}` ({a.date}, budget {a.budget}): {guards}. "
+                          f"{a.reason}"]
     return lines
 
 

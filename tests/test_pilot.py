@@ -129,6 +129,68 @@ def test_a_piloted_version_is_confirmatory_only_where_it_was_piloted_with_the_sa
     assert ledger.piloting(entry, plain, "quick", "x") == []  # versions before v4 declare none
 
 
+def test_a_registered_version_is_piloted_at_another_profile_before_its_runs_there(scratch_ledger, monkeypatch):
+    """add-pilot: a registered version gains a profile it may decide at, only with a passing pilot and
+    no verdict runs there yet; its runs there count only if made by code holding the record."""
+    from bnexp import endpoints
+    from bnexp.method.ledger import rules
+
+    steady = _version(lambda t, tuned: _rows([0.010, 0.014]))
+    _fake_claim(monkeypatch, steady)
+    monkeypatch.setattr(cli, "_pilot", lambda c, n, p, r: pilot.run(steady, pd.DataFrame(), {}))
+    _main(monkeypatch, "register", "toy", "1", "--reason", "r", "--pilot", "long", "--seeds", "12")
+    seeds = book.load().get("toy", 1).seeds()
+    made = pd.DataFrame({"experiment": ["x"], "seed": [seeds[0]]})  # one verdict run of toy's sweep `x`
+    monkeypatch.setattr(endpoints, "read", lambda folder: (made.iloc[:0], None, None))
+    with pytest.raises(SystemExit, match="piloted at long already"):
+        _main(monkeypatch, "add-pilot", "toy", "1", "--profile", "long", "--reason", "r")
+    before = scratch_ledger.read_text()
+    monkeypatch.setattr(endpoints, "read", lambda folder: (made, None, None))
+    with pytest.raises(SystemExit, match="has 1 runs on its verdict seeds at quick already"):
+        _main(monkeypatch, "add-pilot", "toy", "1", "--profile", "quick", "--reason", "r")
+    monkeypatch.setattr(endpoints, "read", lambda folder: (made.iloc[:0], None, None))
+    monkeypatch.setattr(cli, "_pilot", lambda c, n, p, r: pilot.run(_version(lambda t, tuned: _rows([0.0, 0.05])),
+                                                                    pd.DataFrame(), {}))
+    with pytest.raises(SystemExit, match="pilot at quick fails, nothing added"):
+        _main(monkeypatch, "add-pilot", "toy", "1", "--profile", "quick", "--reason", "r")
+    assert scratch_ledger.read_text() == before  # nothing half-written
+    monkeypatch.setattr(cli, "_pilot", lambda c, n, p, r: pilot.run(steady, pd.DataFrame(), {}))
+    _main(monkeypatch, "add-pilot", "toy", "1", "--profile", "quick", "--reason", "quick's regime piloted")
+    entry = book.load().get("toy", 1)
+    assert set(entry.pilots) == {"long"} and set(entry.added_pilots) == {"quick"}  # the registration unchanged
+    added = entry.added_pilots["quick"]
+    assert added.budget == budget_hash(ROOT / "configs", "quick", "toy") and added.guards[0]["holds"]
+    _main(monkeypatch, "add-pilot", "toy", "1", "--profile", "smoke", "--reason", "a second one")
+    assert set(book.load().get("toy", 1).added_pilots) == {"quick", "smoke"}
+    assert book.load().recertifications == book.load(ROOT / "bnexp" / "claims" / "ledger.yaml").recertifications
+
+    runs = pd.DataFrame({"git_commit": ["old", "new"]})
+    monkeypatch.setattr(rules, "registration_commit", lambda key: None)
+    assert ledger.piloting(entry, steady, "quick", added.budget, runs) == [
+        "its pilot at profile 'quick' is not committed yet"]
+    monkeypatch.setattr(rules, "registration_commit", lambda key: "c" * 40 if key == added.key else None)
+    monkeypatch.setattr(rules, "contains", lambda commit, registration: commit == "new")
+    assert "1 of 2 runs were made by code older than its pilot at profile 'quick'" in \
+        ledger.piloting(entry, steady, "quick", added.budget, runs)[0]
+    assert ledger.piloting(entry, steady, "quick", added.budget, runs.iloc[1:]) == []
+    assert "changed since registration" in ledger.piloting(entry, steady, "quick", "fff000", runs.iloc[1:])[0]
+
+
+def test_an_added_pilot_whose_fields_were_edited_is_refused(scratch_ledger, monkeypatch):
+    record = ("\nadded_pilots:\n  - key: toy v1 piloted at quick (abc)\n"
+              "    claim: toy\n    version: 1\n    profile: quick\n    budget: abd\n"
+              "    guards: []\n    reason: r\n\nversions:\n")
+    text = scratch_ledger.read_text().replace("\nversions:\n", record, 1)
+    scratch_ledger.write_text(text)
+    with pytest.raises(book.LedgerError, match="does not match its fields"):
+        book.load()
+    scratch_ledger.write_text(text.replace("budget: abd", "budget: abc"))
+    assert book.load().added_pilots[0].key == "toy v1 piloted at quick (abc)"
+    from bnexp.claims import all_claims
+
+    assert "toy v1's added pilot at quick: the version is not registered" in ledger.check(all_claims(), book.load())
+
+
 def test_the_budget_hash_follows_the_claims_own_budget_line_only(tmp_path):
     configs = tmp_path / "configs"
     shutil.copytree(ROOT / "configs" / "profile", configs / "profile")

@@ -5,6 +5,8 @@
     python -m bnexp.method.ledger register <claim> <version> --seeds 5 --reason "why this version"
     python -m bnexp.method.ledger pilot <claim> <version> --profile long    (v4 on: its guards on tuning seeds)
     python -m bnexp.method.ledger register <claim> <version> --pilot long ... (refused if a pilot fails)
+    python -m bnexp.method.ledger add-pilot <claim> <version> --profile long --reason "..."
+                                  (a registered version piloted at another profile, before its runs there)
     python -m bnexp.method.ledger recertify [<claim> <version>] --reason "what changed, and why nothing moved"
 """
 
@@ -14,7 +16,7 @@ import argparse
 import sys
 
 from bnexp.files import InputError
-from bnexp.method.ledger.book import load, register
+from bnexp.method.ledger.book import AddedPilot, append_added_pilot, load, register
 from bnexp.method.ledger.hashing import version_hash
 from bnexp.method.ledger.recertify import ROOT, hand_made_tables, recertify
 from bnexp.method.ledger.rules import check
@@ -47,6 +49,13 @@ def _main() -> None:
     pi.add_argument("version", type=int)
     pi.add_argument("--profile", required=True)
     pi.add_argument("--results", default="results")
+    ad = sub.add_parser("add-pilot", help="pilot a registered version at another profile, before that profile's "
+                                          "verdict runs; its verdicts there count from the next commit on")
+    ad.add_argument("claim")
+    ad.add_argument("version", type=int)
+    ad.add_argument("--profile", required=True)
+    ad.add_argument("--reason", required=True)
+    ad.add_argument("--results", default="results")
     c = sub.add_parser("recertify", help="accept a changed hash whose verdicts stay identical (every changed "
                                          "version, or the one named)")
     c.add_argument("claim", nargs="?")
@@ -82,6 +91,12 @@ def _main() -> None:
         pilots = _pilot(a.claim, a.version, a.profile, a.results)
         print("\n".join(str(g) for g in pilots) or f"{a.claim} v{a.version} has no guards")
         sys.exit(0 if all(g.holds for g in pilots) else 1)
+    if a.command == "add-pilot":
+        added = _add_pilot(a.claim, a.version, a.profile, a.reason, a.results)
+        print(f"piloted {added.claim} v{added.version} at {added.profile} (budget {added.budget}): "
+              + "; ".join(f"{g['guard']} {g['value']:.4g}" for g in added.guards)
+              + "; commit the ledger before that profile's verdict runs")
+        return
     from bnexp.claims import by_id
 
     if a.claim in by_id() and a.version in by_id()[a.claim].drafts:
@@ -127,6 +142,40 @@ def _pilot(claim_id: str, number: int, profile: str, results: str) -> list:
         print(f"ledger: {stale} tuning runs of {claim_id} were made in an earlier regime of profile {profile} "
               "and are left out of its pilot", file=sys.stderr)
     return pilot.run(version, rows, tuned)
+
+
+def _add_pilot(claim_id: str, number: int, profile: str, reason: str, results: str) -> AddedPilot:
+    """A registered version's pilot at a profile it was not registered with, appended to the ledger;
+    refused (one line, nothing written) if it is not registered, already piloted there, has verdict
+    runs there already, or its pilot fails."""
+    import datetime
+    from pathlib import Path
+
+    from bnexp import endpoints
+    from bnexp.claims import by_id
+
+    entry = load().get(claim_id, number)
+    claim = by_id().get(claim_id)
+    if entry is None or claim is None or number not in claim.versions:
+        raise SystemExit(f"ledger: {claim_id} v{number} is not registered: a draft is piloted with `register --pilot`")
+    if profile in (entry.pilots or {}) or profile in entry.added_pilots:
+        raise SystemExit(f"ledger: {claim_id} v{number} is piloted at {profile} already; a changed regime there "
+                         "is a new version")
+    table, _, _ = endpoints.read(Path(results) / profile)
+    seeds = entry.seeds()
+    ran = table[(table["experiment"] == claim.versions[number].experiment) & table["seed"].isin(seeds)] \
+        if len(table) else table
+    if len(ran):
+        raise SystemExit(f"ledger: {claim_id} v{number} has {len(ran)} runs on its verdict seeds at {profile} already: "
+                         "a pilot comes before the runs it admits")
+    pilots = _pilot(claim_id, number, profile, results)
+    failed = [str(g) for g in pilots if not g.holds]
+    if failed:
+        raise SystemExit(f"ledger: {claim_id} v{number}'s pilot at {profile} fails, nothing added: {failed[0]}")
+    added = AddedPilot(claim_id, number, profile, _budget(profile, claim_id), [g.as_dict() for g in pilots], reason,
+                       datetime.date.today().isoformat())
+    append_added_pilot(added)
+    return added
 
 
 def _budget(profile: str, claim_id: str) -> str:

@@ -34,6 +34,7 @@ class Entry:
     # From v4 on: the profiles its guards were piloted at before registration, each with the hash of
     # the profile values its experiment reads (profile.budget_hash) and every guard's pilot.
     pilots: dict[str, dict[str, Any]] | None = None
+    added_pilots: dict[str, AddedPilot] = field(default_factory=dict)  # profile -> a pilot added after registration
 
     @property
     def hashes(self) -> tuple[str, ...]:
@@ -71,11 +72,33 @@ class Recertification:
 
 
 @dataclass
+class AddedPilot:
+    """A profile a registered version was piloted at after its registration, before that profile's
+    verdict runs (python -m bnexp.method.ledger add-pilot): the version's criterion, seeds and code
+    stay as registered; only the profiles it may decide at grow. Its verdicts at that profile are
+    confirmatory only from runs made by code that already contained this record (`key`, found in the
+    ledger's git history like a registration's hash)."""
+
+    claim: str
+    version: int
+    profile: str
+    budget: str  # profile.budget_hash of the claim's values at that profile when it was piloted
+    guards: list[dict[str, Any]]
+    reason: str
+    date: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.claim} v{self.version} piloted at {self.profile} ({self.budget})"
+
+
+@dataclass
 class Ledger:
     tuning_seeds: tuple[int, int]
     entries: list[Entry] = field(default_factory=list)
     deviations: list[Deviation] = field(default_factory=list)
     recertifications: list[Recertification] = field(default_factory=list)
+    added_pilots: list[AddedPilot] = field(default_factory=list)
 
     def get(self, claim: str, version: int) -> Entry | None:
         return next((e for e in self.entries if e.claim == claim and e.version == version), None)
@@ -101,13 +124,18 @@ def load(path: Path | None = None) -> Ledger:
                    for e in raw.get("versions") or []]
         deviations = [Deviation(**d) for d in raw.get("deviations") or []]
         recertified = [Recertification(**r) for r in raw.get("recertifications") or []]
+        added = [AddedPilot(**{k: v for k, v in a.items() if k != "key"}) for a in raw.get("added_pilots") or []]
+        for a, r in zip(added, raw.get("added_pilots") or [], strict=True):
+            if r.get("key") != a.key:
+                raise ValueError(f"added pilot {r.get('key')!r} does not match its fields ({a.key!r})")
         tuning = tuple(raw["tuning_seeds"])
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise LedgerError(f"{path}: not the ledger's layout ({type(e).__name__}: {e}); "
                           f"restore it, e.g. git checkout -- {path}") from None
     for e in entries:
         e.recertified = tuple(r.hash for r in recertified if (r.claim, r.version) == (e.claim, e.version))
-    return Ledger(tuning, entries, deviations, recertified)
+        e.added_pilots = {a.profile: a for a in added if (a.claim, a.version) == (e.claim, e.version)}
+    return Ledger(tuning, entries, deviations, recertified, added)
 
 
 # --- appending ----------------------------------------------------------------------------------
@@ -163,17 +191,35 @@ def register(claim_id: str, number: int, n_seeds: int, reason: str, reuses: int 
 
 
 def append_recertification(r: Recertification) -> None:
-    """Insert the record at the end of the ledger's `recertifications:` list (made if missing),
-    which stands just before `versions:` so that `register` can keep appending versions."""
+    """Insert the record at the end of the ledger's `recertifications:` list (made if missing)."""
+    _insert("recertifications", "# Registered versions whose code changed without changing any number of any verdict\n"
+                                "# (python -m bnexp.method.ledger recertify), oldest first.", vars(r))
+
+
+def append_added_pilot(a: AddedPilot) -> None:
+    """Insert the record at the end of the ledger's `added_pilots:` list (made if missing)."""
+    _insert("added_pilots", "# Profiles a registered version was piloted at after its registration, before their\n"
+                            "# verdict runs (python -m bnexp.method.ledger add-pilot), oldest first.",
+            {"key": a.key, **vars(a)})
+
+
+def _insert(section: str, header: str, record: dict) -> None:
+    """Append `record` to the ledger's list `section` (made with `header` if missing); the lists stand
+    before `versions:`, so that `register` can keep appending versions at the end of the file."""
     text = LEDGER.read_text()
-    item = textwrap.indent(yaml.safe_dump([vars(r)], sort_keys=False, width=100, allow_unicode=True), "  ")
-    if "\nrecertifications:\n" not in text:
-        item = ("# Registered versions whose code changed without changing any number of any verdict\n"
-                "# (python -m bnexp.method.ledger recertify), oldest first.\nrecertifications:\n" + item + "\n")
-    else:
-        item = item + "\n"
-    at = text.index("\nversions:\n") + 1
-    write_atomic(LEDGER, text[:at].rstrip("\n") + "\n" + ("\n" if "\nrecertifications:\n" not in text else "")
-                 + item + text[at:])
+    item = textwrap.indent(yaml.safe_dump([record], sort_keys=False, width=100, allow_unicode=True), "  ")
+    if f"\n{section}:\n" not in text:
+        at = text.index("\nversions:\n") + 1
+        write_atomic(LEDGER, text[:at].rstrip("\n") + "\n\n" + header + f"\n{section}:\n" + item + "\n" + text[at:])
+        return
+    start = text.index(f"\n{section}:\n") + len(f"\n{section}:\n")
+    # the list ends at the first line after it that is neither an item nor indented (a comment, the next key)
+    end = start
+    for line in text[start:].splitlines(keepends=True):
+        if line.strip() and not line.startswith(" "):
+            break
+        end += len(line)
+    body = text[start:end].rstrip("\n") + "\n"
+    write_atomic(LEDGER, text[:start] + body + item + "\n" + text[end:].lstrip("\n"))
 
 

@@ -73,6 +73,15 @@ def check(claims: Iterable, ledger: Ledger) -> list[str]:
                                 f"but the hash before it is {previous}: its chain does not lead back to the "
                                 "registered hash (edited by hand?)")
             previous = r.hash
+    seen_pilots: set[tuple[str, int, str]] = set()
+    for a in ledger.added_pilots:
+        entry = ledger.get(a.claim, a.version)
+        where = f"{a.claim} v{a.version}'s added pilot at {a.profile}"
+        if entry is None:
+            problems.append(f"{where}: the version is not registered")
+        elif a.profile in (entry.pilots or {}) or (a.claim, a.version, a.profile) in seen_pilots:
+            problems.append(f"{where}: piloted there already")
+        seen_pilots.add((a.claim, a.version, a.profile))
     for r in ledger.recertifications:
         if ledger.get(r.claim, r.version) is None:
             problems.append(f"re-certification of {r.claim} v{r.version}: that version is not registered")
@@ -153,24 +162,38 @@ def standing(entry: Entry | None, version, used: pd.DataFrame, tuned: dict[str, 
     if version.protocol is not None:
         reads |= {q for q, spec in questions.items() if spec.claim == claim}
     off += [why for q, why in sorted((untrusted or {}).items()) if q in reads]
-    off += (piloting(entry, version, profile, budget) + edge_choices(version, tuned)) if len(used) else []
+    off += (piloting(entry, version, profile, budget, used) + edge_choices(version, tuned)) if len(used) else []
     return (EXPLORATORY, reasons + off) if off else (status, reasons)
 
 
-def piloting(entry: Entry | None, version, profile: str, budget: str | None) -> list[str]:
+def piloting(entry: Entry | None, version, profile: str, budget: str | None,
+             used: pd.DataFrame | None = None) -> list[str]:
     """From v4 on: a version that declares a pilot is confirmatory only at a profile it was piloted
-    at before registration, whose values its experiment reads (`budget`: profile.budget_hash now)
-    are those registered with it."""
+    at before registration, or at one whose pilot was added to the ledger after it (add-pilot) before
+    the runs it uses (`used`) were made, and only while the values its experiment reads there
+    (`budget`: profile.budget_hash now) are those piloted."""
     if getattr(version, "pilot", None) is None or entry is None:
         return []
     piloted = (entry.pilots or {}).get(profile)
+    out = []
+    added = entry.added_pilots.get(profile)
+    if piloted is None and added is not None:
+        piloted = {"budget": added.budget}
+        commit = registration_commit(added.key)
+        if commit is None:
+            out.append(f"its pilot at profile {profile!r} is not committed yet")
+        elif used is not None and len(used):
+            early = sum(not contains(c, commit) for c in used["git_commit"])
+            if early:
+                out.append(f"{early} of {len(used)} runs were made by code older than its pilot at profile "
+                           f"{profile!r} ({commit[:10]})")
     if piloted is None:
         return [f"registered without a pilot at profile {profile!r} (piloted at: "
-                f"{', '.join(sorted(entry.pilots or {})) or 'none'})"]
+                f"{', '.join(sorted({*(entry.pilots or {}), *entry.added_pilots})) or 'none'})"]
     if budget is not None and piloted.get("budget") != budget:
-        return [f"profile {profile!r}'s values for this experiment changed since registration "
-                f"(budget {piloted.get('budget')} registered, {budget} now)"]
-    return []
+        out.append(f"profile {profile!r}'s values for this experiment changed since registration "
+                   f"(budget {piloted.get('budget')} registered, {budget} now)")
+    return out
 
 
 def edge_choices(version, tuned: dict[str, dict[str, Any]]) -> list[str]:
