@@ -232,19 +232,11 @@ VERSIONS = {
                uses=(Use("dropout_redundancy/lr", "norm", "none", "none"),
                      Use("dropout_redundancy/lr", "norm", "batch", "batch")),
                protocol=protocol_v3),
-}
-
-
-# Written to be piloted before registration (bnexp/method/pilot.py): registering v4 is moving it into
-# VERSIONS once `python -m bnexp.method.ledger pilot dropout_redundancy 4 --profile <p>` passes, with its
-# sweep (configs/experiment/dropout_redundancy/v4_draft.yaml) as configs/experiment/dropout_redundancy.yaml.
-DRAFTS = {
     4: Version(f"in a fully connected net (3 hidden layers) on a small training set without augmentation, trained "
                f"to overfit, dropout after every hidden unit at each net's p and lr tuned at this profile: BN's test "
-               f"accuracy gain "
-               f"from dropout is at most 1/{SHARE_DIVISOR_V4} of plain's; untestable unless the lower ends of the 95% "
-               f"intervals of plain's train - test accuracy without dropout (>= {OVERFITS_V4:g}) and of dropout's "
-               f"gain for plain (>= {HELPS_V4:g}) hold",
+               f"accuracy gain from dropout is at most 1/{SHARE_DIVISOR_V4} of plain's; untestable unless the lower "
+               f"ends of the 95% intervals of plain's train - test accuracy without dropout (>= {OVERFITS_V4:g}) and "
+               f"of dropout's gain for plain (>= {HELPS_V4:g}) hold",
                "per-seed accuracy differences, paired by seed; repeated 95% t-intervals (sequential plan: looks at "
                f"{', '.join(map(str, PLAN_V4.looks))} seeds, Pocock-type spending); guards judged by their 95% "
                "t-intervals, piloted on the tuning seeds",
@@ -257,9 +249,15 @@ DRAFTS = {
 }
 
 
+# Written to be piloted before registration (bnexp/method/pilot.py): a draft moves into VERSIONS once
+# `python -m bnexp.method.ledger pilot dropout_redundancy <n> --profile <p>` passes, with its sweep
+# (configs/experiment/dropout_redundancy/v<n>_draft.yaml) as configs/experiment/dropout_redundancy.yaml.
+DRAFTS: dict[int, Version] = {}
+
+
 def figure(t: pd.DataFrame, curves: pd.DataFrame, result) -> plt.Figure:
-    if "arm" in t and t["arm"].notna().all():  # v2: arms named model_p
-        t = t.assign(choice_model=t["arm"].str.split("_").str[0])
+    if "arm" in t and t["arm"].notna().all():  # v2 on: arms named model_p (v4: v4_model_p)
+        t = t.assign(choice_model=t["arm"].str.removeprefix("v4_").str.split("_").str[0])
     t = t.assign(gap=t["train_acc"] - t["final_acc"]).rename(columns={"choice_model": "model"})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     sns.barplot(t, x="dropout", y="final_acc", hue="model", errorbar=("ci", 95), seed=0, ax=axes[0])
