@@ -30,6 +30,26 @@ def sequential_plans(names: list[str]) -> dict[str, tuple[str, tuple[int, ...]]]
     return out
 
 
+def unpiloted(names: list[str], profile: str) -> dict[str, str]:
+    """experiment -> why its verdict sweep is not run at `profile`: its claim's newest version declares
+    a pilot (v4 on) but was piloted there neither at registration nor later (ledger add-pilot). Its
+    runs could only be exploratory, and once they exist no pilot can be added before them."""
+    from bnexp.method import ledger
+
+    book, out = ledger.load(), {}
+    for c in all_claims():
+        v, entry = c.versions[c.latest], book.get(c.id, c.latest)
+        if v.experiment not in names or v.pilot is None or entry is None:
+            continue
+        piloted = sorted({*(entry.pilots or {}), *entry.added_pilots})
+        if profile not in piloted:
+            out[v.experiment] = (f"{c.id} v{c.latest} is not piloted at {profile} (piloted at {', '.join(piloted)}): "
+                                 "its verdict sweep is not run here; run the calibration stage, then `python -m "
+                                 f"bnexp.method.ledger add-pilot {c.id} {c.latest} --profile {profile} --reason "
+                                 "...`, commit, and run again")
+    return out
+
+
 def next_look(looks: tuple[int, ...], ran: int, ask: int | None) -> int | None:
     """The index of the look to run after look `ran`, when the verdict asks for `ask` seeds: the
     next look, or a later one when a table finished in parts already holds the looks between;
@@ -51,6 +71,10 @@ def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path
     kind, _, count = spec.partition(":")
     if kind != "verdict" or (count and int(count) < min((p[1][0] for p in plans.values()), default=1)):
         return run_stage([(n, ()) for n in names], a, jobs, root)  # fewer seeds than a look (smoke): one pass
+    skipped = unpiloted(names, a.profile)  # a profile that reaches a look decides: only where piloted
+    for why in skipped.values():
+        tqdm.write(f"reproduce: {why}", file=sys.stderr)
+    names = [n for n in names if n not in skipped]
     failed, totals = [], Counter()
     once = [(n, ()) for n in names if n not in plans]
     at = {n: 0 for n in names if n in plans}  # experiment -> the index of the look it runs next
