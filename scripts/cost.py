@@ -3,14 +3,15 @@
 
     python scripts/cost.py --profile full [--only small_batch] [--steps 5] [--jobs 4] [--device cuda]
                            [--json cost.json] [overrides...]
-    python scripts/cost.py --profile full --only small_batch/tune_v4,small_batch/v4_draft \
+    python scripts/cost.py --profile full --sweeps small_batch/tune_v4,small_batch/v4_draft \
                            --json results/cost/full.json
 
-`--only` takes claims (every sweep of the claim: calibration, pilot, verdict and draft sweeps) or
-sweep names. The JSON written under `results/cost/<profile>.json` is committed: the report of a
-profile where a claim cannot show reads it to say what the next scale would cost (bnexp/scales.py),
-and it records the commit, the device and each claim's budget hash it was timed at, so that a
-profile changed since is reported as costed for an earlier budget.
+`--only` takes claims (every sweep of each: calibration, pilot, verdict and draft sweeps), `--sweeps`
+sweeps by name (a claim's verdict sweep has the claim's name). The JSON written under
+`results/cost/<profile>.json` is committed: the report of a profile where a claim cannot show reads
+it to say what the next scale would cost (bnexp/scales.py), and it records the commit, the device
+and each claim's budget hash it was timed at, so that a profile changed since is reported as costed
+for an earlier budget.
 
 For each experiment the sweep is expanded as `make reproduce-figures` would (a bisection counts
 its probes); each distinct model of the sweep trains `--steps` optimiser steps on real data after
@@ -89,7 +90,9 @@ def _sync(device: torch.device) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="full")
-    p.add_argument("--only", default="")
+    p.add_argument("--only", default="", help="claims: every sweep of each (calibration, pilot, verdict, draft)")
+    p.add_argument("--sweeps", default="", help="sweeps by name, e.g. small_batch/tune_v4,dropout_redundancy (the "
+                                                 "verdict sweep alone: a claim's name is also its verdict sweep's)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per distinct model")
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs the sweeps would run")
     p.add_argument("--device", default="auto")
@@ -107,12 +110,13 @@ def main() -> None:
     # Timed with the threads each job gets when --jobs share this machine's cores (a step on all
     # of them alone runs about twice as fast as one of two jobs side by side on a 2-core CPU).
     threads = a.threads or max(1, provenance.cores() // max(a.jobs, 1))
-    only = [x for x in a.only.split(",") if x]
+    only, chosen = [x for x in a.only.split(",") if x], [x for x in a.sweeps.split(",") if x]
     every = calibrations() + pilots() + experiments() + drafts()
-    unknown = [x for x in only if x not in every and not any(e.split("/")[0] == x for e in every)]
+    unknown = [x for x in only if not any(e.split("/")[0] == x for e in every)]
+    unknown += [x for x in chosen if x not in every]
     if unknown:
-        sys.exit(f"cost: --only names no claim or sweep: {', '.join(unknown)} (sweeps: {', '.join(every)})")
-    names = [e for e in every if not only or e in only or e.split("/")[0] in only]
+        sys.exit(f"cost: no claim or sweep {', '.join(unknown)} (sweeps: {', '.join(every)})")
+    names = [e for e in every if (not only and not chosen) or e in chosen or e.split("/")[0] in only]
     device = resolve_device(a.device)
     results = Path(a.results)
     if not (results / a.profile / calibration.TUNED).is_file():  # stand-ins, for planning only
