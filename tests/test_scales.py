@@ -50,7 +50,7 @@ def test_a_cost_table_is_read_and_its_claims_sweeps_summed(tmp_path):
     (lambda t: t.update(total_hours=12.0), "add up to"),
     (lambda t: t["sweeps"]["small_batch/tune_v4"].update(hours=1.0), "add up to"),
     (lambda t: t.update(profile="long"), "not the 'full'"),
-    (lambda t: t["sweeps"].update({"small_batch/v9": t["sweeps"]["small_batch/tune_v4"]}), "not a sweep"),
+    (lambda t: t["sweeps"].update({"small_batch/v9": t["sweeps"]["small_batch/tune_v4"]}), "add up to"),
     (lambda t: t["sweeps"]["small_batch/v4_draft"].pop("runs"), "`runs` missing"),
     (lambda t: t["sweeps"]["small_batch/v4_draft"].update(claim="landscape"), "not what cost.py writes"),
     (lambda t: t.pop("git_commit"), "`git_commit` missing"),
@@ -71,11 +71,17 @@ def test_a_truncated_cost_table_is_refused(tmp_path):
         scales.costs(tmp_path)
 
 
-def test_a_profile_changed_since_it_was_costed_is_said_to_be_costed_for_an_earlier_budget(tmp_path):
+def test_a_profile_or_sweep_changed_since_it_was_costed_is_said_to_be_costed_for_an_earlier_one(tmp_path):
     table = _table()
     table["sweeps"]["small_batch/v4_draft"]["budget"] = "0" * 12
     cost = scales.cost_of("small_batch", table)
     assert cost.stale and "Costed for an earlier budget" in str(cost)
+    table = _table()  # a draft registered since: its sweep `v4_draft` is gone, the table is still read
+    table["sweeps"]["small_batch/v9_draft"] = table["sweeps"].pop("small_batch/v4_draft")
+    path = _write(tmp_path, table)
+    cost = scales.cost_of("small_batch", scales.load(path))
+    assert cost.stale and "rerun the cost" in str(cost)
+    assert not scales.cost_of("small_batch", _table()).stale
 
 
 def test_each_larger_profile_is_named_with_its_verdict_its_cost_or_the_command_that_costs_it():
