@@ -354,8 +354,9 @@ def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], 
               scouted: dict[str, str] | None = None, costs: dict[str, dict] | None = None) -> str:
     lines = [*_header(profile, table), "", "In one line each:", ""]
     lines += [_in_words(headline(per_claim)) for per_claim in outcomes]
-    elsewhere = {o.claim.id: scale_costs.elsewhere(o.claim.id, profile, scales or {}, costs or {})
-                 for o in map(headline, outcomes) if o.result.verdict == UNTESTABLE and len(o.used)}
+    elsewhere = {o.claim.id: _unpiloted(per_claim, profile) + scale_costs.elsewhere(o.claim.id, profile, scales or {},
+                                                                                  costs or {})
+                 for per_claim in outcomes if (o := headline(per_claim)).result.verdict == UNTESTABLE and len(o.used)}
     lines += ["", "| claim | version | verdict | status | effect [95% CI] | unit | seeds | runs used | criterion "
              "| published |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -375,6 +376,21 @@ def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], 
     for per_claim in outcomes:
         lines += _section(per_claim, profile, figures, elsewhere)
     return "\n".join(lines) + "\n"
+
+
+def _unpiloted(per_claim: list[Outcome], profile: str) -> list[str]:
+    """A newer registered version that could decide here but was not piloted at this profile: the step
+    before any larger scale."""
+    newest = max(per_claim, key=lambda o: o.number)
+    if newest.entry is None or newest.version.pilot is None or len(newest.used):
+        return []
+    piloted = sorted({*(newest.entry.pilots or {}), *newest.entry.added_pilots})
+    if profile in piloted:
+        return []
+    return [f"`{profile}` itself: v{newest.number} is registered (piloted at {', '.join(piloted)}) but not piloted "
+            f"here; after this profile's calibration (`python scripts/reproduce.py --profile {profile} --only "
+            f"{newest.claim.id} --stage calibrate`), `python -m bnexp.method.ledger add-pilot {newest.claim.id} "
+            f"{newest.number} --profile {profile} --reason ...` pilots it, and a passing pilot lets it run here"]
 
 
 def _elsewhere(elsewhere: dict[str, list[str]]) -> list[str]:
@@ -455,7 +471,7 @@ def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str],
     lines += [f"- Note: {n}" for n in c.notes]
     lines += [f"- {d}" for d in o.result.detail]
     if c.id in (elsewhere or {}):
-        lines.append("- At larger scales: " + "; ".join((elsewhere or {})[c.id]))
+        lines.append("- Where it could show: " + "; ".join((elsewhere or {})[c.id]))
     lines += ["", "| version | registered | verdict | effect [95% CI] | status | runs | criterion | why this version |",
               "|---|---|---|---|---|---|---|---|"]
     for h in per_claim:

@@ -9,6 +9,7 @@ import pytest
 
 from bnexp import calibration, endpoints, report
 from bnexp.claims import all_claims, by_id
+from bnexp.evaluation import evaluate_profile
 from bnexp.files import InputError
 from tests.conftest import ROOT
 
@@ -80,7 +81,7 @@ def test_the_report_opens_with_a_plain_line_per_claim_and_labels_what_each_statu
     assert lines["convergence"].count("**holds**") == 1 and "0.246 [0.142, 0.407] against <= 0.5" in \
         lines["convergence"]
     assert "**cannot show here**" in lines["small_batch"] and "0.245 (needs <= 0.03)" in lines["small_batch"]
-    assert "**undecided**" in lines["landscape"] and "(the plan's next look: 8 seeds)" in lines["landscape"] \
+    assert "**fails**" in lines["landscape"] and "1.11 [0.928, 1.32] against <= 0.5" in lines["landscape"] \
         and "Paper: " in lines["landscape"]
     table = [row for row in text.splitlines() if row.startswith("| [")]
     small = next(r for r in table if r.startswith("| [small_batch]"))
@@ -135,3 +136,19 @@ def test_a_spoilt_scouting_table_is_refused_in_one_line(tmp_path, spoil, why):
     (folder / "runs.csv").write_text(spoil(text))
     with pytest.raises(InputError, match=why):
         report._scouting(tmp_path, "quick")
+
+
+def test_an_untestable_claim_whose_newer_version_is_not_piloted_here_names_the_add_pilot_command():
+    """dropout_redundancy v4 is registered with a pilot at quick: at a profile where it has no runs and
+    no pilot, the report's first step toward showing the claim is piloting it there."""
+    import dataclasses
+
+    ev = evaluate_profile(COMMITTED, "quick")
+    per_claim = next(pc for pc in ev.claims if pc[0].claim.id == "dropout_redundancy")
+    v4 = next(o for o in per_claim if o.number == 4)
+    assert report._unpiloted(per_claim, "quick") == []  # piloted and run here
+    bare = [dataclasses.replace(o, used=o.used.iloc[:0]) if o is v4 else o for o in per_claim]
+    [line] = report._unpiloted(bare, "mine")
+    assert line.startswith("`mine` itself: v4 is registered (piloted at ") and "quick" in line
+    assert "add-pilot dropout_redundancy 4 --profile mine" in line
+    assert report._unpiloted(bare, "quick") == []  # piloted there: nothing to do first
