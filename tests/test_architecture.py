@@ -24,6 +24,7 @@ RANK = {
     "endpoints": 7,  # records -> the table, with every claim version's endpoints
     "calibration": 8, "tabulate": 8,  # the choices; any folder of records -> a table and figures
     "evaluation": 9, "inventory": 9, "scaffold": 9,
+    "scales": 9,  # the committed cost tables of other profiles, for claims that cannot show at one
     "report": 10,
     "pipeline": 11,
 }
