@@ -384,7 +384,7 @@ def _unpiloted(per_claim: list[Outcome], profile: str) -> list[str]:
     newest = max(per_claim, key=lambda o: o.number)
     if newest.entry is None or newest.version.pilot is None or len(newest.used):
         return []
-    piloted = sorted({*(newest.entry.pilots or {}), *newest.entry.added_pilots})
+    piloted = newest.entry.piloted
     if profile in piloted:
         return []
     return [f"`{profile}` itself: v{newest.number} is registered (piloted at {', '.join(piloted)}) but not piloted "

@@ -41,7 +41,7 @@ def unpiloted(names: list[str], profile: str) -> dict[str, str]:
         v, entry = c.versions[c.latest], book.get(c.id, c.latest)
         if v.experiment not in names or v.pilot is None or entry is None:
             continue
-        piloted = sorted({*(entry.pilots or {}), *entry.added_pilots})
+        piloted = entry.piloted
         if profile not in piloted:
             out[v.experiment] = (f"{c.id} v{c.latest} is not piloted at {profile} (piloted at {', '.join(piloted)}): "
                                  "its verdict sweep is not run here; run the calibration stage, then `python -m "

@@ -37,6 +37,11 @@ class Entry:
     added_pilots: dict[str, AddedPilot] = field(default_factory=dict)  # profile -> a pilot added after registration
 
     @property
+    def piloted(self) -> list[str]:
+        """Every profile it may decide at: piloted at registration or added after (add-pilot)."""
+        return sorted({*(self.pilots or {}), *self.added_pilots})
+
+    @property
     def hashes(self) -> tuple[str, ...]:
         """Every hash its code may have: the registered one, then each re-certified one."""
         return (self.hash, *self.recertified)

@@ -189,7 +189,7 @@ def piloting(entry: Entry | None, version, profile: str, budget: str | None,
                            f"{profile!r} ({commit[:10]})")
     if piloted is None:
         return [f"registered without a pilot at profile {profile!r} (piloted at: "
-                f"{', '.join(sorted({*(entry.pilots or {}), *entry.added_pilots})) or 'none'})"]
+                f"{', '.join(entry.piloted) or 'none'})"]
     if budget is not None and piloted.get("budget") != budget:
         out.append(f"profile {profile!r}'s values for this experiment changed since registration "
                    f"(budget {piloted.get('budget')} registered, {budget} now)")
