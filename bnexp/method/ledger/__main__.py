@@ -153,18 +153,16 @@ def _add_pilot(claim_id: str, number: int, profile: str, reason: str, results: s
 
     from bnexp import endpoints
     from bnexp.claims import by_id
+    from bnexp.evaluation import rows_for
 
     entry = load().get(claim_id, number)
     claim = by_id().get(claim_id)
     if entry is None or claim is None or number not in claim.versions:
         raise SystemExit(f"ledger: {claim_id} v{number} is not registered: a draft is piloted with `register --pilot`")
-    if profile in (entry.pilots or {}) or profile in entry.added_pilots:
+    if profile in entry.piloted:
         raise SystemExit(f"ledger: {claim_id} v{number} is piloted at {profile} already; a changed regime there "
                          "is a new version")
-    table, _, _ = endpoints.read(Path(results) / profile)
-    seeds = entry.seeds()
-    ran = table[(table["experiment"] == claim.versions[number].experiment) & table["seed"].isin(seeds)] \
-        if len(table) else table
+    ran = rows_for(endpoints.read(Path(results) / profile)[0], claim.versions[number].experiment, entry)
     if len(ran):
         raise SystemExit(f"ledger: {claim_id} v{number} has {len(ran)} runs on its verdict seeds at {profile} already: "
                          "a pilot comes before the runs it admits")
