@@ -267,6 +267,25 @@ def grids(profile: str) -> dict[str, list[float]]:
     return out
 
 
+def edge_refused() -> set[str]:
+    """The questions whose edge choice a verdict refuses: those a version from v4 on (registered or a
+    draft: one that declares a pilot, bnexp/method/ledger/rules.py edge_choices) uses, with the
+    questions their sweeps or targets depend on. Only these grids are widened: an earlier version's
+    question keeps the grid it was decided with, since widening it would re-tune, and so turn
+    exploratory, a verdict whose rules accepted an edge choice."""
+    by_id = {q.id: q for q in questions()}
+    todo = [u.question for c in all_claims() for v in (*c.versions.values(), *c.drafts.values())
+            if getattr(v, "pilot", None) is not None for u in v.uses]
+    out: set[str] = set()
+    while todo:
+        qid = todo.pop()
+        if qid in out or qid not in by_id:
+            continue
+        out.add(qid)
+        todo += [d for d in (by_id[qid].after, by_id[qid].reference) if d]
+    return out
+
+
 MAX_WIDENINGS = 3  # times a grid is widened by one step at an edge before its edge choice stands (flagged)
 
 

@@ -232,6 +232,16 @@ def test_the_widened_sweep_overrides_the_profile_grid_it_reads_with_every_value_
     assert calibration.widened_sweeps(tmp_path / "long", "long", ["small_batch/lr"]) == []  # not asked
 
 
+def test_only_the_grids_a_v4_version_reads_are_widened_so_an_earlier_versions_choice_is_never_re_tuned():
+    from bnexp import calibration
+
+    refused = calibration.edge_refused()
+    assert {"dropout_redundancy/lr_v4", "dropout_redundancy/p_v4", "small_batch/lr_v4"} <= refused
+    assert not {"dropout_redundancy/lr", "dropout_redundancy/p", "small_batch/lr", "landscape/lr"} & refused
+    piloted = [v for c in by_id().values() for v in (*c.versions.values(), *c.drafts.values()) if v.pilot is not None]
+    assert piloted and all({u.question for u in v.uses} <= refused for v in piloted)
+
+
 def test_from_v4_a_verdict_using_a_grid_edge_choice_is_exploratory():
     claim = by_id()["small_batch"]
     version = claim.versions.get(4) or claim.drafts[4]

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
         # Stage 1, calibration: the tuning sweeps (tuning seeds, validation split), then the choices,
         # wave by wave.
         totals, path = Counter(), root / calibration.TUNED
+        refused = calibration.edge_refused()  # the grids an edge choice sends back for widening
         for wave in waves:
             tuning = list(dict.fromkeys(q.experiment for q in wave if q.rule != "target"))
             failed, done = run_stage([(n, ()) for n in tuning], a, jobs, root)
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None, checkout: Path | None = None) -> None:
             _stop_if_failed("calibration", failed)
             path = calibration.write(root, only=[q.id for q in wave])
             for _ in range(calibration.MAX_WIDENINGS):  # a choice at a grid edge: the grid one step wider
-                wider = calibration.widened_sweeps(root, a.profile, [q.id for q in wave])
+                wider = calibration.widened_sweeps(root, a.profile, [q.id for q in wave if q.id in refused])
                 if not wider:
                     break
                 print("calibration: a choice at the edge of its grid; widening "
