@@ -153,24 +153,35 @@ def _short(arm: str) -> str:
     return str(arm).split("/")[-1]
 
 
+def of_profile(profile: str | None) -> list[Question]:
+    """The questions of the claims a profile is for (its `only`; every claim where it names none,
+    or for a folder that is not a profile's): a claim the profile leaves out has no tuning rows there."""
+    from bnexp.config import profile_only
+
+    claims = profile_only(profile) if profile else []
+    return [q for q in questions() if not claims or q.claim in claims]
+
+
 def tuned(table: pd.DataFrame, profile: str | None = None) -> dict[str, dict[str, Any]]:
-    """Every question's answer, in order (targets after the questions they refer to)."""
+    """Every answer of the profile's questions, in order (targets after the questions they refer to)."""
     out: dict[str, dict[str, Any]] = {}
-    for q in questions():
+    for q in of_profile(profile):
         out[q.id] = choose(table, q, out, profile)
     return out
 
 
 def write(results: Path | str, only: list[str] | None = None) -> Path:
-    """results/<profile>/tuned.json from the endpoints table there (`only`: these questions, the
-    others kept as they are)."""
+    """results/<profile>/tuned.json from the endpoints table there (`only`: these questions; by
+    default the questions of the claims the profile is for; the others kept as they are)."""
     results = Path(results)
     table = endpoints.read(results)[0]
     path = results / TUNED
     out = json.loads(path.read_text()) if path.is_file() else {}
+    profile = profile_of(results)
+    asked = {q.id for q in of_profile(profile)} if only is None else set(only)
     for q in questions():
-        if only is None or q.id in only:
-            out[q.id] = choose(table, q, out, profile_of(results))
+        if q.id in asked:
+            out[q.id] = choose(table, q, out, profile)
     write_atomic(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
     return path
 

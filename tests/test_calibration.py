@@ -117,6 +117,27 @@ def test_the_committed_quick_choices_recompute_from_the_committed_table():
     assert tune.loc[tune["status"] != "diverged", "val_acc"].notna().all()
 
 
+def test_a_profile_that_leaves_claims_out_recomputes_its_committed_choices_from_its_table(tmp_path):
+    """long is for some claims only: `python -m bnexp.calibration results/long` asks their questions
+    alone (the others have no tuning rows there) and gives the committed tuned.json again."""
+    import shutil
+
+    from bnexp.config import profile_only
+    from tests.conftest import ROOT
+
+    committed = ROOT / "results" / "long"
+    assert "init_insensitivity" not in profile_only("long")
+    (tmp_path / "long").mkdir()
+    for name in ("runs.csv", "exact.csv", calibration.TUNED):
+        shutil.copy(committed / name, tmp_path / "long" / name)
+    calibration.write(tmp_path / "long")
+    assert json.loads((tmp_path / "long" / calibration.TUNED).read_text()) == json.loads((committed / calibration.TUNED).read_text())
+    (tmp_path / "long" / calibration.TUNED).unlink()
+    calibration.write(tmp_path / "long")  # from nothing: every question of long's claims, no other
+    assert set(json.loads((tmp_path / "long" / calibration.TUNED).read_text())) == {
+        q.id for q in calibration.questions() if q.claim in profile_only("long")}
+
+
 def test_only_the_runs_of_the_profiles_current_regime_are_chosen_from():
     """convergence's tuning sweep at quick trains 6 epochs: runs of an earlier budget (4 epochs), kept in
     the table beside the new ones with the same arms, grid and seeds, are counted, not averaged in."""
