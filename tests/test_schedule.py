@@ -195,16 +195,16 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
 
 
 def test_a_version_not_piloted_at_the_profile_has_no_verdict_runs_there(monkeypatch, tmp_path, capsys):
-    """From v4 on, a claim decides only where its newest version was piloted: dropout_redundancy v4 was
+    """From v4 on, a claim decides only where its newest version was piloted: lr_tolerance v4 was
     piloted at quick only, so reproduce at long runs convergence (piloted at long after registration)
-    and not dropout_redundancy, saying how to pilot it; at quick both run."""
+    and not lr_tolerance, saying how to pilot it; at quick both run."""
     import argparse
     from collections import Counter
 
     from bnexp.pipeline import looks as mod
 
-    assert set(mod.unpiloted(["convergence", "dropout_redundancy"], "long")) == {"dropout_redundancy"}
-    assert mod.unpiloted(["convergence", "dropout_redundancy"], "quick") == {}
+    assert set(mod.unpiloted(["convergence", "lr_tolerance"], "long")) == {"lr_tolerance"}
+    assert mod.unpiloted(["convergence", "lr_tolerance"], "quick") == {}
     launched = []
 
     def stage(sweeps, a, jobs, root):
@@ -215,12 +215,12 @@ def test_a_version_not_piloted_at_the_profile_has_no_verdict_runs_there(monkeypa
     monkeypatch.setattr(mod, "evaluate_profile", lambda root, profile: _headlines({"convergence": None}))
     monkeypatch.setattr(mod, "write_report", lambda root, profile, evaluation: None)
     monkeypatch.setattr(mod.endpoints, "write", lambda root: None)
-    mod.verdict_stage(["convergence", "dropout_redundancy"], argparse.Namespace(profile="long", overrides=[]), 2,
+    mod.verdict_stage(["convergence", "lr_tolerance"], argparse.Namespace(profile="long", overrides=[]), 2,
                       tmp_path)
     assert launched == ["convergence"]
     said = capsys.readouterr().err
-    assert "dropout_redundancy v4 is not piloted at long (piloted at quick)" in said
-    assert "add-pilot dropout_redundancy 4 --profile long" in said
+    assert "lr_tolerance v4 is not piloted at long (piloted at quick)" in said
+    assert "add-pilot lr_tolerance 4 --profile long" in said
 
 
 def test_a_jobs_work_counts_its_steps_its_model_and_its_evaluations():
