@@ -114,3 +114,21 @@ def test_v4_pilot_reads_the_lr_sweep_without_dropout_and_the_rate_sweep_at_the_t
     overfits, helps = pilot.run(draft(4), pd.DataFrame(runs), tuned)
     assert overfits.value == pytest.approx(0.65) and overfits.holds  # train 0.95 - validation 0.30
     assert helps.value == pytest.approx(0.045) and helps.holds  # 0.34 / 0.35 with dropout - 0.30 without
+
+
+def test_v5_a_dropout_guard_still_open_keeps_the_plan_going():
+    """Plain's gain from dropout +0.02 on average but 0..+0.04 by seed (BN's -0.005): v4 stops untestable at its
+    first look; v5 (open guards) reads the look undecided and asks for 8 seeds, and decides once the
+    guard's interval has closed above 0. A gain clearly below 0 is untestable at once under v5 too."""
+    def spread(seeds, wobble):
+        t = v4_cells(seeds, 0.02, -0.005)
+        t.loc[t["arm"] == "v4_plain_pbest", "final_acc"] += wobble
+        return t
+
+    five = spread(FIVE, [0.02, -0.02, 0.016, -0.016, 0.0])
+    assert verdict(4, five).verdict == UNTESTABLE
+    res = verdict(5, five)
+    assert res.verdict == INCONCLUSIVE and res.derived["next_seeds"] == 8, res.detail
+    res = verdict(5, spread(range(21, 29), [0.02, -0.02, 0.016, -0.016, 0.0, 0.002, -0.002, 0.0]))
+    assert res.verdict == REPRODUCED and res.n_seeds == 8, res.detail
+    assert verdict(5, v4_cells(FIVE, -0.02, 0.0)).verdict == UNTESTABLE
