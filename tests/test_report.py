@@ -139,16 +139,16 @@ def test_a_spoilt_scouting_table_is_refused_in_one_line(tmp_path, spoil, why):
 
 
 def test_an_untestable_claim_whose_newer_version_is_not_piloted_here_names_the_add_pilot_command():
-    """dropout_redundancy v4 is registered with a pilot at quick: at a profile where it has no runs and
-    no pilot, the report's first step toward showing the claim is piloting it there."""
+    """dropout_redundancy's newest version is registered with pilots at quick and long: at a profile where
+    it has no runs and no pilot, the report's first step toward showing the claim is piloting it there."""
     import dataclasses
 
     ev = evaluate_profile(COMMITTED, "quick")
     per_claim = next(pc for pc in ev.claims if pc[0].claim.id == "dropout_redundancy")
-    v4 = next(o for o in per_claim if o.number == 4)
-    assert report._unpiloted(per_claim, "quick") == []  # piloted and run here
-    bare = [dataclasses.replace(o, used=o.used.iloc[:0]) if o is v4 else o for o in per_claim]
+    newest = max(per_claim, key=lambda o: o.number)
+    assert newest.number >= 5 and report._unpiloted(per_claim, "quick") == []  # piloted here
+    bare = [dataclasses.replace(o, used=o.used.iloc[:0]) if o is newest else o for o in per_claim]
     [line] = report._unpiloted(bare, "mine")
-    assert line.startswith("`mine` itself: v4 is registered (piloted at ") and "quick" in line
-    assert "add-pilot dropout_redundancy 4 --profile mine" in line
-    assert report._unpiloted(bare, "quick") == []  # piloted there: nothing to do first
+    assert line.startswith(f"`mine` itself: v{newest.number} is registered (piloted at long, quick) but not piloted")
+    assert f"add-pilot dropout_redundancy {newest.number} --profile mine" in line
+    assert report._unpiloted(bare, "quick") == [] and report._unpiloted(bare, "long") == []  # piloted there
