@@ -255,13 +255,14 @@ def test_from_v4_a_verdict_using_a_grid_edge_choice_is_exploratory():
 
 
 def test_a_draft_is_piloted_but_neither_judged_nor_registered(scratch_ledger, monkeypatch):
-    """A version written to be piloted sits in the claim's drafts: `ledger check` does not ask for
-    its registration, the evaluation does not judge it, and `register` says how to promote it."""
+    """A version written to be piloted sits in the claim's drafts (here small_batch v4's definition as a
+    draft v5): `ledger check` does not ask for its registration, and `register` says how to promote it."""
     claim = by_id()["small_batch"]
-    assert 4 in claim.drafts and 4 not in claim.versions
-    assert not [p for p in ledger.check(list(by_id().values()), book.load()) if "small_batch v4" in p]
-    with pytest.raises(SystemExit, match="small_batch v4 is a draft: once its pilot passes, move it"):
-        _main(monkeypatch, "register", "small_batch", "4", "--reason", "r", "--pilot", "long")
+    monkeypatch.setitem(claim.drafts, 5, claim.versions[4])
+    assert 5 not in claim.versions
+    assert not [p for p in ledger.check(list(by_id().values()), book.load()) if "small_batch v5" in p]
+    with pytest.raises(SystemExit, match="small_batch v5 is a draft: once its pilot passes, move it"):
+        _main(monkeypatch, "register", "small_batch", "5", "--reason", "r", "--pilot", "long")
 
 
 def test_from_v5_an_interval_guard_still_open_keeps_the_plan_going_and_a_clear_failure_stops_it():
