@@ -3,7 +3,7 @@
 
     python scripts/cost.py --profile full [--only small_batch] [--steps 5] [--jobs 4] [--device cuda]
                            [--json cost.json] [overrides...]
-    python scripts/cost.py --profile full --sweeps small_batch/tune_v4,small_batch/v4_draft \
+    python scripts/cost.py --profile full --sweeps small_batch/tune_v4,small_batch \
                            --json results/cost/full.json
 
 `--only` takes claims (every sweep of each: calibration, pilot, verdict and draft sweeps), `--sweeps`

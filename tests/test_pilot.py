@@ -244,7 +244,7 @@ def test_only_the_grids_a_v4_version_reads_are_widened_so_an_earlier_versions_ch
 
 def test_from_v4_a_verdict_using_a_grid_edge_choice_is_exploratory():
     claim = by_id()["small_batch"]
-    version = claim.versions.get(4) or claim.drafts[4]
+    version = claim.versions[4]
     edge = {"small_batch/lr_v4": {"rule": "best", "values": {"v4_bn": 0.2, "v4_gnws": 0.8},
                                   "at_grid_edge": ["v4_gnws"]}}
     reasons = ledger.edge_choices(version, edge)

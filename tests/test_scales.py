@@ -20,7 +20,7 @@ def _table(profile: str = "full", **edits) -> dict:
                                       "runs": 20, "steps_per_run": 10530, "train_images": 26_956_800,
                                       "eval_images": 3_000_000, "s_per_step": 0.3, "s_per_eval": 11.0,
                                       "hours": 9.5},
-              "small_batch/v4_draft": {"claim": "small_batch", "budget": budget_hash(CONFIGS, profile, "small_batch"),
+              "small_batch": {"claim": "small_batch", "budget": budget_hash(CONFIGS, profile, "small_batch"),
                                        "runs": 32, "steps_per_run": 176648, "train_images": 43_000_000,
                                        "eval_images": 4_800_000, "s_per_step": 0.3, "s_per_eval": 11.0,
                                        "hours": 26.4}}
@@ -40,7 +40,7 @@ def test_a_cost_table_is_read_and_its_claims_sweeps_summed(tmp_path):
     _write(tmp_path, _table())
     tables = scales.costs(tmp_path)
     cost = scales.cost_of("small_batch", tables["full"])
-    assert cost.sweeps == {"small_batch/tune_v4": 20, "small_batch/v4_draft": 32}
+    assert cost.sweeps == {"small_batch/tune_v4": 20, "small_batch": 32}
     assert cost.hours == pytest.approx(35.9) and cost.train_images == 69_956_800 and not cost.stale
     assert "35.9 h" in str(cost) and "Some CPU (AVX2)" in str(cost) and "earlier budget" not in str(cost)
     assert scales.cost_of("dropout_redundancy", tables["full"]) is None
@@ -51,8 +51,8 @@ def test_a_cost_table_is_read_and_its_claims_sweeps_summed(tmp_path):
     (lambda t: t["sweeps"]["small_batch/tune_v4"].update(hours=1.0), "add up to"),
     (lambda t: t.update(profile="long"), "not the 'full'"),
     (lambda t: t["sweeps"].update({"small_batch/v9": t["sweeps"]["small_batch/tune_v4"]}), "add up to"),
-    (lambda t: t["sweeps"]["small_batch/v4_draft"].pop("runs"), "`runs` missing"),
-    (lambda t: t["sweeps"]["small_batch/v4_draft"].update(claim="landscape"), "not what cost.py writes"),
+    (lambda t: t["sweeps"]["small_batch"].pop("runs"), "`runs` missing"),
+    (lambda t: t["sweeps"]["small_batch"].update(claim="landscape"), "not what cost.py writes"),
     (lambda t: t.pop("git_commit"), "`git_commit` missing"),
 ])
 def test_a_hand_edited_cost_table_is_refused_in_one_line_naming_the_file(tmp_path, edit, says):
@@ -73,11 +73,11 @@ def test_a_truncated_cost_table_is_refused(tmp_path):
 
 def test_a_profile_or_sweep_changed_since_it_was_costed_is_said_to_be_costed_for_an_earlier_one(tmp_path):
     table = _table()
-    table["sweeps"]["small_batch/v4_draft"]["budget"] = "0" * 12
+    table["sweeps"]["small_batch"]["budget"] = "0" * 12
     cost = scales.cost_of("small_batch", table)
     assert cost.stale and "Costed for an earlier budget" in str(cost)
-    table = _table()  # a draft registered since: its sweep `v4_draft` is gone, the table is still read
-    table["sweeps"]["small_batch/v9_draft"] = table["sweeps"].pop("small_batch/v4_draft")
+    table = _table()  # a draft registered since: its sweep `v9_draft` is gone, the table is still read
+    table["sweeps"]["small_batch/v9_draft"] = table["sweeps"].pop("small_batch")
     path = _write(tmp_path, table)
     cost = scales.cost_of("small_batch", scales.load(path))
     assert cost.stale and "rerun the cost" in str(cost)
@@ -90,7 +90,7 @@ def test_each_larger_profile_is_named_with_its_verdict_its_cost_or_the_command_t
     said = scales.elsewhere("small_batch", "quick", verdicts, {"full": _table()})
     assert [line.split(":")[0] for line in said] == ["`long`", "`full`"]  # by scale; smoke and quick left out
     assert said[0].startswith("`long`: untestable at this scale (v3, 5 seeds)")
-    assert "`small_batch/v4_draft` (32 runs)" in said[1] and "35.9 h" in said[1]
+    assert "`small_batch` (32 runs)" in said[1] and "35.9 h" in said[1]
     said = scales.elsewhere("dropout_redundancy", "long", verdicts, {"full": _table()})
     assert said == ["`full`: not run yet, not costed (`python scripts/cost.py --profile full --only "
                     "dropout_redundancy --json results/cost/full.json` times it)"]

@@ -68,7 +68,7 @@ def cells_v4(seeds, err: dict[str, float], noise: float = 0.003,
 
 def verdict(n: int, t: pd.DataFrame):
     claim = by_id()["small_batch"]
-    return (claim.versions.get(n) or claim.drafts[n]).verdict(t, Context())  # v4: a draft until its pilot passes
+    return (claim.versions.get(n) or claim.drafts[n]).verdict(t, Context())
 
 
 def hand_made() -> list[pd.DataFrame]:
@@ -162,6 +162,19 @@ def test_v4_the_guard_reads_the_end_of_its_interval_and_blocks_only_the_gn_parts
     assert [p["verdict"] for p in r.derived["parts"]] == [REPRODUCED, UNTESTABLE, UNTESTABLE, UNTESTABLE]
 
 
+def test_v4_a_guard_still_open_keeps_the_plan_going_and_decides_once_it_closes():
+    """GN+WS 1.5 points behind BN at 128 with a wide spread: at 5 seeds the guard's upper end reaches past
+    3 points while its mean is under them, so the GN parts stay undecided and the plan asks for 8 seeds
+    (the guard is open); at 12 seeds the interval has closed under 3 points and every part decides."""
+    trails_a_little = {"v4_bn": 0.20, "v4_ghost2": 0.30, "v4_gnws": 0.215, "v4_gnws_small": 0.215}
+    five = verdict(4, cells_v4(range(19, 24), trails_a_little, spread={"v4_gnws": 0.02, "v4_gnws_small": 0.02}))
+    guard = five.derived["guards"][GUARD_V4]
+    assert not guard["holds"] and guard["value"] > 0.03  # the upper end, past the bar; the mean under it
+    assert five.verdict == INCONCLUSIVE and five.derived["next_seeds"] == 8
+    twelve = verdict(4, cells_v4(range(19, 31), trails_a_little, spread={"v4_gnws": 0.004, "v4_gnws_small": 0.004}))
+    assert twelve.derived["guards"][GUARD_V4]["holds"] and twelve.verdict == REPRODUCED, twelve.detail
+
+
 def test_v4_gn_ws_that_degrades_at_the_small_batch_is_not_equivalent():
     r = verdict(4, cells_v4(range(19, 24), V4_DEGRADES))
     assert r.verdict == NOT_REPRODUCED
@@ -193,5 +206,5 @@ def test_v4_pilot_reads_bn_and_gn_ws_at_their_tuned_lrs_on_validation_accuracy()
     rows = small_batch.pilot_rows_v4(tuning, tuned)
     assert sorted(zip(rows["arm"], rows["lr"], strict=True)) == [("v4_bn", 0.2)] * 2 + [("v4_gnws", 0.4)] * 2
     assert (rows["final_acc"] == rows["val_acc"]).all()  # never the test accuracy
-    (g,) = pilot.run(by_id()["small_batch"].drafts[4], tuning, tuned)
+    (g,) = pilot.run(by_id()["small_batch"].versions[4], tuning, tuned)
     assert g.value == pytest.approx(0.01) and g.holds  # GN+WS 1 point behind on both tuning seeds
