@@ -108,12 +108,14 @@ def test_the_full_profile_reads_its_own_constants_and_gn_keeps_four_channels_per
 
     results = planned("full")
     answers = calibration.planning("full")
-    _, jobs = expand("full", "small_batch", real_data, results)
+    _, jobs = expand("full", "small_batch", real_data, results)  # v4's sweep: BN, ghost BN, GN+WS at 128 and small
     gn = [j for j in jobs if j.config.model.norm == Norm.group]
-    tuned_gn = [j for j in gn if j.config.train.batch_size == 128]  # Wu & He's own protocol keeps its lr
-    assert tuned_gn and all(j.config.optim.lr == answers["small_batch/lr"]["values"]["gn"] for j in tuned_gn)
-    bn = [j for j in jobs if j.config.model.norm != Norm.group and j.config.train.batch_size == 128]
-    assert bn and all(j.config.optim.lr == answers["small_batch/lr"]["values"]["bn"] for j in bn)
+    assert {j.config.train.batch_size for j in gn} == {128, 2}  # GN+WS at 128 and at full's real small batch
+    # lr per 256 images: GN+WS's tuned one at both batches (the small batch's is scaled from it in training)
+    assert all(j.config.optim.lr == answers["small_batch/lr_v4"]["values"]["v4_gnws"] for j in gn)
+    assert all(j.config.model.weight_standardization for j in gn)
+    bn = [j for j in jobs if j.config.model.norm != Norm.group]
+    assert bn and all(j.config.optim.lr == answers["small_batch/lr_v4"]["values"]["v4_bn"] for j in bn)
     for job in gn:
         model = models.build(OmegaConf.to_object(job.config.model), 10)
         norms = [m for m in model.modules() if isinstance(m, __import__("torch").nn.GroupNorm)]
