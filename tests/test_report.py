@@ -57,7 +57,7 @@ def test_a_profile_that_runs_some_experiments_reports_those_and_names_the_others
     assert (f"Not run at this profile (`only` in `configs/profile/long.yaml`): {', '.join(skipped)};" in text)
     at_quick = next(c["version"] for c in json.loads((COMMITTED / "claims.json").read_text())
                     if c["id"] == "lr_tolerance")
-    assert f"| lr_tolerance | quick | v{at_quick} |" in text and "| small_batch | long | v3 |" in text
+    assert f"| lr_tolerance | quick | v{at_quick} |" in text and "| small_batch | long | v4 |" in text
     assert "## lr_tolerance" not in text and "## small_batch" in text
 
 
