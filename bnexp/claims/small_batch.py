@@ -175,12 +175,13 @@ def protocol_v4() -> pr.Protocol:
     # The equivalence margin moves both one-sided parts: rebuilt from the builder. The guard is open
     # (as from landscape v5 on): a look where only its interval still reaches past 3 points, its mean
     # under them, leaves the GN parts undecided and the plan going.
-    return pr.with_open_guards(pr.with_neighbours(base, ("rise >= 0.03", pr.with_threshold(base, base.parts[0], 0.03)),
-                              ("rise >= 0.07", pr.with_threshold(base, base.parts[0], 0.07)),
-                              ("GN+WS on par within 0.02", pr.with_guard(base, par, 0.02)),
-                              ("GN+WS on par within 0.05", pr.with_guard(base, par, 0.05)),
-                              ("GN flat within 0.01", _protocol_v4(flat=0.01)),
-                              ("GN flat within 0.03", _protocol_v4(flat=0.03))))
+    return pr.with_open_guards(pr.with_neighbours(
+        base, ("rise >= 0.03", pr.with_threshold(base, base.parts[0], 0.03)),
+        ("rise >= 0.07", pr.with_threshold(base, base.parts[0], 0.07)),
+        ("GN+WS on par within 0.02", pr.with_guard(base, par, 0.02)),
+        ("GN+WS on par within 0.05", pr.with_guard(base, par, 0.05)),
+        ("GN flat within 0.01", _protocol_v4(flat=0.01)),
+        ("GN flat within 0.03", _protocol_v4(flat=0.03))))
 
 
 def verdict_v4(t: pd.DataFrame, ctx: Context):
