@@ -231,6 +231,12 @@ def protocol_v4() -> pr.Protocol:
 
 
 def verdict_v4(t: pd.DataFrame, ctx: Context):
+    return pr.verdict(protocol_v4(), t, ctx, *_shown_v4(t, ctx))
+
+
+def _shown_v4(t: pd.DataFrame, ctx: Context) -> tuple[list[str], dict]:
+    """What v4 and v5 show beside the verdict: the target, each arm's mean steps to it and the
+    runs that never reach it, BN at plain's lr."""
     target = _target(ctx, FRACTION_V4)
     planned = float(t["steps"].max())
     s = _times(t, target)
@@ -246,7 +252,7 @@ def verdict_v4(t: pd.DataFrame, ctx: Context):
         shared = t_interval(_ratios_v4(t, target, "bn_shared"), log=True)
         detail.append(f"BN at plain's lr / plain (descriptive): {shared}")
     ref = float(t[t["arm"] == "bn"]["final_acc"].mean())
-    return pr.verdict(protocol_v4(), t, ctx, detail, {"target": target, "reference_acc": ref, "reference_arm": "BN"})
+    return detail, {"target": target, "reference_acc": ref, "reference_arm": "BN"}
 
 
 def pilot_rows_v4(tuning: pd.DataFrame, tuned: dict) -> pd.DataFrame:
