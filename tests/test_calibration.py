@@ -131,7 +131,8 @@ def test_a_profile_that_leaves_claims_out_recomputes_its_committed_choices_from_
     for name in ("runs.csv", "exact.csv", calibration.TUNED):
         shutil.copy(committed / name, tmp_path / "long" / name)
     calibration.write(tmp_path / "long")
-    assert json.loads((tmp_path / "long" / calibration.TUNED).read_text()) == json.loads((committed / calibration.TUNED).read_text())
+    written = json.loads((tmp_path / "long" / calibration.TUNED).read_text())
+    assert written == json.loads((committed / calibration.TUNED).read_text())
     (tmp_path / "long" / calibration.TUNED).unlink()
     calibration.write(tmp_path / "long")  # from nothing: every question of long's claims, no other
     assert set(json.loads((tmp_path / "long" / calibration.TUNED).read_text())) == {

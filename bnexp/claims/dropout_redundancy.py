@@ -274,10 +274,10 @@ VERSIONS[5] = dataclasses.replace(
     VERSIONS[4],
     criterion=f"v4's criterion (in the overfitting MLP, each net at its tuned lr and dropout rate, BN's test accuracy "
               f"gain from dropout is at most 1/{SHARE_DIVISOR_V4} of plain's; guarded by plain's train - test accuracy "
-              f"(>= {OVERFITS_V4:g}) and dropout's gain for plain (>= {HELPS_V4:g}), each by its interval's lower end), "
-              "with the guards open: a look where a guard fails only by an interval still reaching below its bar, its "
-              "mean above it, stays undecided and the plan goes on; untestable only when a guard fails clearly or at "
-              "the last look",
+              f"(>= {OVERFITS_V4:g}) and dropout's gain for plain (>= {HELPS_V4:g}), each by its interval's lower "
+              "end), with the guards open: a look where a guard fails only by an interval still reaching below its "
+              "bar, its mean above it, stays undecided and the plan goes on; untestable only when a guard fails "
+              "clearly or at the last look",
     verdict=verdict_v5, protocol=protocol_v5)
 
 

@@ -275,3 +275,9 @@ def with_open_guards(protocol: Protocol) -> Protocol:
 def with_neighbours(protocol: Protocol, *choices: tuple[str, Protocol]) -> Protocol:
     """The protocol with its registered neighbouring choices, each (label, that choice's protocol)."""
     return replace(protocol, neighbours=tuple((label, replace(alt, neighbours=())) for label, alt in choices))
+
+
+def with_plan(protocol: Protocol, plan: Plan) -> Protocol:
+    """The protocol, and each of its neighbouring choices, looking by another sequential plan."""
+    return replace(protocol, plan=plan,
+                   neighbours=tuple((label, replace(p, plan=plan)) for label, p in protocol.neighbours))

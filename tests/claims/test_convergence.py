@@ -2,7 +2,8 @@
 net at its best lr; a run that never reaches the target counted at its own length or at twice the
 plan), v2 (a fixed target, censored at twice the plan) and v3 (the target a fraction of plain's
 tuned validation accuracy; steps known only between two evaluations, so each ratio is a bracket)
-and v4 (the crossing interpolated between evaluations; looks at 5, 8, 12 seeds).
+and v4 (the crossing interpolated between evaluations; looks at 5, 8, 12 seeds), v5 (v4 on a plan of
+20, 30, 40 seeds).
 `hand_made()` feeds the same tables, with the contexts they need, to re-certification."""
 
 import json
@@ -57,12 +58,16 @@ def hand_made() -> list:
     return [runs_v1(), arms({3: (8, 56), 4: (16, 64), 5: (8, 48), 6: (8, None)}),
             arms({3: (8, 56), 4: (8, 64), 5: (8, 48)}),
             (arms(FAST, 4, 0.35), tuned(0.4)), (arms(SAME, 4, 0.35), tuned(0.4)), (arms(FAST, 4, 0.35), tuned(0.15)),
-            (ramps(FAST_12), tuned(0.4)), (ramps(SAME_12), tuned(0.4))]
+            (ramps(FAST_12), tuned(0.4)), (ramps(SAME_12), tuned(0.4)), (ramps(SPREAD_40), tuned(0.4))]
 
 
 # twelve seeds: the step at which each net's accuracy, rising linearly from chance, reaches 0.32
 FAST_12 = {s: (10 + 1.5 * (s % 4), 40 + 3 * (s % 3)) for s in range(21, 33)}
 SAME_12 = {s: (38 + 1.5 * (s % 4), 40 + 3 * (s % 3)) for s in range(21, 33)}
+# forty seeds, BN about 0.35x plain's 80 steps with v4's quick spread (log sd about 0.66), the 12 first
+# further from 0.35 than the rest: exp(log(0.35) + 0.66 z), z cycling over a fixed pattern of mean 0
+_Z = (1.4, -1.2, 0.3, -0.5, 0.9, -0.9, 0.1, -0.1, 1.1, -1.1, 0.6, -0.6)
+SPREAD_40 = {31 + i: (round(80 * float(np.exp(np.log(0.35) + 0.66 * _Z[i % 12])), 3), 80) for i in range(40)}
 
 
 def ramps(reached: dict, every: int = 2) -> pd.DataFrame:
@@ -150,3 +155,28 @@ def test_v4_pilot_is_the_tuned_reference():
     assert guard.holds and guard.value == pytest.approx(0.3) and guard.seeds == 2
     (low,) = pilot.run(v4, runs, answers | {"convergence/target": {"reference_val_acc": 0.15}})
     assert not low.holds
+
+
+def test_v5_is_v4_on_a_larger_plan():
+    """v5 keeps v4's criterion, guard and neighbours; only the plan differs, in every neighbour too."""
+    v4, v5 = convergence.protocol_v4(), convergence.protocol_v5()
+    assert v5.plan == convergence.PLAN_V5 and v5.plan.looks == (20, 30, 40) and v4.plan.looks == (5, 8, 12)
+    assert [p.name for p in v5.parts] == [p.name for p in v4.parts]
+    assert [(g.name, g.threshold) for g in v5.guards] == [(g.name, g.threshold) for g in v4.guards]
+    assert [label for label, _ in v5.neighbours] == [label for label, _ in v4.neighbours]
+    assert all(p.plan == convergence.PLAN_V5 for _, p in v5.neighbours)
+    versions = by_id()["convergence"].versions
+    assert versions[5].criterion == versions[4].criterion and versions[5].pilot == versions[4].pilot
+
+
+def test_v5_decides_where_v4s_twelve_seeds_could_not():
+    """With v4's spread, 12 seeds leave the interval across 0.5 at v4's last look; v5's first look
+    (20 seeds, the same spread) decides."""
+    t, ctx = ramps(SPREAD_40), tuned(0.4)
+    v4 = verdict(4, t, ctx)
+    assert v4.verdict == "inconclusive" and v4.derived["seeds"] == list(range(31, 43)), v4.detail
+    assert v4.ci_low < convergence.THRESHOLD_V4 < v4.ci_high
+    v5 = verdict(5, t, ctx)
+    assert v5.verdict == REPRODUCED and v5.derived["seeds"] == list(range(31, 51)), v5.detail
+    assert v5.ci_high < convergence.THRESHOLD_V4 and v5.effect == pytest.approx(0.35, rel=0.1)
+
