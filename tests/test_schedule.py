@@ -154,9 +154,10 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
             looks[n] += 1
         return [], Counter()
 
-    # convergence (v4: looks at 5, 8, 12) stays borderline at every look; landscape decides at its first
+    # convergence (v5: looks at 20, 30, 40) stays borderline at every look; landscape (v5: 5, 8, 12)
+    # decides at its first
     def evaluated(root, profile):
-        return _headlines({"convergence": [8, 12, None][looks["convergence"] - 1], "landscape": None})
+        return _headlines({"convergence": [30, 40, None][looks["convergence"] - 1], "landscape": None})
 
     monkeypatch.setattr(mod, "run_stage", stage)
     monkeypatch.setattr(mod, "evaluate_profile", evaluated)
@@ -164,17 +165,23 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
     monkeypatch.setattr(mod.endpoints, "write", lambda root: None)
     a = argparse.Namespace(profile="quick", overrides=["train.epochs=1"])
     mod.verdict_stage(["convergence", "landscape"], a, 2, tmp_path)
-    assert launched == [[("convergence", ("profile.seeds=verdict:1-5",)),
+    assert launched == [[("convergence", ("profile.seeds=verdict:1-20",)),
                          ("landscape", ("profile.seeds=verdict:1-5",))],
-                        [("convergence", ("profile.seeds=verdict:6-8",))],
-                        [("convergence", ("profile.seeds=verdict:9-12",))]]
+                        [("convergence", ("profile.seeds=verdict:21-30",))],
+                        [("convergence", ("profile.seeds=verdict:31-40",))]]
     assert a.overrides == ["train.epochs=1"]
+
+    # --only the claim whose first look (20) is larger than quick's count of seeds (5): still its looks
+    launched.clear()
+    looks.update(convergence=0)
+    mod.verdict_stage(["convergence"], a, 2, tmp_path)
+    assert launched[0] == [("convergence", ("profile.seeds=verdict:1-20",))] and len(launched) == 3
 
     # An experiment without a plan (gn_groups) runs once, beside the first looks.
     launched.clear()
     looks.update(convergence=0, landscape=0, gn_groups=0)
     mod.verdict_stage(["convergence", "gn_groups"], a, 2, tmp_path)
-    assert launched[0] == [("convergence", ("profile.seeds=verdict:1-5",)), ("gn_groups", ())]
+    assert launched[0] == [("convergence", ("profile.seeds=verdict:1-20",)), ("gn_groups", ())]
     assert all(("gn_groups", ()) not in later for later in launched[1:])
 
     # A table finished in parts already holds landscape's first two looks, and its third in part:
@@ -196,15 +203,16 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
 
 def test_a_version_not_piloted_at_the_profile_has_no_verdict_runs_there(monkeypatch, tmp_path, capsys):
     """From v4 on, a claim decides only where its newest version was piloted: lr_tolerance v4 was
-    piloted at quick only, so reproduce at long runs convergence (piloted at long after registration)
-    and not lr_tolerance, saying how to pilot it; at quick both run."""
+    piloted at quick only, so reproduce at long runs landscape (v5, piloted at quick and long) and not
+    lr_tolerance, saying how to pilot it; at quick both run. convergence v5, piloted at quick only, is
+    not run at long either."""
     import argparse
     from collections import Counter
 
     from bnexp.pipeline import looks as mod
 
-    assert set(mod.unpiloted(["convergence", "lr_tolerance"], "long")) == {"lr_tolerance"}
-    assert mod.unpiloted(["convergence", "lr_tolerance"], "quick") == {}
+    assert set(mod.unpiloted(["landscape", "lr_tolerance", "convergence"], "long")) == {"lr_tolerance", "convergence"}
+    assert mod.unpiloted(["landscape", "lr_tolerance", "convergence"], "quick") == {}
     launched = []
 
     def stage(sweeps, a, jobs, root):
@@ -212,12 +220,12 @@ def test_a_version_not_piloted_at_the_profile_has_no_verdict_runs_there(monkeypa
         return [], Counter()
 
     monkeypatch.setattr(mod, "run_stage", stage)
-    monkeypatch.setattr(mod, "evaluate_profile", lambda root, profile: _headlines({"convergence": None}))
+    monkeypatch.setattr(mod, "evaluate_profile", lambda root, profile: _headlines({"landscape": None}))
     monkeypatch.setattr(mod, "write_report", lambda root, profile, evaluation: None)
     monkeypatch.setattr(mod.endpoints, "write", lambda root: None)
-    mod.verdict_stage(["convergence", "lr_tolerance"], argparse.Namespace(profile="long", overrides=[]), 2,
+    mod.verdict_stage(["landscape", "lr_tolerance"], argparse.Namespace(profile="long", overrides=[]), 2,
                       tmp_path)
-    assert launched == ["convergence"]
+    assert launched == ["landscape"]
     said = capsys.readouterr().err
     assert "lr_tolerance v4 is not piloted at long (piloted at quick)" in said
     assert "add-pilot lr_tolerance 4 --profile long" in said

@@ -30,6 +30,11 @@ def sequential_plans(names: list[str]) -> dict[str, tuple[str, tuple[int, ...]]]
     return out
 
 
+def _verdict_experiments() -> list[str]:
+    """Every claim's newest version's experiment."""
+    return [e for c in all_claims() if (e := c.versions[c.latest].experiment)]
+
+
 def unpiloted(names: list[str], profile: str) -> dict[str, str]:
     """experiment -> why its verdict sweep is not run at `profile`: its claim's newest version declares
     a pilot (v4 on) but was piloted there neither at registration nor later (ledger add-pilot). Its
@@ -69,7 +74,11 @@ def verdict_stage(names: list[str], a: argparse.Namespace, jobs: int, root: Path
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         spec = str(compose("config", [f"profile={a.profile}"]).profile.seeds)
     kind, _, count = spec.partition(":")
-    if kind != "verdict" or (count and int(count) < min((p[1][0] for p in plans.values()), default=1)):
+    # A profile with fewer seeds than every registered plan's first look (smoke) runs one pass; the
+    # smallest first look is over all claims, so that `--only` one claim whose first look is larger
+    # than the profile's count (convergence v5: 20 seeds, quick: 5) still runs its looks.
+    first = min((looks[0] for _, looks in sequential_plans(_verdict_experiments()).values()), default=1)
+    if kind != "verdict" or (count and int(count) < first):
         return run_stage([(n, ()) for n in names], a, jobs, root)  # fewer seeds than a look (smoke): one pass
     skipped = unpiloted(names, a.profile)  # a profile that reaches a look decides: only where piloted
     for why in skipped.values():
