@@ -24,7 +24,7 @@ import seaborn as sns
 from bnexp import scales as scale_costs
 from bnexp.evaluation import Evaluation, Outcome, evaluate_profile, headline
 from bnexp.files import InputError, WriteError, write_atomic
-from bnexp.method import ledger
+from bnexp.method import ledger, pilot
 from bnexp.method.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -387,10 +387,7 @@ def _unpiloted(per_claim: list[Outcome], profile: str) -> list[str]:
     piloted = newest.entry.piloted
     if profile in piloted:
         return []
-    return [f"`{profile}` itself: v{newest.number} is registered (piloted at {', '.join(piloted)}) but not piloted "
-            f"here; after this profile's calibration (`python scripts/reproduce.py --profile {profile} --only "
-            f"{newest.claim.id} --stage calibrate`), `python -m bnexp.method.ledger add-pilot {newest.claim.id} "
-            f"{newest.number} --profile {profile} --reason ...` pilots it, and a passing pilot lets it run here"]
+    return [f"`{profile}` itself: {pilot.advice(newest.claim.id, newest.number, profile, piloted)}"]
 
 
 def _elsewhere(elsewhere: dict[str, list[str]]) -> list[str]:

@@ -156,6 +156,7 @@ def test_an_untestable_claim_whose_newer_version_is_not_piloted_here_names_the_a
     assert newest.number >= 5 and report._unpiloted(per_claim, "quick") == []  # piloted here
     bare = [dataclasses.replace(o, used=o.used.iloc[:0]) if o is newest else o for o in per_claim]
     [line] = report._unpiloted(bare, "mine")
-    assert line.startswith(f"`mine` itself: v{newest.number} is registered (piloted at long, quick) but not piloted")
+    assert line.startswith(f"`mine` itself: dropout_redundancy v{newest.number} is registered (piloted at long, quick) "
+                           "but not piloted at mine")
     assert f"add-pilot dropout_redundancy {newest.number} --profile mine" in line
     assert report._unpiloted(bare, "quick") == [] and report._unpiloted(bare, "long") == []  # piloted there

@@ -227,7 +227,7 @@ def test_a_version_not_piloted_at_the_profile_has_no_verdict_runs_there(monkeypa
                       tmp_path)
     assert launched == ["landscape"]
     said = capsys.readouterr().err
-    assert "lr_tolerance v4 is not piloted at long (piloted at quick)" in said
+    assert "lr_tolerance v4 is registered (piloted at quick) but not piloted at long" in said
     assert "add-pilot lr_tolerance 4 --profile long" in said
 
 

@@ -82,3 +82,13 @@ def run(version: Version, tuning: pd.DataFrame, tuned: dict[str, Any]) -> list[G
             seeds = int(rows["seed"].nunique()) if "seed" in rows else 0
             out.append(GuardPilot(g.name, g.threshold, g.at_least, seeds, value, None, first, g.holds(value)))
     return out
+
+
+def advice(claim_id: str, number: int, profile: str, piloted: list[str] | tuple[str, ...]) -> str:
+    """What to do where a registered version is not piloted: the reproduce stage and the report say
+    it in these words."""
+    return (f"{claim_id} v{number} is registered (piloted at {', '.join(piloted)}) but not piloted at {profile}, so "
+            f"its verdict sweep is not run there; after that profile's calibration (`python scripts/reproduce.py "
+            f"--profile {profile} --only {claim_id} --stage calibrate`), `python -m bnexp.method.ledger add-pilot "
+            f"{claim_id} {number} --profile {profile} --reason ...` pilots it, and a passing pilot, committed, lets "
+            "it run there")

@@ -16,6 +16,7 @@ from bnexp import endpoints
 from bnexp.claims import all_claims
 from bnexp.config import CONFIGS
 from bnexp.evaluation import evaluate_profile
+from bnexp.method import pilot
 from bnexp.pipeline.schedule import run_stage
 from bnexp.report import write_report
 
@@ -48,10 +49,7 @@ def unpiloted(names: list[str], profile: str) -> dict[str, str]:
             continue
         piloted = entry.piloted
         if profile not in piloted:
-            out[v.experiment] = (f"{c.id} v{c.latest} is not piloted at {profile} (piloted at {', '.join(piloted)}): "
-                                 "its verdict sweep is not run here; run the calibration stage, then `python -m "
-                                 f"bnexp.method.ledger add-pilot {c.id} {c.latest} --profile {profile} --reason "
-                                 "...`, commit, and run again")
+            out[v.experiment] = pilot.advice(c.id, c.latest, profile, piloted)
     return out
 
 
