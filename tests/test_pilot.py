@@ -199,7 +199,7 @@ def test_the_budget_hash_follows_the_claims_own_budget_line_only(tmp_path):
     text = path.read_text()
     path.write_text(text.replace("landscape: {subset: 10000", "landscape: {subset: 9000"))
     assert budget_hash(configs, "long", "small_batch") == base  # another claim's line
-    path.write_text(text.replace("v4_epochs: 20", "v4_epochs: 25"))
+    path.write_text(text.replace("v4_epochs: 60", "v4_epochs: 65"))
     assert budget_hash(configs, "long", "small_batch") != base
     path.write_text(text.replace("val_size: 2000", "val_size: 1000"))
     assert budget_hash(configs, "long", "small_batch") != base  # a general value it reads
