@@ -25,7 +25,7 @@ from bnexp import scales as scale_costs
 from bnexp.evaluation import Evaluation, Outcome, evaluate_profile, headline
 from bnexp.files import InputError, WriteError, write_atomic
 from bnexp.method import ledger, pilot
-from bnexp.method.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE
+from bnexp.method.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTABLE, Estimate, seeds_to_decide
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -181,10 +181,25 @@ def _in_words(o: Outcome) -> str:
                  f"against {side} {head['threshold']:g}")
         if r.verdict == INCONCLUSIVE:
             line += (f", its interval still across the threshold at {r.n_seeds} seeds"
-                     + (f" (the plan's next look: {d['next_seeds']} seeds)" if d.get("next_seeds") else ""))
+                     + (f" (the plan's next look: {d['next_seeds']} seeds)" if d.get("next_seeds") else
+                        _would_decide(head, d, r.n_seeds)))
     elif r.effect is not None:
         line += f": {_effect(o)} ({o.claim.unit}; criterion: {o.version.criterion})"
     return line + f". Paper: {o.claim.published}"
+
+
+def _would_decide(part: dict, derived: dict, n: int) -> str:
+    """After a plan's last look, for a part whose interval still straddles its threshold: about how
+    many seeds a new version's fixed-n interval would need at this spread (the effect taken as
+    measured), so that a reader sees whether the claim is near its bar or far from any decision."""
+    if not derived.get("looks"):
+        return ""
+    est = Estimate(part["effect"], part["ci_low"], part["ci_high"], n)
+    need = seeds_to_decide(est, part["threshold"], part.get("log", False), derived["looks"][-1]["multiplier"])
+    if need is None:
+        return ""
+    return (f" at the plan's last look; at this spread a fixed-n 95% interval would need about {need} seeds to "
+            "decide it")
 
 
 def _at_least(o: Outcome, part: str) -> bool:

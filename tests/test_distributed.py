@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,15 @@ def _free_port() -> int:
 def two_processes(tmp_path_factory, real_data) -> dict[str, list[dict]]:
     """Each case trained by 2 gloo processes: {case: [rank 0's result, rank 1's]}."""
     out = tmp_path_factory.mktemp("ranks")
-    mp.spawn(_rank, args=(2, _free_port(), str(real_data), str(out)), nprocs=2, join=True)
+    try:
+        mp.spawn(_rank, args=(2, _free_port(), str(real_data), str(out)), nprocs=2, join=True)
+    except mp.ProcessExitedException as e:
+        # Under heavy CPU load a rank has now and then aborted on its way out of the group, after
+        # every case was saved ("terminate called without an active exception": SIGABRT in gloo's
+        # teardown, see World.stop). The cases are whole then, and are compared; one missing fails.
+        if not all((out / f"{name}-rank{r}.pt").exists() for name in CASES for r in range(2)):
+            raise
+        warnings.warn(f"a rank aborted after saving every case ({e}); the cases are compared", stacklevel=1)
     return {name: [torch.load(out / f"{name}-rank{r}.pt") for r in range(2)] for name in CASES}
 
 

@@ -89,6 +89,10 @@ def test_the_report_opens_with_a_plain_line_per_claim_and_labels_what_each_statu
     assert "**cannot show here**" in dropout and "-0.00651 (needs >= 0)" in dropout
     untestable = next(r for r in quick if r.startswith("| [dropout_redundancy]"))
     assert "guard -0.00651 (needs >= 0); deciding part 0.00322" in untestable  # the effect column says why
+    # an inconclusive verdict after its plan's last look says how far from a decision it is
+    convergence = next(r for r in quick if r.startswith("- **convergence**"))
+    assert "**undecided**" in convergence and "at the plan's last look" in convergence \
+        and "would need about 87 seeds" in convergence
     exact = next(r for r in table if r.startswith("| [scale_invariance]"))
     assert "| exact check |" in exact and "exploratory" not in exact
 

@@ -4,6 +4,7 @@ import math
 
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from bnexp.method import stats
 from bnexp.method.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide
@@ -56,3 +57,20 @@ def test_criteria_combine_as_every_one_must_hold():
     assert combine(REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE) == NOT_REPRODUCED  # a clear failure decides
     assert combine(REPRODUCED, INCONCLUSIVE, UNTESTABLE) == INCONCLUSIVE  # still open: more seeds may decide
     assert combine(REPRODUCED, UNTESTABLE) == UNTESTABLE
+
+
+def test_seeds_to_decide_is_the_fixed_n_interval_that_clears_the_threshold_at_the_spread_measured():
+    # 20 seeds of a spread-1 effect 0.5 from its threshold: sd recovered from the half-width,
+    # then the smallest n whose t-interval half-width is below the distance (t(0.975, 17) 2.11).
+    values = [0.5 + (1 if i % 2 else -1) * math.sqrt(19 / 20) for i in range(20)]  # sd 1 exactly
+    est = stats.t_interval(values, multiplier=2.0)
+    need = stats.seeds_to_decide(est, 0.0, log=False, multiplier=2.0)
+    assert need == 18
+    t = scipy_stats.t.ppf
+    assert t(0.975, need - 1) / math.sqrt(need) <= 0.5 < t(0.975, need - 2) / math.sqrt(need - 1)
+    # a ratio works on logs: 0.446 [0.363, 0.548] on 40 seeds at +-2.43 standard errors, bar 0.5
+    assert stats.seeds_to_decide(stats.Estimate(0.446, 0.363, 0.548, 40), 0.5, log=True, multiplier=2.43) == 87
+    # nothing to say: a mean on the threshold, a zero-width interval, one seed
+    assert stats.seeds_to_decide(stats.Estimate(0.5, 0.4, 0.6, 10), 0.5, log=False, multiplier=2.0) is None
+    assert stats.seeds_to_decide(stats.Estimate(0.5, 0.5, 0.5, 10), 0.4, log=False, multiplier=2.0) is None
+    assert stats.seeds_to_decide(stats.Estimate(0.5, -math.inf, math.inf, 1), 0.4, log=False, multiplier=2.0) is None

@@ -79,6 +79,28 @@ def bracket_interval(lows, highs, log: bool = False, multiplier: float | None = 
     return Estimate(centre, lo.low, hi.high, min(lo.n, hi.n))
 
 
+def seeds_to_decide(est: Estimate, threshold: float, log: bool, multiplier: float) -> int | None:
+    """About how many seeds a fixed-n 95% t-interval would need to be clear of `threshold`, at the
+    spread `est` shows: a planning figure for a new version, as the pilot's projection is (the mean
+    and spread taken as measured). `multiplier`: the standard errors `est`'s half-width spans. None
+    where the interval has no width or the mean sits on the threshold."""
+    if est.n < 2 or est.degenerate or not math.isfinite(est.low) or not math.isfinite(est.high):
+        return None
+    if log:
+        if min(est.mean, est.low, threshold) <= 0:
+            return None
+        half, distance = (math.log(est.high) - math.log(est.low)) / 2, abs(math.log(est.mean / threshold))
+    else:
+        half, distance = (est.high - est.low) / 2, abs(est.mean - threshold)
+    if distance == 0 or half <= 0:
+        return None
+    sd = half / multiplier * math.sqrt(est.n)
+    n = max(2, math.ceil((1.96 * sd / distance) ** 2))
+    while stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) > distance:  # t's heavier tails: a few more
+        n += 1
+    return n
+
+
 def decide(est: Estimate, threshold: float, at_least: bool) -> str:
     """The verdict of one criterion: effect >= threshold (at_least) or <= threshold, decided by
     the whole interval. Fewer than two seeds, or a zero-width interval, decide nothing."""
