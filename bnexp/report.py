@@ -171,8 +171,8 @@ def _in_words(o: Outcome) -> str:
     head = parts.get(d.get("deciding", ""))
     said = {REPRODUCED: "holds", NOT_REPRODUCED: "fails", INCONCLUSIVE: "undecided", UNTESTABLE: "cannot show here"}
     line = f"- **{o.claim.id}** ({o.claim.statement}) **{said.get(r.verdict, r.verdict)}**"
-    if o.version.experiment is not None and not len(o.used):
-        return line + ": no runs at this profile yet."
+    if o.version.measure is None and o.version.experiment is not None and not len(o.used):
+        return line + ": no runs at this profile yet."  # an exact check is measured without them
     if r.verdict == UNTESTABLE and _failed_guards(o):
         line += ": the regime fails its guard " + "; ".join(_failed_guards(o, named=True))
     elif head is not None:

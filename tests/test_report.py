@@ -93,6 +93,8 @@ def test_the_report_opens_with_a_plain_line_per_claim_and_labels_what_each_statu
     convergence = next(r for r in quick if r.startswith("- **convergence**"))
     assert "**undecided**" in convergence and "at the plan's last look" in convergence \
         and "would need about 87 seeds" in convergence
+    # an exact check with runs only for its descriptive part (none at long) reads its measured error
+    assert "**holds**: 7.15e-07 (max error" in lines["eval_semantics"] and "no runs" not in lines["eval_semantics"]
     exact = next(r for r in table if r.startswith("| [scale_invariance]"))
     assert "| exact check |" in exact and "exploratory" not in exact
 
