@@ -43,7 +43,23 @@ def verdict(n: int, t: pd.DataFrame):
 
 def hand_made() -> list[pd.DataFrame]:
     return [grid((3, 4, 5), 0.01, 0.3), grid((3, 4, 5), 0.01, 0.12), grid(EIGHT, 0.003, 0.3),
-            grid(EIGHT, 0.03, 0.3), grid(EIGHT, 0.003, 0.3, plain_other=0.29), noisy_reference(TWELVE)]
+            grid(EIGHT, 0.03, 0.3), grid(EIGHT, 0.003, 0.3, plain_other=0.29), noisy_reference(TWELVE),
+            grid(THIRTY, 0.003, 0.3), bn_keeps(THIRTY, SHARES_V5)]
+
+
+THIRTY = range(43, 73)
+SHARES_V5 = (0.79, 0.83, 0.86, 0.88, 0.90, 0.93)  # mean 0.865, sd 0.05: v5's measured spread (sd 0.059)
+
+
+def bn_keeps(seeds, shares) -> pd.DataFrame:
+    """BN keeps `shares[i mod len]` of its careful-init gain (0.40 - 0.1) in every other cell of the i-th
+    seed; plain at chance away from careful init (0.30)."""
+    t = grid(seeds, 0.0, 0.3)
+    for i, seed in enumerate(seeds):
+        other = (t["seed"] == seed) & (t["arm"] == "bn") & ~((t["init_scheme"] == ii.REFERENCE_V3[0])
+                                                             & (t["init_scale"] == ii.REFERENCE_V3[1]))
+        t.loc[other, "final_acc"] = 0.1 + 0.3 * shares[i % len(shares)]
+    return t.assign(choice_model=t["arm"])
 
 
 def noisy_reference(seeds) -> pd.DataFrame:
@@ -157,3 +173,31 @@ def test_v5_a_careful_init_guard_still_open_keeps_the_plan_going():
     assert verdict(5, eight).verdict == REPRODUCED and verdict(5, eight).n_seeds == 8
     low = _plain_careful(grid(range(21, 26), 0.003, 0.3), [0.14, 0.16, 0.15, 0.15, 0.15])
     assert verdict(5, low).verdict == UNTESTABLE
+
+
+def test_v6_is_v5_on_a_larger_plan():
+    """v6 keeps v5's criterion, parts, open guards, neighbours and pilot; only the plan differs, in every
+    neighbour too."""
+    v5, v6 = ii.protocol_v5(), ii.protocol_v6()
+    assert v6.plan == ii.PLAN_V6 and v6.plan.looks == (30, 45, 60) and v5.plan.looks == (5, 8, 12)
+    assert v6.open_guards and v5.open_guards
+    assert [p.name for p in v6.parts] == [p.name for p in v5.parts]
+    assert [(g.name, g.threshold) for g in v6.guards] == [(g.name, g.threshold) for g in v5.guards]
+    assert [label for label, _ in v6.neighbours] == [label for label, _ in v5.neighbours]
+    assert all(p.plan == ii.PLAN_V6 and p.open_guards for _, p in v6.neighbours)
+    versions = by_id()["init_insensitivity"].versions
+    assert versions[6].criterion == versions[5].criterion and versions[6].pilot == versions[5].pilot
+
+
+def test_v6_decides_where_v5s_twelve_seeds_could_not():
+    """BN keeps 0.865 of its gain at v5's spread: 12 seeds leave v5's interval across 0.9 at its last look;
+    v6's first look (30 seeds) puts it below, and where BN keeps 0.97-0.99 it decides the other way."""
+    t = bn_keeps(THIRTY, SHARES_V5)
+    v5 = verdict(5, t)
+    assert v5.verdict == INCONCLUSIVE and v5.n_seeds == 12, v5.detail
+    assert v5.ci_low < ii.BN_KEEPS_V4 < v5.ci_high
+    v6 = verdict(6, t)
+    assert v6.verdict == NOT_REPRODUCED and v6.derived["seeds"] == list(THIRTY), v6.detail
+    assert v6.ci_high < ii.BN_KEEPS_V4 and v6.effect == pytest.approx(0.865, abs=1e-3)
+    assert verdict(6, t[t["seed"] < 60]).verdict == INCONCLUSIVE  # 17 seeds: short of the first look
+    assert verdict(6, grid(THIRTY, 0.003, 0.3)).verdict == REPRODUCED
