@@ -74,3 +74,26 @@ def test_seeds_to_decide_is_the_fixed_n_interval_that_clears_the_threshold_at_th
     assert stats.seeds_to_decide(stats.Estimate(0.5, 0.4, 0.6, 10), 0.5, log=False, multiplier=2.0) is None
     assert stats.seeds_to_decide(stats.Estimate(0.5, 0.5, 0.5, 10), 0.4, log=False, multiplier=2.0) is None
     assert stats.seeds_to_decide(stats.Estimate(0.5, -math.inf, math.inf, 1), 0.4, log=False, multiplier=2.0) is None
+
+
+def test_ratio_pseudo_values_give_the_ratio_of_means_and_its_delta_method_interval():
+    """Their mean is mean(num) / mean(den); their t-interval's half-width is t sd(num - R den) /
+    (sqrt(n) mean(den)), the delta method; a denominator that never varies gives the plain shares'
+    interval, and a noisy one a wider interval than dividing by its mean as if it were known."""
+    num = [0.22, 0.25, 0.19, 0.24, 0.21, 0.23]
+    den = [0.26, 0.22, 0.27, 0.25, 0.20, 0.24]
+    n, ratio = len(num), sum(num) / sum(den)
+    est = stats.t_interval(stats.ratio_pseudo_values(num, den))
+    assert est.mean == pytest.approx(ratio)
+    resid = pd.Series([a - ratio * b for a, b in zip(num, den, strict=True)])
+    half = scipy_stats.t.ppf(0.975, n - 1) * resid.std() / math.sqrt(n) / (sum(den) / n)
+    assert (est.low, est.high) == (pytest.approx(ratio - half), pytest.approx(ratio + half))
+    known = stats.t_interval([a / (sum(den) / n) for a in num])
+    assert known.mean == pytest.approx(est.mean) and est.high - est.low > known.high - known.low
+    fixed = stats.t_interval(stats.ratio_pseudo_values(num, [0.24] * n))
+    plain = stats.t_interval([a / 0.24 for a in num])
+    assert (fixed.low, fixed.high) == (pytest.approx(plain.low), pytest.approx(plain.high))
+    assert stats.ratio_pseudo_values([0.1, math.nan], [0.2, 0.3]) == [pytest.approx(0.5)]
+    assert stats.ratio_pseudo_values([], []) == []
+    with pytest.raises(ValueError, match="2 numerators against 3 denominators"):
+        stats.ratio_pseudo_values([0.1, 0.2], [0.1, 0.2, 0.3])

@@ -79,6 +79,22 @@ def bracket_interval(lows, highs, log: bool = False, multiplier: float | None = 
     return Estimate(centre, lo.low, hi.high, min(lo.n, hi.n))
 
 
+def ratio_pseudo_values(numerators, denominators) -> list[float]:
+    """Per-seed values whose mean is the ratio of the means, mean(num) / mean(den), and whose t-interval
+    is that ratio's delta-method interval, paired by seed: R + (num_i - R den_i) / mean(den). A share
+    taken against a mean over the same seeds (a reference arm's) carries that mean's own uncertainty
+    this way, which dividing every seed by the mean as if it were known does not."""
+    num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if num.shape != den.shape:
+        raise ValueError(f"ratio_pseudo_values: {num.size} numerators against {den.size} denominators")
+    keep = np.isfinite(num) & np.isfinite(den)
+    num, den = num[keep], den[keep]
+    if len(den) == 0 or den.mean() == 0:
+        return []
+    ratio = num.mean() / den.mean()
+    return list(ratio + (num - ratio * den) / den.mean())
+
+
 def seeds_to_decide(est: Estimate, threshold: float, log: bool, multiplier: float) -> int | None:
     """About how many seeds a fixed-n 95% t-interval would need to be clear of `threshold`, at the
     spread `est` shows: a planning figure for a new version, as the pilot's projection is (the mean

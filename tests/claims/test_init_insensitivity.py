@@ -201,3 +201,28 @@ def test_v6_decides_where_v5s_twelve_seeds_could_not():
     assert v6.ci_high < ii.BN_KEEPS_V4 and v6.effect == pytest.approx(0.865, abs=1e-3)
     assert verdict(6, t[t["seed"] < 60]).verdict == INCONCLUSIVE  # 17 seeds: short of the first look
     assert verdict(6, grid(THIRTY, 0.003, 0.3)).verdict == REPRODUCED
+
+
+def test_the_ledgers_deviation_on_v4_to_v6_recomputes_from_the_committed_quick_table():
+    """The deviation's numbers (BN's kept share as a ratio of means, its interval carrying the reference
+    mean's uncertainty, at each version's last look multiplier) come from results/quick/runs.csv, and a
+    hand-made table with a noisy reference cell gives a wider interval than v4-v6's."""
+    from pathlib import Path
+
+    from bnexp.method import ledger
+    from bnexp.method.stats import t_interval
+
+    root = Path(__file__).resolve().parents[2]
+    t = pd.read_csv(root / "results" / "quick" / "runs.csv", low_memory=False)
+    t = t[t["experiment"] == "init_insensitivity"]
+    t = t.assign(arm=t["choice_arm"].str.split("/").str[1], final_acc=t["test_acc"])
+    text = next(d.text for d in ledger.load().deviations if d.claim == "init_insensitivity" and d.versions == [4, 5, 6])
+    looks = ((range(31, 43), ii.PLAN_V4.multiplier(2, 12)), (range(43, 73), ii.PLAN_V6.multiplier(0, 30)))
+    for seeds, multiplier in looks:
+        est = t_interval(ii.kept_ratio(t[t["seed"].isin(seeds)], "bn"), multiplier=multiplier)
+        assert est.n == len(seeds)
+        assert f"{est.mean:.3f} [{est.low:.3f}, {est.high:.3f}]" in text, (est, text)
+    noisy = noisy_reference(TWELVE)
+    wide = t_interval(ii.kept_ratio(noisy, "bn"))
+    known = t_interval(ii.kept_v4(noisy).xs("bn", level="arm")["kept"])
+    assert wide.mean == pytest.approx(known.mean) and wide.high - wide.low > known.high - known.low
