@@ -49,16 +49,16 @@ def test_a_profile_that_runs_some_experiments_reports_those_and_names_the_others
         shutil.copy(COMMITTED / name, out / name)  # quick's rows stand in for long's: only the claims differ
     report.write_report(out, "long")
     ids = [c["id"] for c in json.loads((out / "claims.json").read_text())]
-    ran = ["convergence", "small_batch", "dropout_redundancy", "landscape", "sigmoid", "gradient_flow"]
-    skipped = ["lr_tolerance", "init_insensitivity"]
+    ran = ["lr_tolerance", "convergence", "small_batch", "dropout_redundancy", "landscape", "sigmoid", "gradient_flow"]
+    skipped = ["init_insensitivity"]
     assert ids == [c.id for c in all_claims() if c.id not in skipped]
     assert set(ran) < set(ids)
     text = (out / "REPORT.md").read_text()
     assert (f"Not run at this profile (`only` in `configs/profile/long.yaml`): {', '.join(skipped)};" in text)
     at_quick = next(c["version"] for c in json.loads((COMMITTED / "claims.json").read_text())
-                    if c["id"] == "lr_tolerance")
-    assert f"| lr_tolerance | quick | v{at_quick} |" in text and "| small_batch | long | v4 |" in text
-    assert "## lr_tolerance" not in text and "## small_batch" in text
+                    if c["id"] == "init_insensitivity")
+    assert f"| init_insensitivity | quick | v{at_quick} |" in text and "| small_batch | long | v4 |" in text
+    assert "## init_insensitivity" not in text and "## small_batch" in text and "## lr_tolerance" in text
 
 
 def test_claims_json_names_every_claim_with_version_status_and_counts():
