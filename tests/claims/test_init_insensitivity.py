@@ -226,3 +226,67 @@ def test_the_ledgers_deviation_on_v4_to_v6_recomputes_from_the_committed_quick_t
     wide = t_interval(ii.kept_ratio(noisy, "bn"))
     known = t_interval(ii.kept_v4(noisy).xs("bn", level="arm")["kept"])
     assert wide.mean == pytest.approx(known.mean) and wide.high - wide.low > known.high - known.low
+
+
+def draft(t: pd.DataFrame):
+    return by_id()["init_insensitivity"].drafts[7].verdict(t, Context())
+
+
+def test_v7_draft_reads_bns_share_as_a_ratio_of_means_with_the_reference_means_uncertainty():
+    """Where BN's reference run is noisy by seed, v6 divides by its mean as if known; the v7 draft's part
+    is the ratio of the means with the delta method's interval: the same estimate, a wider interval, and
+    at v5's spread with a noisy reference it stays undecided where v5 would not."""
+    from bnexp.method.stats import t_interval
+
+    noisy = noisy_reference(range(21, 26))
+    v7 = draft(noisy)
+    bn = next(p for p in v7.derived["parts"] if p["name"].startswith("BN's kept share"))
+    ratio = t_interval(ii.kept_ratio(noisy, "bn"), multiplier=ii.PLAN_V4.multiplier(0, 5))
+    assert (bn["effect"], bn["ci_low"], bn["ci_high"]) == pytest.approx((ratio.mean, ratio.low, ratio.high))
+    v5 = verdict(5, noisy)
+    assert v7.effect == pytest.approx(v5.effect) and v7.ci_high - v7.ci_low > v5.ci_high - v5.ci_low
+    assert draft(grid(range(21, 26), 0.003, 0.3)).verdict == REPRODUCED
+    assert draft(bn_keeps(range(21, 33), (0.5, 0.55, 0.6))).verdict == NOT_REPRODUCED
+
+
+def test_v7_draft_pairs_bn_and_plain_on_the_seeds_both_have_and_keeps_v5s_guards_open():
+    """BN - plain is the difference of the two ratio-of-means pseudo-values on the seeds both arms have
+    (a seed with plain's runs missing is left out of both); what the other inits cost plain is a ratio
+    of means too; the guards are v5's, open."""
+    t = grid(range(21, 26), 0.003, 0.3)
+    gapped = t[~((t["seed"] == 25) & (t["arm"] == "plain"))]
+    shares = ii._shares_v7(gapped)
+    assert list(shares.index) == [21, 22, 23, 24] and not shares.isna().any().any()
+    pd.testing.assert_series_equal(shares["bn"], ii.kept_ratio_by_seed(gapped[gapped["seed"] < 25], "bn"),
+                                   check_names=False)
+    p7, p5 = ii.protocol_v7(), ii.protocol_v5()
+    assert p7.open_guards and [(g.threshold, g.at_least) for g in p7.guards] == \
+        [(g.threshold, g.at_least) for g in p5.guards]
+    assert [label for label, _ in p7.neighbours] == [label for label, _ in p5.neighbours]
+    lost = p7.guards[0].values(t, Context())
+    assert len(lost) == 5 and lost == pytest.approx([1 - x for x in ii.kept_ratio(t, "plain")])
+    low = _plain_careful(grid(range(21, 26), 0.003, 0.3), [0.14, 0.16, 0.15, 0.15, 0.15])
+    assert draft(low).verdict == UNTESTABLE
+
+
+def test_v7_draft_pilots_both_nets_on_the_tuning_seeds():
+    """Its pilot reads plain's pilot sweep and BN's (pilot_bn), validation accuracy for test accuracy: the
+    guards are judged on plain's rows; BN's rows are there for the plan's power."""
+    rows = []
+    for exp, a in (("init_insensitivity/pilot", "plain"), ("init_insensitivity/pilot_bn", "bn"),
+                   ("init_insensitivity/tune", "plain")):
+        for seed in (9000, 9001):
+            for scheme in SCHEMES:
+                for scale in SCALES:
+                    careful = (scheme, scale) == ii.REFERENCE_V3
+                    base = {"plain": 0.35 if careful else 0.12, "bn": 0.45 if careful else 0.43}[a]
+                    val = base + 0.01 * (seed - 9000)
+                    rows.append({"experiment": exp, "seed": seed, "arm": a, "init_scheme": scheme, "init_scale": scale,
+                                 "val_acc": val, "final_acc": 0.0})
+    tuning = pd.DataFrame(rows)
+    got = ii.pilot_rows_v7(tuning, {})
+    assert set(got["experiment"]) == {"init_insensitivity/pilot", "init_insensitivity/pilot_bn"}
+    assert (got["final_acc"] == got["val_acc"]).all()
+    result = pilot.run(by_id()["init_insensitivity"].drafts[7], tuning, {})
+    assert [g.holds for g in result] == [True, True]
+    assert ii.kept_ratio(got, "bn") == pytest.approx([(0.33 / 0.35), (0.33 / 0.35)], abs=0.02)
