@@ -48,6 +48,7 @@ class DraftPilot:
     guards: list  # bnexp.method.pilot.GuardPilot, one per guard; empty when it could not be piloted here
     why_not: str = ""  # what kept the pilot from running at this profile (no calibration of it, say)
     stale: int = 0  # tuning runs of an earlier regime of the profile, left out of the pilot
+    parts: list = field(default_factory=list)  # bnexp.method.pilot.PartPilot: the parts projected over the plan
 
 
 @dataclass
@@ -159,7 +160,12 @@ def draft_pilots(table: pd.DataFrame, tuned: dict, profile: str, only: list[str]
                 continue
             rows, stale = regime.current(tuning_rows(claim, table), profile)
             try:
-                out.append(DraftPilot(claim, number, pilot.run(version, rows, tuned), stale=stale))
+                if version.pilot.rows(rows, tuned).empty:
+                    out.append(DraftPilot(claim, number, [], "no pilot runs at this profile yet (its calibration "
+                                          "stage runs them)", stale))
+                    continue
+                out.append(DraftPilot(claim, number, pilot.run(version, rows, tuned), stale=stale,
+                                      parts=pilot.parts(version, rows, tuned)))
             except KeyError as e:  # a tuning question it reads has no answer in tuned.json
                 out.append(DraftPilot(claim, number, [], f"{e.args[0]} is not calibrated at this profile yet", stale))
             except Exception as e:  # no tuning runs of this regime yet, say

@@ -300,6 +300,7 @@ def _drafts(drafts: list, profile: str, scouted: dict[str, str]) -> list[str]:
         held = all(g.holds for g in d.guards)
         lines.append(head + ("its pilot passes: it can be registered" if held else "its pilot fails: it stays a draft")
                      + stale + "; " + "; ".join(str(g) for g in d.guards))
+        lines += [f"  - its plan, from the pilot (mean and spread as measured): {p}" for p in d.parts]
         if f"{d.claim.id}_v{d.number}" in scouted:
             lines.append(f"  - {scouted[f'{d.claim.id}_v{d.number}']}")
     return lines

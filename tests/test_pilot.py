@@ -66,6 +66,26 @@ def test_a_pilot_projects_the_tuning_seeds_spread_to_the_first_look():
     assert not alone[0].holds and "expected to fail" in str(alone[0])
 
 
+def test_a_pilot_projects_each_part_over_the_plans_looks_to_size_it():
+    """The part (b's error minus a's, <= 0.10) on the pilot rows: at 0.02 +- 0.01 the expected interval
+    clears the bar at the first look; at 0.08 with a spread of 0.02 only at the 12-seed look; at 0.099 no
+    look does, and the fixed-n seeds say how many would. A part whose rows it cannot read is left out."""
+    (clear,) = pilot.parts(_version(lambda t, tuned: _rows([0.01, 0.03])), pd.DataFrame(), {})
+    assert clear.seeds == 2 and clear.mean == pytest.approx(0.02) and clear.decides_at == 5 and clear.holds
+    assert "clear of it at the 5-seed look, the part expected to hold" in str(clear)
+    plan = _protocol().plan
+    (late,) = pilot.parts(_version(lambda t, tuned: _rows([0.06, 0.10, 0.06, 0.10])), pd.DataFrame(), {})
+    sd = late.sd
+    assert [0.08 + plan.multiplier(k, n) * sd / n ** 0.5 < 0.10 for k, n in enumerate(plan.looks)] == \
+        [False, False, True] and late.decides_at == 12
+    (near,) = pilot.parts(_version(lambda t, tuned: _rows([0.089, 0.109])), pd.DataFrame(), {})
+    assert near.decides_at is None and near.holds is None and near.seeds_needed > 12
+    assert "across it at every look" in str(near) and f"about {near.seeds_needed} seeds" in str(near)
+    (fails,) = pilot.parts(_version(lambda t, tuned: _rows([0.2, 0.21])), pd.DataFrame(), {})
+    assert fails.decides_at == 5 and fails.holds is False and "expected to fail" in str(fails)
+    assert pilot.parts(_version(lambda t, tuned: pd.DataFrame({"seed": [1]})), pd.DataFrame(), {}) == []
+
+
 def test_a_pilot_reads_the_tuning_rows_and_answers_it_is_given():
     seen = {}
 

@@ -38,9 +38,17 @@ def test_every_committed_report_regenerates_exactly_from_its_table(tmp_path, pro
         sorted(p.name for p in (committed / "figures").glob("*.png"))
 
 
-def test_a_profile_that_runs_some_experiments_reports_those_and_names_the_others(tmp_path):
-    """long's `only` names some experiments: its report keeps their claims and the exact checks, says
-    which claims it does not run, and its cross-scale table still shows those at the other profiles."""
+def test_a_profile_that_runs_some_experiments_reports_those_and_names_the_others(tmp_path, monkeypatch):
+    """A profile whose `only` names some experiments (long's, less init_insensitivity's): its report keeps
+    their claims and the exact checks, says which claims it does not run, and its cross-scale table still
+    shows those at the other profiles."""
+    from bnexp import evaluation
+    from bnexp.config import profile_only
+
+    only = [e for e in profile_only("long") if e != "init_insensitivity"]
+    assert "lr_tolerance" in only and len(only) > 5
+    monkeypatch.setattr(evaluation, "profile_only",
+                        lambda profile: only if profile == "long" else profile_only(profile))
     (tmp_path / "quick").mkdir()
     shutil.copy(COMMITTED / "claims.json", tmp_path / "quick" / "claims.json")
     out = tmp_path / "long"

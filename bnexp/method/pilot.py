@@ -13,6 +13,10 @@ as the verdict will judge it at the plan's first look:
 
 Only the expected value of the first look's interval is projected (the spread is taken as measured),
 so a pilot that passes narrowly says the guard is about even to hold: the report shows both numbers.
+
+The parts are projected the same way (`parts`), where the pilot rows hold both arms: the look of the
+plan at which the expected interval is clear of the threshold, on either side, or the seeds a fixed-n
+95% interval would need: what a plan is sized by before registration. Nothing is judged on it.
 """
 
 from __future__ import annotations
@@ -81,6 +85,70 @@ def run(version: Version, tuning: pd.DataFrame, tuned: dict[str, Any]) -> list[G
             value = float(g.measure(rows, ctx))
             seeds = int(rows["seed"].nunique()) if "seed" in rows else 0
             out.append(GuardPilot(g.name, g.threshold, g.at_least, seeds, value, None, first, g.holds(value)))
+    return out
+
+
+@dataclass
+class PartPilot:
+    part: str
+    threshold: float
+    at_least: bool
+    seeds: int  # pilot seeds it was measured on
+    mean: float  # the pilot's per-seed mean (geometric for a ratio part)
+    sd: float  # per-seed sd (of the log for a ratio part)
+    decides_at: int | None  # the first look whose expected interval is clear of the threshold; None: no look
+    holds: bool | None  # on which side it is clear: the part expected to hold (True) or fail; None: no look
+    seeds_needed: int | None  # a fixed-n 95% interval clear of it at this mean and spread; None: no spread
+    log: bool = False  # a ratio part: its spread on the log
+
+    def __str__(self) -> str:
+        need = f"{'>=' if self.at_least else '<='} {self.threshold:g}"
+        where = (f"expected interval clear of it at the {self.decides_at}-seed look, the part expected to "
+                 f"{'hold' if self.holds else 'fail'}" if self.decides_at
+                 else "expected interval across it at every look of the plan")
+        more = f"; a fixed-n 95% interval needs about {self.seeds_needed} seeds" if self.seeds_needed else ""
+        return (f"{self.part}: pilot mean {self.mean:.3g} on {self.seeds} tuning seeds (sd {self.sd:.3g}"
+                f"{' on the log' if self.log else ''}; needs {need}): {where}{more}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def parts(version: Version, tuning: pd.DataFrame, tuned: dict[str, Any]) -> list[PartPilot]:
+    """Every per-seed part of `version`'s protocol on its pilot rows, projected over the plan's looks with
+    the pilot's mean and spread taken as measured (a part read as a bracket, or with no pilot rows of
+    its arms, is left out)."""
+    if version.pilot is None or version.protocol is None:
+        raise ValueError("this version declares no pilot")
+    protocol = version.protocol()
+    rows = version.pilot.rows(tuning, tuned)
+    ctx = Context(tuned, tuning)
+    out = []
+    for p in protocol.parts:
+        try:
+            got = p.values(rows, ctx)
+        except Exception:
+            continue
+        if isinstance(got, tuple):
+            continue
+        v = np.asarray([x for x in got if x is not None and math.isfinite(x)], dtype=float)
+        if p.log:
+            v = np.log(v[v > 0])
+        thr = math.log(p.threshold) if p.log else p.threshold
+        if len(v) < 2:
+            continue
+        mean, sd = float(v.mean()), float(v.std(ddof=1))
+        decides, holds = None, None
+        for k, n in enumerate(protocol.plan.looks):
+            half = protocol.plan.multiplier(k, n) * sd / math.sqrt(n)
+            if mean - half > thr or mean + half < thr:
+                decides, holds = n, (mean > thr) == p.at_least
+                break
+        need = None
+        if sd > 0 and mean != thr:
+            need = max(2, math.ceil((float(stats.norm.ppf(0.975)) * sd / abs(mean - thr)) ** 2))
+        out.append(PartPilot(p.name, p.threshold, p.at_least, len(v), math.exp(mean) if p.log else mean, sd,
+                             decides, holds, need, p.log))
     return out
 
 

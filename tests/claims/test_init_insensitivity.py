@@ -290,3 +290,6 @@ def test_v7_draft_pilots_both_nets_on_the_tuning_seeds():
     result = pilot.run(by_id()["init_insensitivity"].drafts[7], tuning, {})
     assert [g.holds for g in result] == [True, True]
     assert ii.kept_ratio(got, "bn") == pytest.approx([(0.33 / 0.35), (0.33 / 0.35)], abs=0.02)
+    bn, diff = pilot.parts(by_id()["init_insensitivity"].drafts[7], tuning, {})
+    assert bn.part.startswith("BN's kept share") and bn.seeds == 2 and bn.mean == pytest.approx(0.943, abs=0.01)
+    assert diff.part.endswith("BN - plain") and diff.decides_at == 5 and diff.holds

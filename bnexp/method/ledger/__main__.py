@@ -88,8 +88,13 @@ def _main() -> None:
                 print(f"{c.id} v{n} {version_hash(v)}")
         return
     if a.command == "pilot":
-        pilots = _pilot(a.claim, a.version, a.profile, a.results)
+        version, rows, tuned = _pilot_inputs(a.claim, a.version, a.profile, a.results)
+        from bnexp.method import pilot
+
+        pilots = pilot.run(version, rows, tuned)
         print("\n".join(str(g) for g in pilots) or f"{a.claim} v{a.version} has no guards")
+        for p in pilot.parts(version, rows, tuned):  # what the plan can expect: nothing is judged on it
+            print(f"plan: {p}")
         sys.exit(0 if all(g.holds for g in pilots) else 1)
     if a.command == "add-pilot":
         added = _add_pilot(a.claim, a.version, a.profile, a.reason, a.results)
@@ -117,12 +122,18 @@ def _main() -> None:
 def _pilot(claim_id: str, number: int, profile: str, results: str) -> list:
     """The version's guards on the profile's committed tuning rows, at its tuned answers (one line
     and exit 2 if the version declares no pilot, or the profile is not calibrated)."""
+    from bnexp.method import pilot
+
+    return pilot.run(*_pilot_inputs(claim_id, number, profile, results))
+
+
+def _pilot_inputs(claim_id: str, number: int, profile: str, results: str) -> tuple:
+    """(version, the profile's committed tuning rows of its claim in the current regime, tuned.json)."""
     from pathlib import Path
 
     from bnexp import calibration, endpoints, regime
     from bnexp.claims import by_id
     from bnexp.evaluation import tuning_rows
-    from bnexp.method import pilot
 
     claim = by_id().get(claim_id)
     version = (claim.versions.get(number) or claim.drafts.get(number)) if claim else None
@@ -141,7 +152,10 @@ def _pilot(claim_id: str, number: int, profile: str, results: str) -> list:
     if stale:
         print(f"ledger: {stale} tuning runs of {claim_id} were made in an earlier regime of profile {profile} "
               "and are left out of its pilot", file=sys.stderr)
-    return pilot.run(version, rows, tuned)
+    if version.pilot.rows(rows, tuned).empty:
+        raise SystemExit(f"ledger: {claim_id} v{number} has no pilot runs at {profile}: `python scripts/reproduce.py "
+                         f"--profile {profile} --only {claim_id} --stage calibrate` runs them")
+    return version, rows, tuned
 
 
 def _add_pilot(claim_id: str, number: int, profile: str, reason: str, results: str) -> AddedPilot:
