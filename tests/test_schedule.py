@@ -202,18 +202,18 @@ def test_a_sequential_plan_launches_each_look_with_only_the_seeds_it_adds(monkey
 
 
 def test_a_version_not_piloted_at_the_profile_has_no_verdict_runs_there(monkeypatch, tmp_path, capsys):
-    """From v4 on, a claim decides only where its newest version was piloted: init_insensitivity v6 was
-    piloted at quick only, so reproduce at long runs landscape (v5, piloted at quick and long) and not
-    init_insensitivity, saying how to pilot it; at quick both run. convergence v5, piloted at quick only,
-    is not run at long either."""
+    """From v4 on, a claim decides only where its newest version was piloted: convergence v5 was piloted
+    at quick only, so reproduce at long runs landscape (v5, piloted at quick and long) and not
+    convergence, saying how to pilot it; at quick both run. init_insensitivity v7, piloted at long only,
+    is not run at quick."""
     import argparse
     from collections import Counter
 
     from bnexp.pipeline import looks as mod
 
     claims = ["landscape", "init_insensitivity", "convergence"]
-    assert set(mod.unpiloted(claims, "long")) == {"init_insensitivity", "convergence"}
-    assert mod.unpiloted(claims, "quick") == {}
+    assert set(mod.unpiloted(claims, "long")) == {"convergence"}
+    assert set(mod.unpiloted(claims, "quick")) == {"init_insensitivity"}
     launched = []
 
     def stage(sweeps, a, jobs, root):
@@ -224,12 +224,12 @@ def test_a_version_not_piloted_at_the_profile_has_no_verdict_runs_there(monkeypa
     monkeypatch.setattr(mod, "evaluate_profile", lambda root, profile: _headlines({"landscape": None}))
     monkeypatch.setattr(mod, "write_report", lambda root, profile, evaluation: None)
     monkeypatch.setattr(mod.endpoints, "write", lambda root: None)
-    mod.verdict_stage(["landscape", "init_insensitivity"], argparse.Namespace(profile="long", overrides=[]), 2,
+    mod.verdict_stage(["landscape", "convergence"], argparse.Namespace(profile="long", overrides=[]), 2,
                       tmp_path)
     assert launched == ["landscape"]
     said = capsys.readouterr().err
-    assert "init_insensitivity v6 is registered (piloted at quick) but not piloted at long" in said
-    assert "add-pilot init_insensitivity 6 --profile long" in said
+    assert "convergence v5 is registered (piloted at quick) but not piloted at long" in said
+    assert "add-pilot convergence 5 --profile long" in said
 
 
 def test_a_jobs_work_counts_its_steps_its_model_and_its_evaluations():

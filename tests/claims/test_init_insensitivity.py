@@ -228,48 +228,49 @@ def test_the_ledgers_deviation_on_v4_to_v6_recomputes_from_the_committed_quick_t
     assert wide.mean == pytest.approx(known.mean) and wide.high - wide.low > known.high - known.low
 
 
-def draft(t: pd.DataFrame):
-    return by_id()["init_insensitivity"].drafts[7].verdict(t, Context())
+def v7(t: pd.DataFrame):
+    return by_id()["init_insensitivity"].versions[7].verdict(t, Context())
 
 
-def test_v7_draft_reads_bns_share_as_a_ratio_of_means_with_the_reference_means_uncertainty():
-    """Where BN's reference run is noisy by seed, v6 divides by its mean as if known; the v7 draft's part
-    is the ratio of the means with the delta method's interval: the same estimate, a wider interval, and
-    at v5's spread with a noisy reference it stays undecided where v5 would not."""
+def test_v7_reads_bns_share_as_a_ratio_of_means_with_the_reference_means_uncertainty():
+    """Where BN's reference run is noisy by seed, v4-v6 divide by its mean as if known; v7's part is the
+    ratio of the means with the delta method's interval: the same estimate, a wider interval. It decides
+    either way where the shares are clear of 0.9, and looks first at 8 seeds."""
     from bnexp.method.stats import t_interval
 
-    noisy = noisy_reference(range(21, 26))
-    v7 = draft(noisy)
-    bn = next(p for p in v7.derived["parts"] if p["name"].startswith("BN's kept share"))
-    ratio = t_interval(ii.kept_ratio(noisy, "bn"), multiplier=ii.PLAN_V4.multiplier(0, 5))
+    noisy = noisy_reference(range(21, 29))
+    got = v7(noisy)
+    bn = next(p for p in got.derived["parts"] if p["name"].startswith("BN's kept share"))
+    ratio = t_interval(ii.kept_ratio(noisy, "bn"), multiplier=ii.PLAN_V7.multiplier(0, 8))
+    assert ii.protocol_v7().plan == ii.PLAN_V7 and ii.PLAN_V7.looks == (8, 12, 20)
     assert (bn["effect"], bn["ci_low"], bn["ci_high"]) == pytest.approx((ratio.mean, ratio.low, ratio.high))
-    v5 = verdict(5, noisy)
-    assert v7.effect == pytest.approx(v5.effect) and v7.ci_high - v7.ci_low > v5.ci_high - v5.ci_low
-    assert draft(grid(range(21, 26), 0.003, 0.3)).verdict == REPRODUCED
-    assert draft(bn_keeps(range(21, 33), (0.5, 0.55, 0.6))).verdict == NOT_REPRODUCED
+    known = t_interval(ii.kept_v4(noisy).xs("bn", level="arm")["kept"], multiplier=ii.PLAN_V7.multiplier(0, 8))
+    assert got.effect == pytest.approx(known.mean) and got.ci_high - got.ci_low > known.high - known.low
+    assert v7(grid(range(21, 29), 0.003, 0.3)).verdict == REPRODUCED
+    assert v7(bn_keeps(range(21, 33), (0.5, 0.55, 0.6))).verdict == NOT_REPRODUCED
 
 
-def test_v7_draft_pairs_bn_and_plain_on_the_seeds_both_have_and_keeps_v5s_guards_open():
+def test_v7_pairs_bn_and_plain_on_the_seeds_both_have_and_keeps_v5s_guards_open():
     """BN - plain is the difference of the two ratio-of-means pseudo-values on the seeds both arms have
     (a seed with plain's runs missing is left out of both); what the other inits cost plain is a ratio
     of means too; the guards are v5's, open."""
-    t = grid(range(21, 26), 0.003, 0.3)
-    gapped = t[~((t["seed"] == 25) & (t["arm"] == "plain"))]
+    t = grid(range(21, 29), 0.003, 0.3)
+    gapped = t[~((t["seed"] == 28) & (t["arm"] == "plain"))]
     shares = ii._shares_v7(gapped)
-    assert list(shares.index) == [21, 22, 23, 24] and not shares.isna().any().any()
-    pd.testing.assert_series_equal(shares["bn"], ii.kept_ratio_by_seed(gapped[gapped["seed"] < 25], "bn"),
+    assert list(shares.index) == [21, 22, 23, 24, 25, 26, 27] and not shares.isna().any().any()
+    pd.testing.assert_series_equal(shares["bn"], ii.kept_ratio_by_seed(gapped[gapped["seed"] < 28], "bn"),
                                    check_names=False)
     p7, p5 = ii.protocol_v7(), ii.protocol_v5()
     assert p7.open_guards and [(g.threshold, g.at_least) for g in p7.guards] == \
         [(g.threshold, g.at_least) for g in p5.guards]
     assert [label for label, _ in p7.neighbours] == [label for label, _ in p5.neighbours]
     lost = p7.guards[0].values(t, Context())
-    assert len(lost) == 5 and lost == pytest.approx([1 - x for x in ii.kept_ratio(t, "plain")])
-    low = _plain_careful(grid(range(21, 26), 0.003, 0.3), [0.14, 0.16, 0.15, 0.15, 0.15])
-    assert draft(low).verdict == UNTESTABLE
+    assert len(lost) == 8 and lost == pytest.approx([1 - x for x in ii.kept_ratio(t, "plain")])
+    low = _plain_careful(grid(range(21, 29), 0.003, 0.3), [0.14, 0.16, 0.15, 0.15, 0.15, 0.14, 0.16, 0.15])
+    assert v7(low).verdict == UNTESTABLE
 
 
-def test_v7_draft_pilots_both_nets_on_the_tuning_seeds():
+def test_v7_pilots_both_nets_on_the_tuning_seeds():
     """Its pilot reads plain's pilot sweep and BN's (pilot_bn), validation accuracy for test accuracy: the
     guards are judged on plain's rows; BN's rows are there for the plan's power."""
     rows = []
@@ -287,9 +288,9 @@ def test_v7_draft_pilots_both_nets_on_the_tuning_seeds():
     got = ii.pilot_rows_v7(tuning, {})
     assert set(got["experiment"]) == {"init_insensitivity/pilot", "init_insensitivity/pilot_bn"}
     assert (got["final_acc"] == got["val_acc"]).all()
-    result = pilot.run(by_id()["init_insensitivity"].drafts[7], tuning, {})
+    result = pilot.run(by_id()["init_insensitivity"].versions[7], tuning, {})
     assert [g.holds for g in result] == [True, True]
     assert ii.kept_ratio(got, "bn") == pytest.approx([(0.33 / 0.35), (0.33 / 0.35)], abs=0.02)
-    bn, diff = pilot.parts(by_id()["init_insensitivity"].drafts[7], tuning, {})
+    bn, diff = pilot.parts(by_id()["init_insensitivity"].versions[7], tuning, {})
     assert bn.part.startswith("BN's kept share") and bn.seeds == 2 and bn.mean == pytest.approx(0.943, abs=0.01)
-    assert diff.part.endswith("BN - plain") and diff.decides_at == 5 and diff.holds
+    assert diff.part.endswith("BN - plain") and diff.decides_at == 8 and diff.holds
