@@ -153,12 +153,15 @@ def _guard_specs(o: Outcome) -> list:
     return list(o.version.protocol().guards) if o.version.protocol is not None else []
 
 
-def _standing(o: Outcome) -> str:
+def _standing(o: Outcome, profile: str) -> str:
     """The status as a reader needs it: an exact check is measured, not confirmed by runs; a
-    version with no runs yet has nothing to confirm."""
+    version with no runs yet has nothing to confirm, and one not piloted at this profile would be
+    exploratory here (ledger.piloting reads the pilots before the budget, which runs would add)."""
     if o.version.measure is not None:
         return "exact check"
     if o.version.experiment is not None and not len(o.used):
+        if ledger.piloting(o.entry, o.version, profile, None):
+            return "no runs yet (not piloted here: exploratory once run)"
         return f"no runs yet ({o.status} once run)"
     return o.status
 
@@ -378,9 +381,9 @@ def _markdown(profile: str, table: pd.DataFrame, outcomes: list[list[Outcome]], 
              "|---|---|---|---|---|---|---|---|---|---|"]
     for per_claim in outcomes:
         o = headline(per_claim)
-        lines.append(f"| [{o.claim.id}](#{o.claim.id}) | v{o.number} | **{o.result.verdict}** | {_standing(o)} | "
-                     f"{_effect(o)} | {o.claim.unit} | {o.result.n_seeds or '-'} | {_runs(o)} | "
-                     f"{o.version.criterion} | {o.claim.published} |")
+        lines.append(f"| [{o.claim.id}](#{o.claim.id}) | v{o.number} | **{o.result.verdict}** | "
+                     f"{_standing(o, profile)} | {_effect(o)} | {o.claim.unit} | {o.result.n_seeds or '-'} | "
+                     f"{_runs(o)} | {o.version.criterion} | {o.claim.published} |")
     if not_run:
         lines += ["", f"Not run at this profile (`only` in `configs/profile/{profile}.yaml`): {', '.join(not_run)}; "
                       "their verdicts at the other profiles are in the table below."]
@@ -489,7 +492,8 @@ def _section(per_claim: list[Outcome], profile: str, figures: dict[str, str],
               "|---|---|---|---|---|---|---|---|"]
     for h in per_claim:
         lines.append(f"| v{h.number} | {h.registered[:10] if h.registered else 'not committed'} | "
-                     f"{h.result.verdict} | {_effect(h)} | {_standing(h)} | {_runs(h)} | {h.version.criterion} | "
+                     f"{h.result.verdict} | {_effect(h)} | {_standing(h, profile)} | {_runs(h)} | "
+                     f"{h.version.criterion} | "
                      f"{h.entry.reason if h.entry else 'not registered'} |")
     if c.id in figures:
         lines += ["", f"![{c.id}]({figures[c.id]})"]

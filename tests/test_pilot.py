@@ -86,6 +86,25 @@ def test_a_pilot_projects_each_part_over_the_plans_looks_to_size_it():
     assert pilot.parts(_version(lambda t, tuned: pd.DataFrame({"seed": [1]})), pd.DataFrame(), {}) == []
 
 
+def test_a_pilot_projects_each_part_again_at_its_spreads_upper_bound():
+    """Two seeds pin a spread down poorly: 0.05 +- 0.01 clears the bar at the first look as measured, but
+    at the sd's 90% upper bound (chi-square on 1 degree of freedom, about 8x) at no look of the plan, and
+    the pilot says its sizing rests on luck; eight seeds of the same spread bound it within 1.6x, and
+    the plan still decides, one look later."""
+    from scipy import stats
+    (two,) = pilot.parts(_version(lambda t, tuned: _rows([0.04, 0.06])), pd.DataFrame(), {})
+    assert two.sd_upper == pytest.approx(two.sd / stats.chi2.ppf(0.10, 1) ** 0.5)
+    assert 7.9 < two.sd_upper / two.sd < 8.0
+    assert two.decides_at == 5 and two.decides_at_upper is None
+    assert "at no look of the plan: its sizing rests on a spread these seeds cannot pin down" in str(two)
+    (eight,) = pilot.parts(_version(lambda t, tuned: _rows([0.04, 0.06] * 4)), pd.DataFrame(), {})
+    plan = _protocol().plan  # O'Brien-Fleming-type: the first look's interval is the widest
+    assert eight.sd_upper / eight.sd < 1.6 and eight.decides_at == 5
+    assert [0.05 + plan.multiplier(k, n) * eight.sd_upper / n ** 0.5 < 0.10 for k, n in enumerate(plan.looks)] == \
+        [False, True, True] and eight.decides_at_upper == 8
+    assert f"upper bound ({eight.sd_upper:.3g}) at the 8-seed look" in str(eight)
+
+
 def test_a_pilot_reads_the_tuning_rows_and_answers_it_is_given():
     seen = {}
 

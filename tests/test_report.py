@@ -117,8 +117,13 @@ def test_a_version_with_no_runs_is_not_called_confirmatory(tmp_path):
     ev = evaluate_profile(out, "quick")
     newest = ev.claims[0][-1]
     newest.used = newest.used.iloc[0:0]  # as before any of its runs
-    assert report._standing(newest).startswith("no runs yet")
+    assert report._standing(newest, "quick") == "no runs yet (confirmatory once run)"  # piloted at quick
     assert "no runs at this profile yet" in report._in_words(newest)
+    # a version piloted elsewhere only would be exploratory here: its status says so before any run
+    init = next(per for per in ev.claims if per[0].claim.id == "init_insensitivity")
+    v7 = next(o for o in init if o.number == 7)
+    assert "quick" not in v7.entry.piloted and not len(v7.used)
+    assert report._standing(v7, "quick") == "no runs yet (not piloted here: exploratory once run)"
 
 
 def test_drafts_are_listed_with_their_pilot_at_the_profile_and_the_regimes_scouted_for_them(tmp_path, monkeypatch):

@@ -17,6 +17,9 @@ so a pilot that passes narrowly says the guard is about even to hold: the report
 The parts are projected the same way (`parts`), where the pilot rows hold both arms: the look of the
 plan at which the expected interval is clear of the threshold, on either side, or the seeds a fixed-n
 95% interval would need: what a plan is sized by before registration. Nothing is judged on it.
+A pilot's few tuning seeds estimate a spread poorly (from 2 seeds the sd's 90% upper bound is 8x
+the estimate), so each part is projected a second time at that bound (chi-square, one-sided): a plan
+sized on a spread that bound would overturn is sized on luck, and the pilot says so.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class PartPilot:
     holds: bool | None  # on which side it is clear: the part expected to hold (True) or fail; None: no look
     seeds_needed: int | None  # a fixed-n 95% interval clear of it at this mean and spread; None: no spread
     log: bool = False  # a ratio part: its spread on the log
+    sd_upper: float | None = None  # the sd's one-sided 90% upper bound from the pilot's seeds (chi-square)
+    decides_at_upper: int | None = None  # decides_at with the spread at that bound; None: no look
 
     def __str__(self) -> str:
         need = f"{'>=' if self.at_least else '<='} {self.threshold:g}"
@@ -107,8 +112,13 @@ class PartPilot:
                  f"{'hold' if self.holds else 'fail'}" if self.decides_at
                  else "expected interval across it at every look of the plan")
         more = f"; a fixed-n 95% interval needs about {self.seeds_needed} seeds" if self.seeds_needed else ""
+        upper = ""
+        if self.sd_upper is not None and self.decides_at:
+            upper = (f"; at the sd's 90% upper bound ({self.sd_upper:.3g}) "
+                     + (f"at the {self.decides_at_upper}-seed look" if self.decides_at_upper
+                        else "at no look of the plan: its sizing rests on a spread these seeds cannot pin down"))
         return (f"{self.part}: pilot mean {self.mean:.3g} on {self.seeds} tuning seeds (sd {self.sd:.3g}"
-                f"{' on the log' if self.log else ''}; needs {need}): {where}{more}")
+                f"{' on the log' if self.log else ''}; needs {need}): {where}{upper}{more}")
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -138,18 +148,25 @@ def parts(version: Version, tuning: pd.DataFrame, tuned: dict[str, Any]) -> list
         if len(v) < 2:
             continue
         mean, sd = float(v.mean()), float(v.std(ddof=1))
-        decides, holds = None, None
-        for k, n in enumerate(protocol.plan.looks):
-            half = protocol.plan.multiplier(k, n) * sd / math.sqrt(n)
-            if mean - half > thr or mean + half < thr:
-                decides, holds = n, (mean > thr) == p.at_least
-                break
+        decides, holds = _first_look(protocol.plan, mean, sd, thr, p.at_least)
+        upper = sd * math.sqrt((len(v) - 1) / float(stats.chi2.ppf(0.10, len(v) - 1)))
         need = None
         if sd > 0 and mean != thr:
             need = max(2, math.ceil((float(stats.norm.ppf(0.975)) * sd / abs(mean - thr)) ** 2))
         out.append(PartPilot(p.name, p.threshold, p.at_least, len(v), math.exp(mean) if p.log else mean, sd,
-                             decides, holds, need, p.log))
+                             decides, holds, need, p.log, upper,
+                             _first_look(protocol.plan, mean, upper, thr, p.at_least)[0]))
     return out
+
+
+def _first_look(plan, mean: float, sd: float, thr: float, at_least: bool) -> tuple[int | None, bool | None]:
+    """The first look of `plan` whose expected interval (this mean and spread) is clear of `thr`, and
+    on which side: the part expected to hold (True) or fail; (None, None) where no look is."""
+    for k, n in enumerate(plan.looks):
+        half = plan.multiplier(k, n) * sd / math.sqrt(n)
+        if mean - half > thr or mean + half < thr:
+            return n, (mean > thr) == at_least
+    return None, None
 
 
 def advice(claim_id: str, number: int, profile: str, piloted: list[str] | tuple[str, ...]) -> str:
