@@ -25,7 +25,7 @@ RANK = {
     "calibration": 8, "tabulate": 8,  # the choices; any folder of records -> a table and figures
     "evaluation": 9, "inventory": 9, "scaffold": 9,
     "scales": 9,  # the committed cost tables of other profiles, for claims that cannot show at one
-    "report": 10,
+    "report": 10, "history": 10,  # one profile's verdicts -> its report; several profiles' versions side by side
     "pipeline": 11,
 }
 
