@@ -8,8 +8,10 @@ experimental claim and profile it prints every version from `--since` on that ha
 report's headline version, and the newest version where that has none yet: the verdict, effect and
 95% interval, the seeds and looks, each fidelity guard's measured value against its bar, the pilot
 the ledger holds for that profile (each guard's projected interval end at the first look), and the
-training time of the runs the verdict used. Under each profile's table, its training time in all (every run in runs.csv,
-calibration included), summed over runs and as wall time at `--jobs` runs at once.
+training time of the runs the verdict used. Under the table, each profile's training time in all
+(every run in runs.csv), summed over runs and as wall time at `--jobs` runs at once, and the part of
+it a fresh reproduction of the headline verdicts needs: their runs and the tuning seeds' (calibration
+and pilots).
 
 Training time is what the runs recorded (train_s: the steps, not data loading or evaluation outside
 them), so the wall time shown is a lower bound of a sweep's; nothing here is a verdict of its own.
@@ -106,10 +108,18 @@ def table(folders: list[Path], since: int = 3, claims: list[str] | None = None, 
                 lines += rows(per, p, since)
     lines.append("")
     for p in profiles:
-        t = evaluations[p].table
+        ev = evaluations[p]
+        t, (low, high) = ev.table, ev.book.tuning_seeds
         total = _minutes(t)
-        lines.append(f"- `{p}`: {len(t)} runs in runs.csv, {total:.0f} core-minutes of training summed over runs "
-                     f"(calibration included): at least {total / jobs / 60:.1f} h of wall time at {jobs} runs at once")
+        heads = [headline(per).used for per in ev.claims if headline(per).version.measure is None]
+        used = _minutes(pd.concat(heads)) if heads else 0.0
+        seeds = pd.to_numeric(t["seed"], errors="coerce") if len(t) else pd.Series(dtype=float)
+        tuning = _minutes(t[seeds.between(low, high)])
+        lines.append(f"- `{p}`: {len(t)} runs in runs.csv, {total:.0f} core-minutes of training summed over runs, "
+                     f"at least {total / jobs / 60:.1f} h of wall time at {jobs} runs at once; of them the headline "
+                     f"verdicts' runs {used:.0f} and the tuning seeds' (calibration and pilots, every regime tried) "
+                     f"{tuning:.0f}: reproducing the headlines afresh takes at least "
+                     f"{(used + tuning) / jobs / 60:.1f} h")
     return "\n".join(lines) + "\n"
 
 

@@ -45,6 +45,9 @@ def test_each_version_since_v3_is_a_row_with_its_verdict_guards_pilot_and_traini
     assert f"`quick`: {len(table)} runs in runs.csv, {minutes:.0f} core-minutes" in text
     assert f"at least {minutes / 4 / 60:.1f} h of wall time at 4 runs at once" in \
         (history.main([str(out), "--claims", "sigmoid", "--jobs", "4"]) == 0 and capsys.readouterr().out)
+    tuning = table[table["seed"].between(9000, 9999)]
+    assert f"the tuning seeds' (calibration and pilots, every regime tried) " \
+           f"{(tuning['train_s'] * tuning['threads']).sum() / 60:.0f}:" in text
 
 
 @pytest.mark.parametrize("argv, why", [
